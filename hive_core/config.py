@@ -1,0 +1,71 @@
+"""Constants of the hive, each overridable, none hard-coded at its point of use.
+
+Every default lives here once. Callers take a value from :data:`DEFAULTS` (or a
+:class:`CoreSettings` they built) instead of repeating a literal, so a deployment can tune the
+hive with ``AMPLIHACK_*`` environment variables without touching code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+DEFAULT_REPLICATION_FACTOR = 3
+DEFAULT_QUERY_FANOUT = 5
+VIRTUAL_NODES_PER_AGENT = 64
+KUZU_BUFFER_POOL_SIZE = 256 * 1024 * 1024
+KUZU_MAX_DB_SIZE = 1024 * 1024 * 1024
+DEFAULT_SEARCH_TIMEOUT = 2.0
+DEFAULT_STORE_TIMEOUT = 5.0
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+ESCALATION_CONFIDENCE = 0.9
+RRF_K = 60
+BLOOM_FALSE_POSITIVE_RATE = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """Tunable numbers of the memory. ``from_env`` applies ``AMPLIHACK_<FIELD>`` overrides."""
+
+    replication_factor: int = DEFAULT_REPLICATION_FACTOR
+    query_fanout: int = DEFAULT_QUERY_FANOUT
+    virtual_nodes: int = VIRTUAL_NODES_PER_AGENT
+    kuzu_buffer_pool_size: int = KUZU_BUFFER_POOL_SIZE
+    kuzu_max_db_size: int = KUZU_MAX_DB_SIZE
+    search_timeout: float = DEFAULT_SEARCH_TIMEOUT
+    store_timeout: float = DEFAULT_STORE_TIMEOUT
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    escalation_confidence: float = ESCALATION_CONFIDENCE
+    rrf_k: int = RRF_K
+    bloom_false_positive_rate: float = BLOOM_FALSE_POSITIVE_RATE
+    # BM25 parameters. The reference collection size and document length are fixed numbers,
+    # not live statistics, so that a score computed on any shard, at any hive size, is the
+    # same number (see hive_core.scoring).
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.5
+    bm25_avgdl: float = 12.0
+    bm25_reference_docs: int = 1_000_000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> CoreSettings:
+        """Defaults overridden by ``AMPLIHACK_<UPPER_FIELD_NAME>`` variables."""
+        env = os.environ if environ is None else environ
+        base = cls()
+        changes: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"AMPLIHACK_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = type(getattr(base, f.name))
+            try:
+                changes[f.name] = kind(raw)
+            except ValueError as exc:
+                from hive_core.errors import ConfigError
+
+                raise ConfigError(
+                    f"AMPLIHACK_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from exc
+        return replace(base, **changes) if changes else base
+
+
+DEFAULTS = CoreSettings()

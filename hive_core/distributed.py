@@ -1,0 +1,236 @@
+"""DistributedHiveGraph: the HiveGraph on a consistent-hash ring of agent shards.
+
+Composition root of the memory: a :class:`~hive_core.ring.HashRing` decides owners,
+:mod:`~hive_core.placement` turns facts into per-shard records, every cross-shard request is
+an envelope on a :class:`~hive_core.transports.base.ShardTransport` (the in-process
+``LocalEventBus`` by default), and :mod:`~hive_core.search` ranks exactly like one big memory
+while asking at most ``query_fanout`` shards.
+
+Failure handling: every request has a deadline; a shard that fails or times out is listed in
+``SearchResult.shards_failed`` (``partial=True``) and is avoided as a replica for a short
+while (a suspicion, as in SWIM) so later questions route around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hive_core.config import DEFAULTS, CoreSettings
+from hive_core.errors import ConfigError, TransportError
+from hive_core.facts import HiveEdge, HiveFact
+from hive_core.graph import BaseHiveGraph
+from hive_core.messages import MessageType
+from hive_core.placement import handoff, place, split_batches
+from hive_core.ring import HashRing
+from hive_core.scoring import Bm25
+from hive_core.search import SearchResult, ranked_search, route_terms
+from hive_core.shard_client import Call, ShardClient
+from hive_core.shard_server import ShardServer
+from hive_core.store.base import ShardStore, StoreRecord
+from hive_core.store.memory import MemoryShardStore
+from hive_core.text import query_terms, term_counts
+from hive_core.transports.base import ShardTransport
+from hive_core.transports.local import LocalEventBus
+
+StoreFactory = Callable[[str], ShardStore]
+SUSPECT_SECONDS = 5.0
+RECORDS_PER_MESSAGE = 2000
+
+
+class DistributedHiveGraph(BaseHiveGraph):
+    """Facts placed on RF ring owners; questions routed to <= ``query_fanout`` shards."""
+
+    def __init__(
+        self,
+        hive_id: str = "hive",
+        replication_factor: int | None = None,
+        query_fanout: int | None = None,
+        shard_backend: str = "memory",
+        storage_path: str | Path | None = None,
+        transport: ShardTransport | None = None,
+        *,
+        settings: CoreSettings = DEFAULTS,
+        search_timeout: float | None = None,
+        store_factory: StoreFactory | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if replication_factor is not None:
+            changes["replication_factor"] = replication_factor
+        if query_fanout is not None:
+            changes["query_fanout"] = query_fanout
+        if search_timeout is not None:
+            changes["search_timeout"] = search_timeout
+        settings = replace(settings, **changes) if changes else settings
+        if settings.replication_factor < 1 or settings.query_fanout < 1:
+            raise ConfigError("replication_factor and query_fanout must be >= 1")
+        super().__init__(hive_id, settings)
+        self.bm25 = Bm25.from_settings(settings)
+        self.ring = HashRing(virtual_nodes=settings.virtual_nodes,
+                             replication_factor=settings.replication_factor)
+        self._owns_transport = transport is None
+        self.transport: ShardTransport = transport or LocalEventBus()
+        self._servers: dict[str, ShardServer] = {}
+        self._suspects: dict[str, float] = {}
+        self.write_failures: list[str] = []
+        self._make_store = store_factory or self._backend_factory(shard_backend, storage_path)
+        self._client = ShardClient(hive_id, self.transport, sender=f"{hive_id}/client",
+                                   local=self._servers, timeout=settings.search_timeout)
+
+    def _backend_factory(self, backend: str, storage_path: str | Path | None) -> StoreFactory:
+        if backend == "memory":
+            return lambda agent_id: MemoryShardStore(agent_id, bm25=self.bm25)
+        if backend == "kuzu":
+            if storage_path is None:
+                raise ConfigError("shard_backend='kuzu' needs a storage_path")
+            from hive_core.store.kuzu import kuzu_store_factory
+
+            return kuzu_store_factory(Path(storage_path), self.settings, self.bm25,
+                                      shard_count=lambda: len(self._servers) + 1)
+        raise ConfigError(f"unknown shard_backend {backend!r}: use 'memory' or 'kuzu'")
+
+    # -- membership ---------------------------------------------------------------------------
+    def register_agent(self, agent_id: str, domain: str = "", trust: float = 1.0) -> None:
+        super().register_agent(agent_id, domain, trust)
+        server = ShardServer(agent_id, self._make_store(agent_id))
+        self._servers[agent_id] = server
+        self.transport.bind(agent_id, server.handle)
+        old = self.ring.copy()
+        self.ring.add_agent(agent_id)
+        self._rebalance(old, [a for a in self._servers if a != agent_id])
+
+    def unregister_agent(self, agent_id: str) -> None:
+        super().unregister_agent(agent_id)
+        old = self.ring.copy()
+        self.ring.remove_agent(agent_id)
+        self._rebalance(old, list(self._servers))
+        self.transport.unbind(agent_id)
+        self._servers.pop(agent_id).store.close()
+
+    def _rebalance(self, old: HashRing, holders: Sequence[str]) -> None:
+        """Each holder hands the roles it no longer (solely) owns to their new owners."""
+        for holder in holders:
+            server = self._servers[holder]
+            sends, drops = handoff(server.store.records(), holder, old, self.ring)
+            client = self.client_for(holder)
+            self._send_records(client, sends)
+            for d in drops:
+                server.store.drop(d.fact_id, d.terms, d.primary)
+
+    def _send_records(self, client: ShardClient, batches: dict[str, list[StoreRecord]]) -> None:
+        calls: list[dict[str, Call]] = []
+        for agent, records in batches.items():
+            for i, chunk in enumerate(split_batches(records, RECORDS_PER_MESSAGE)):
+                while len(calls) <= i:
+                    calls.append({})
+                calls[i][agent] = (MessageType.SHARD_STORE,
+                                   {"records": [r.to_wire() for r in chunk]})
+        failed: set[str] = set()
+        for round_calls in calls:
+            results = client.call_many(round_calls, timeout=self.settings.store_timeout)
+            failed.update(a for a, r in results.items() if isinstance(r, TransportError))
+        if failed:
+            self.write_failures.extend(sorted(failed))
+            self._suspect(failed)
+            raise TransportError(f"store failed on shard(s) {', '.join(sorted(failed))}")
+
+    def client_for(self, agent_id: str | None) -> ShardClient:
+        if agent_id is None or agent_id not in self._servers:
+            return self._client
+        return ShardClient(self.hive_id, self.transport, sender=agent_id, local=self._servers,
+                           timeout=self.settings.search_timeout)
+
+    def _suspect(self, agents: Sequence[str] | set[str]) -> None:
+        until = time.monotonic() + SUSPECT_SECONDS
+        for agent in agents:
+            self._suspects[agent] = until
+
+    def _avoid(self) -> frozenset[str]:
+        now = time.monotonic()
+        return frozenset(a for a, until in self._suspects.items() if until > now)
+
+    # -- facts --------------------------------------------------------------------------------
+    def _store(self, facts: Sequence[HiveFact]) -> None:
+        if not self._servers:
+            raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
+        self._send_records(self._client, place(facts, self.ring))
+
+    def search(
+        self, query: str, limit: int = 10, asking_agent: str | None = None
+    ) -> SearchResult:
+        terms = query_terms(query, self.settings.query_fanout)
+        route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
+                            avoid=self._avoid())
+        client = self.client_for(asking_agent)
+        result = ranked_search(route, client.stats, client.score, self.bm25, limit)
+        if result.shards_failed:
+            self._suspect(result.shards_failed)
+        return result
+
+    def route_query(self, query: str) -> list[str]:
+        terms = query_terms(query, self.settings.query_fanout)
+        return sorted(set(route_terms(terms, self.ring.get_agents, avoid=self._avoid()).values()))
+
+    def _ask_owners(self, key: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        owners = self.ring.get_agents(key)
+        results = self._client.call_many({o: (MessageType.SHARD_QUERY, payload) for o in owners})
+        return [r for r in results.values() if not isinstance(r, TransportError)]
+
+    def get_fact(self, fact_id: str) -> HiveFact | None:
+        for res in self._ask_owners(fact_id, {"op": "get", "fact_id": fact_id}):
+            if res["fact"] is not None:
+                return HiveFact.from_dict(res["fact"])
+        return None
+
+    def retract_fact(self, fact_id: str) -> bool:
+        fact = self.get_fact(fact_id)
+        if fact is None:
+            return False
+        holders = set(self.ring.get_agents(fact_id))
+        for term in term_counts(fact.content):
+            holders.update(self.ring.get_agents(term))
+        calls = {h: (MessageType.SHARD_DELETE, {"retract": [fact_id]}) for h in holders}
+        results = self._client.call_many(calls, timeout=self.settings.store_timeout)
+        failed = sorted(h for h, r in results.items() if isinstance(r, TransportError))
+        if failed:
+            raise TransportError(f"retract of {fact_id} failed on shard(s) {', '.join(failed)}")
+        return True
+
+    def add_edge(self, edge: HiveEdge) -> None:
+        holders = set(self.ring.get_agents(edge.source_id))
+        holders.update(self.ring.get_agents(edge.target_id))
+        calls = {h: (MessageType.SHARD_STORE, {"edges": [edge.to_dict()]}) for h in holders}
+        results = self._client.call_many(calls, timeout=self.settings.store_timeout)
+        failed = sorted(h for h, r in results.items() if isinstance(r, TransportError))
+        if failed:
+            raise TransportError(f"edge store failed on shard(s) {', '.join(failed)}")
+
+    def get_edges(self, fact_id: str) -> list[HiveEdge]:
+        edges: dict[tuple[str, str, str], HiveEdge] = {}
+        for res in self._ask_owners(fact_id, {"op": "edges", "fact_id": fact_id}):
+            for data in res["edges"]:
+                edge = HiveEdge.from_dict(data)
+                edges.setdefault(edge.key, edge)
+        return [edges[k] for k in sorted(edges)]
+
+    def _shard_counts(self) -> dict[str, int]:
+        calls = {a: (MessageType.SHARD_QUERY, {"op": "count"}) for a in self._servers}
+        out = {}
+        for agent, res in self._client.call_many(calls).items():
+            out[agent] = -1 if isinstance(res, TransportError) else int(res["count"])
+        return out
+
+    def shard_store(self, agent_id: str) -> ShardStore:
+        """The store behind one agent's shard (for inspection in tests and benchmarks)."""
+        return self._servers[agent_id].store
+
+    def close(self) -> None:
+        for agent_id, server in list(self._servers.items()):
+            self.transport.unbind(agent_id)
+            server.store.close()
+        self._servers.clear()
+        if self._owns_transport:
+            self.transport.close()

@@ -1,0 +1,66 @@
+"""The one exception tree of amplihack-hive.
+
+Every error the hive raises on purpose descends from :class:`HiveError`, so callers (and the
+CLI, which maps each class to one line and an exit code) can catch by meaning, not by module::
+
+    HiveError
+    ├── ConfigError            bad or missing configuration (a user can fix it)
+    ├── HiveNotFound           no hive of that name
+    ├── AgentError             an agent is unknown, duplicated or not running
+    ├── TransportError         a message could not travel
+    │   ├── DeadlineExceeded   no reply before the request's deadline
+    │   ├── ConnectionLost     the link to a peer or broker went away
+    │   └── MessageRejected    a message was malformed, too large or of an unknown version
+    └── ShardError             a shard store failed
+        ├── ShardInUse         another process holds the shard's database
+        └── ShardCorrupt       the shard's files cannot be read
+
+Python's own ``KeyError``/``ValueError`` are still used where the HiveGraph API promises them
+(unknown agent, duplicate registration), because callers of the original API rely on them.
+"""
+
+from __future__ import annotations
+
+
+class HiveError(Exception):
+    """Root of every error amplihack-hive raises on purpose."""
+
+
+class ConfigError(HiveError):
+    """Configuration is invalid or incomplete."""
+
+
+class HiveNotFound(HiveError):
+    """No hive with the requested name exists."""
+
+
+class AgentError(HiveError):
+    """An agent is unknown, duplicated, or not in the state an operation needs."""
+
+
+class TransportError(HiveError):
+    """A message could not be delivered or answered."""
+
+
+class DeadlineExceeded(TransportError):
+    """No reply arrived before the request's deadline."""
+
+
+class ConnectionLost(TransportError):
+    """The connection to a peer or broker was lost."""
+
+
+class MessageRejected(TransportError):
+    """A message was malformed, too large, or of an unsupported version."""
+
+
+class ShardError(HiveError):
+    """A shard store failed."""
+
+
+class ShardInUse(ShardError):
+    """Another process holds the shard's database open."""
+
+
+class ShardCorrupt(ShardError):
+    """The shard's files cannot be read."""

@@ -1,0 +1,175 @@
+"""Routed retrieval that ranks exactly like one big memory.
+
+How a question is answered (the same code for a hive of 1 shard and of 100):
+
+1. **Terms.** :func:`hive_core.text.query_terms` picks at most ``query_fanout`` terms, most
+   specific first, from the question alone (never from hive state), so every hive size picks
+   the same terms.
+2. **Route.** Each term is served by one of its ring owners (all owners of a term hold all of
+   its postings), preferring the asking agent, then a shard already chosen. At most one shard
+   per term, so at most ``query_fanout`` shards, never all N.
+3. **Stats** (one parallel round): each chosen shard returns, per term, its exact document
+   frequency and the largest tf-part in its postings. The idf weights follow.
+4. **Score**, rarest term first: the owner of a term scores every fact in that term's postings
+   over *all* weighted terms (it holds the facts, not just ids) and returns its top ``limit``.
+   Any fact in the global top ``limit`` contains some question term and ranks at least as high
+   among that term's postings, so the union of these lists contains the global top ``limit``
+   with their exact scores. After each term, facts that contain none of the terms done so far
+   score at most ``sum(idf * max_tf_part)`` over the terms left; once the current ``limit``-th
+   score beats that bound the remaining (common) terms are skipped.
+5. **Merge**: by (-score, fact_id); replicas carry the same fact_id and score, so they vote
+   once.
+
+Scores are comparable across shards because BM25 uses only exact per-term df plus hive-wide
+constants (:mod:`hive_core.scoring`). This is the term-partitioned index of Reynolds and
+Vahdat (2003), with the documents kept beside their postings so no second hop is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hive_core.errors import TransportError
+from hive_core.facts import HiveFact
+from hive_core.scoring import Bm25
+from hive_core.store.base import ScoredFact, ShardStore, TermStats
+from hive_core.text import query_terms
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """Facts best first, with where they came from and whether anything was missing."""
+
+    facts: list[HiveFact] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    shards_queried: list[str] = field(default_factory=list)
+    shards_failed: list[str] = field(default_factory=list)
+    partial: bool = False
+    terms: list[str] = field(default_factory=list)
+
+    def scored(self) -> list[ScoredFact]:
+        return [ScoredFact(f, s) for f, s in zip(self.facts, self.scores, strict=True)]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "facts": [f.to_dict() for f in self.facts],
+            "scores": list(self.scores),
+            "shards_queried": list(self.shards_queried),
+            "shards_failed": list(self.shards_failed),
+            "partial": self.partial,
+            "terms": list(self.terms),
+        }
+
+
+StatsCall = Callable[[Mapping[str, Sequence[str]]], tuple[dict[str, TermStats], dict[str, str]]]
+ScoreCall = Callable[[str, Sequence[str], Mapping[str, float], int], list[ScoredFact]]
+
+
+def route_terms(
+    terms: Sequence[str],
+    owners_of: Callable[[str], Sequence[str]],
+    prefer: str | None = None,
+    avoid: frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """term -> shard: one owner per term, the asker first, then shards already chosen.
+
+    ``avoid`` (suspected-dead shards) is used only when a term has another owner.
+    """
+    chosen: dict[str, str] = {}
+    used: list[str] = []
+    for term in terms:
+        owners = list(owners_of(term))
+        if not owners:
+            continue
+        healthy = [o for o in owners if o not in avoid] or owners
+        if prefer is not None and prefer in healthy:
+            pick = prefer
+        else:
+            pick = next((o for o in healthy if o in used), healthy[0])
+        chosen[term] = pick
+        if pick not in used:
+            used.append(pick)
+    return chosen
+
+
+def ranked_search(
+    route: Mapping[str, str],
+    stats_call: StatsCall,
+    score_call: ScoreCall,
+    bm25: Bm25,
+    limit: int,
+) -> SearchResult:
+    """Steps 3-5 above over ``route`` (term -> shard). Transport failures make it partial."""
+    result = SearchResult(terms=list(route))
+    if not route or limit <= 0:
+        return result
+    by_shard: dict[str, list[str]] = {}
+    for term, shard in route.items():
+        by_shard.setdefault(shard, []).append(term)
+    result.shards_queried = list(by_shard)
+    stats, failures = stats_call(by_shard)
+    failed: dict[str, str] = dict(failures)
+
+    weights = {t: bm25.idf(s.df) for t, s in stats.items() if s.df > 0}
+    bounds = {t: weights[t] * stats[t].max_tf_part for t in weights}
+    remaining = sorted(weights, key=lambda t: (stats[t].df, t))
+    best: dict[str, ScoredFact] = {}
+
+    def kth_score() -> float:
+        if len(best) < limit:
+            return -1.0
+        return sorted((sf.score for sf in best.values()), reverse=True)[limit - 1]
+
+    while remaining:
+        if kth_score() > sum(bounds[t] for t in remaining):
+            break
+        shard = route[remaining[0]]
+        batch = [t for t in remaining if route[t] == shard]
+        remaining = [t for t in remaining if route[t] != shard]
+        try:
+            hits = score_call(shard, batch, weights, limit)
+        except TransportError as exc:
+            failed[shard] = str(exc) or type(exc).__name__
+            continue
+        for hit in hits:
+            best.setdefault(hit.fact.fact_id, hit)
+
+    ordered = sorted(best.values(), key=lambda sf: (-sf.score, sf.fact.fact_id))[:limit]
+    result.facts = [sf.fact for sf in ordered]
+    result.scores = [sf.score for sf in ordered]
+    result.shards_failed = sorted(failed)
+    result.partial = bool(failed)
+    return result
+
+
+def search_single_store(
+    store: ShardStore, query: str, limit: int, max_terms: int | None = None
+) -> SearchResult:
+    """The engine with one shard holding every term: what "one big memory" answers."""
+    from hive_core.config import DEFAULTS
+
+    bm25 = getattr(store, "bm25", None) or Bm25.from_settings()
+    terms = query_terms(query, max_terms or DEFAULTS.query_fanout)
+    name = getattr(store, "agent_id", "") or "local"
+    route = dict.fromkeys(terms, name)
+
+    def stats_call(by_shard: Mapping[str, Sequence[str]]) -> tuple[dict[str, TermStats], dict]:
+        return store.term_stats(by_shard[name]), {}
+
+    def score_call(_s: str, terms_: Sequence[str], w: Mapping[str, float], k: int):
+        return store.score(terms_, w, k)
+
+    return ranked_search(route, stats_call, score_call, bm25, limit)
+
+
+def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:
+    """Reciprocal Rank Fusion (Cormack et al. 2009): sum of 1/(k + rank), dedup by fact_id."""
+    scores: dict[str, float] = {}
+    facts: dict[str, HiveFact] = {}
+    for ranking in rankings:
+        for rank, fact in enumerate(ranking, start=1):
+            scores[fact.fact_id] = scores.get(fact.fact_id, 0.0) + 1.0 / (k + rank)
+            facts.setdefault(fact.fact_id, fact)
+    order = sorted(scores, key=lambda fid: (-scores[fid], fid))[:limit]
+    return [facts[fid] for fid in order]

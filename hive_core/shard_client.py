@@ -1,0 +1,103 @@
+"""Asking shards: envelopes out, plain results back, failures kept per shard.
+
+Requests to the asking agent's own shard bypass the transport (a direct call), everything
+else travels as a message with a deadline. A shard that fails is reported by name, never
+dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hive_core.errors import TransportError
+from hive_core.facts import HiveFact
+from hive_core.messages import Envelope, MessageType
+from hive_core.shard_server import ShardServer
+from hive_core.store.base import ScoredFact, TermStats
+from hive_core.transports.base import ShardTransport, check_reply
+
+Call = tuple[MessageType, dict[str, Any]]
+
+
+class ShardClient:
+    """Scatter/gather over shards for one sender (an agent, or the hive itself)."""
+
+    def __init__(
+        self,
+        hive_id: str,
+        transport: ShardTransport,
+        *,
+        sender: str,
+        local: Mapping[str, ShardServer] | None = None,
+        timeout: float,
+    ) -> None:
+        self.hive_id = hive_id
+        self.transport = transport
+        self.sender = sender
+        self.local = local if local is not None else {}
+        self.timeout = timeout
+
+    def call_many(
+        self, calls: Mapping[str, Call], timeout: float | None = None
+    ) -> dict[str, dict[str, Any] | TransportError]:
+        """One call per shard; each result is the reply payload or the error it met."""
+        out: dict[str, dict[str, Any] | TransportError] = {}
+        remote: list[Envelope] = []
+        for shard, (kind, payload) in calls.items():
+            server = self.local.get(shard) if shard == self.sender else None
+            if server is not None:
+                out[shard] = self._direct(server, kind, payload)
+            else:
+                remote.append(Envelope(kind, self.hive_id, self.sender, shard, payload))
+        if remote:
+            replies = self.transport.request(remote, timeout or self.timeout)
+            for env, reply in zip(remote, replies, strict=True):
+                try:
+                    out[env.target] = check_reply(reply).payload
+                except TransportError as exc:
+                    out[env.target] = exc
+        return out
+
+    @staticmethod
+    def _direct(server: ShardServer, kind: MessageType, payload: dict[str, Any]):
+        try:
+            if kind == MessageType.SHARD_QUERY:
+                return server.query(payload)
+            if kind == MessageType.SHARD_STORE:
+                return server.store_payload(payload)
+            return server.delete_payload(payload)
+        except TransportError as exc:
+            return exc
+        except Exception as exc:  # same contract as a remote ERROR reply
+            return TransportError(f"{server.agent_id}: {type(exc).__name__}: {exc}")
+
+    def call(self, shard: str, kind: MessageType, payload: dict[str, Any]) -> dict[str, Any]:
+        result = self.call_many({shard: (kind, payload)})[shard]
+        if isinstance(result, TransportError):
+            raise result
+        return result
+
+    # -- the two calls of ranked_search ------------------------------------------------------
+    def stats(
+        self, by_shard: Mapping[str, Sequence[str]]
+    ) -> tuple[dict[str, TermStats], dict[str, str]]:
+        calls = {s: (MessageType.SHARD_QUERY, {"op": "stats", "terms": list(t)})
+                 for s, t in by_shard.items()}
+        stats: dict[str, TermStats] = {}
+        failed: dict[str, str] = {}
+        for shard, res in self.call_many(calls).items():
+            if isinstance(res, TransportError):
+                failed[shard] = str(res) or type(res).__name__
+                continue
+            for term, (df, max_part) in res["stats"].items():
+                stats[term] = TermStats(int(df), float(max_part))
+        return stats, failed
+
+    def score(
+        self, shard: str, terms: Sequence[str], weights: Mapping[str, float], limit: int
+    ) -> list[ScoredFact]:
+        res = self.call(shard, MessageType.SHARD_QUERY,
+                        {"op": "score", "terms": list(terms), "weights": dict(weights),
+                         "limit": limit})
+        return [ScoredFact(HiveFact.from_dict(f), float(s)) for f, s in res["hits"]]

@@ -1,0 +1,70 @@
+"""Serving a shard: turns wire messages into ShardStore calls and back.
+
+One ``ShardServer`` per agent; its ``handle`` is what an agent binds on its transport. Every
+reply is plain data. Handling is idempotent (stores merge by fact_id, retractions are
+tombstones), so a redelivered message never duplicates a fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hive_core.facts import HiveEdge
+from hive_core.messages import Envelope, MessageType
+from hive_core.store.base import ShardStore, StoreRecord
+
+
+class ShardServer:
+    """Handles SHARD_QUERY / SHARD_STORE / SHARD_DELETE for one agent's store."""
+
+    def __init__(self, agent_id: str, store: ShardStore) -> None:
+        self.agent_id = agent_id
+        self.store = store
+
+    def handle(self, env: Envelope) -> Envelope | None:
+        if env.type == MessageType.SHARD_QUERY:
+            return env.reply(self.query(env.payload))
+        if env.type == MessageType.SHARD_STORE:
+            return env.reply(self.store_payload(env.payload))
+        if env.type == MessageType.SHARD_DELETE:
+            return env.reply(self.delete_payload(env.payload))
+        return env.error(f"{self.agent_id} does not handle {env.type}")
+
+    # The three handlers below are also called directly for the asking agent's own shard.
+    def query(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        op = p.get("op")
+        store = self.store
+        if op == "stats":
+            stats = store.term_stats(p["terms"])
+            return {"stats": {t: [s.df, s.max_tf_part] for t, s in stats.items()}}
+        if op == "score":
+            hits = store.score(p["terms"], p["weights"], int(p["limit"]))
+            return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
+        if op == "get":
+            fact = store.get(p["fact_id"])
+            return {"fact": fact.to_dict() if fact else None}
+        if op == "count":
+            return {"count": store.count(), "index_size": store.index_size()}
+        if op == "edges":
+            return {"edges": [e.to_dict() for e in store.get_edges(p["fact_id"])]}
+        if op == "records":
+            return {"records": [r.to_wire() for r in store.records()],
+                    "tombstones": list(store.tombstones())}
+        if op == "search":
+            hits = store.search(p["query"], int(p.get("limit", 10)))
+            return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
+        raise ValueError(f"unknown shard query op {op!r}")
+
+    def store_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        records = [StoreRecord.from_wire(r) for r in p.get("records", ())]
+        added = self.store.put(records) if records else 0
+        for edge in p.get("edges", ()):
+            self.store.add_edge(HiveEdge.from_dict(edge))
+        return {"added": added, "received": len(records)}
+
+    def delete_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        retracted = [fid for fid in p.get("retract", ()) if self.store.retract(fid)]
+        for d in p.get("drops", ()):
+            self.store.drop(d["fact_id"], d["terms"], bool(d["primary"]))
+        return {"retracted": retracted}

@@ -1,0 +1,123 @@
+"""The ShardStore seam: one agent's slice of the hive, in memory or on disk.
+
+A shard holds *documents* (facts) in two roles, because placement has two keys:
+
+* **primary** replicas: the fact's own ring owners (key = ``fact_id``) keep it as part of the
+  hive's authoritative fact set. ``count()`` counts these, so a hive's counts sum to
+  facts x RF.
+* **index** entries: for every term ``t`` of a fact, the ring owners of ``t`` keep the fact in
+  ``t``'s postings. This is a term-partitioned inverted index (Reynolds and Vahdat 2003): all
+  postings of a term live on the term's owners, so a question needs only the owners of its
+  few terms, and the term's document frequency there is exact.
+
+A record carries the fact as plain data plus its term counts, computed once by the placer,
+so a store never re-tokenises and the same record crosses any transport unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from hive_core.facts import HiveEdge, HiveFact
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecord:
+    """A fact as placed on one shard, with the roles that shard holds it in."""
+
+    fact: Mapping[str, Any]  # HiveFact.to_dict()
+    tf: Mapping[str, int]  # term -> count over the fact's content
+    terms: frozenset[str]  # index roles: terms whose postings on this shard include the fact
+    primary: bool  # primary role: this shard is a ring owner of the fact itself
+
+    @property
+    def fact_id(self) -> str:
+        return str(self.fact["fact_id"])
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"fact": self.fact, "tf": self.tf, "terms": sorted(self.terms),
+                "primary": self.primary}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> StoreRecord:
+        return cls(fact=data["fact"], tf=data["tf"], terms=frozenset(data["terms"]),
+                   primary=bool(data["primary"]))
+
+
+@dataclass(frozen=True, slots=True)
+class TermStats:
+    """What a term's owner knows about it: exact df and the best tf-part in its postings."""
+
+    df: int
+    max_tf_part: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredFact:
+    fact: HiveFact
+    score: float
+
+
+@runtime_checkable
+class ShardStore(Protocol):
+    """One shard. Implementations: :mod:`.memory` (tests, small hives) and :mod:`.kuzu`."""
+
+    def put(self, records: Sequence[StoreRecord]) -> int:
+        """Merge records (idempotent); returns how many new primary facts were added.
+
+        A record for a retracted (tombstoned) fact is ignored: a late, redelivered store must
+        not resurrect what was retracted.
+        """
+        ...
+
+    def get(self, fact_id: str) -> HiveFact | None: ...
+
+    def retract(self, fact_id: str) -> bool:
+        """Tombstone the fact and drop it from every posting; True if it was known here."""
+        ...
+
+    def drop(self, fact_id: str, terms: Iterable[str], primary: bool) -> None:
+        """Give up roles (after a ring change); forget the fact when no role is left."""
+        ...
+
+    def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
+        """Stats of those ``terms`` that this shard indexes and that have postings."""
+        ...
+
+    def score(
+        self, terms: Iterable[str], weights: Mapping[str, float], limit: int
+    ) -> list[ScoredFact]:
+        """Top ``limit`` facts in the postings of ``terms``, scored over all ``weights``.
+
+        Sorted by (-score, fact_id). Only facts that contain a weighted term are returned;
+        a shard never pads results with facts that do not match.
+        """
+        ...
+
+    def search(self, query: str, limit: int = 10) -> list[ScoredFact]:
+        """Ranked search over this shard alone (df and ranking as in the hive engine)."""
+        ...
+
+    def count(self) -> int:
+        """Live (not retracted) facts held in the primary role."""
+        ...
+
+    def index_size(self) -> int:
+        """Number of (term, fact) postings held."""
+        ...
+
+    def records(self) -> Iterator[StoreRecord]:
+        """Every live record with its roles (for hand-off and anti-entropy)."""
+        ...
+
+    def tombstones(self) -> Iterator[str]: ...
+
+    def add_edge(self, edge: HiveEdge) -> None: ...
+
+    def get_edges(self, fact_id: str) -> list[HiveEdge]:
+        """Edges with ``fact_id`` as source or target."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,122 @@
+"""Tokens and key terms: the one definition shared by placement, routing and search.
+
+Placement puts a fact's postings on the ring owners of its terms, the router sends a question
+to the owners of *its* terms, and shards score with the same tokens. If these three disagreed
+on what a term is, a question would be routed to a shard that does not hold its postings, so
+there is exactly one tokenizer and it lives here.
+
+The tokenizer keeps identifiers whole: ``CVE-2024-3094``, ``10.0.1.0/24``, ``$4.7M``, ``p95``,
+``v1.29`` and ``INC-2041`` are single tokens, because those are what operators ask about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+# A token: an optional currency sign, a word, then any number of (joiner, word) pairs where the
+# joiner is one of - . / : _ and both sides are alphanumeric; an optional trailing %.
+_TOKEN = re.compile(r"[$€£]?[0-9A-Za-z]+(?:[-./:_][0-9A-Za-z]+)*%?")
+
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom whose why will with would you your yours yourself
+    yourselves tell know please currently current give show list many much
+    """.split()
+)
+
+
+def _stem(word: str) -> str:
+    """A deliberately light stemmer: plural and possessive endings only, never identifiers."""
+    if not word.isalpha() or len(word) <= 3:
+        return word
+    if word.endswith("'s"):
+        word = word[:-2]
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ss", "us", "is")):
+        return word
+    if (word.endswith("es") and word[-3] in "sxz") or word.endswith(("ches", "shes")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def raw_tokens(text: str) -> list[str]:
+    """Surface tokens of ``text`` in order, original case."""
+    return _TOKEN.findall(text)
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalised terms of ``text`` in order, stopwords removed, duplicates kept."""
+    out: list[str] = []
+    for tok in _TOKEN.findall(text):
+        term = tok.lower()
+        if term in STOPWORDS:
+            continue
+        out.append(_stem(term))
+    return out
+
+
+def term_counts(text: str) -> dict[str, int]:
+    """Term frequencies of ``text`` (what a shard stores per document)."""
+    return dict(Counter(tokenize(text)))
+
+
+def key_terms(text: str) -> list[str]:
+    """Distinct terms of ``text`` in first-seen order."""
+    return list(dict.fromkeys(tokenize(text)))
+
+
+def specificity(term: str, surface: str) -> tuple[int, int]:
+    """How much a query term is likely to narrow the search, without asking any shard.
+
+    Identifiers (digits or joiners) first, then proper nouns, then long words. The rank must
+    not depend on the hive's size or contents, so that N=1 and N=100 choose the same terms.
+    """
+    if any(c.isdigit() for c in term) or any(c in "-./:_$%" for c in term):
+        rank = 3
+    elif surface[:1].isupper():
+        rank = 2
+    elif len(term) >= 7:
+        rank = 1
+    else:
+        rank = 0
+    return rank, len(term)
+
+
+def query_terms(question: str, max_terms: int) -> list[str]:
+    """The at most ``max_terms`` terms a question is searched by, most specific first.
+
+    Ties keep question order. A question's first word is capitalised by grammar, not because it
+    is a name, so it does not get the proper-noun rank.
+    """
+    seen: dict[str, tuple[int, int, int]] = {}
+    for position, surface in enumerate(_TOKEN.findall(question)):
+        term = surface.lower()
+        if term in STOPWORDS:
+            continue
+        term = _stem(term)
+        shown = surface if position > 0 else surface.lower()
+        rank, length = specificity(term, shown)
+        previous = seen.get(term)
+        if previous is None or (rank, length) > previous[:2]:
+            seen[term] = (rank, length, previous[2] if previous else position)
+    ordered = sorted(seen.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2]))
+    return [term for term, _ in ordered[:max_terms]]
+
+
+def overlap(a: Iterable[str], b: Iterable[str]) -> float:
+    """Jaccard overlap of two term collections (0 when both are empty)."""
+    sa, sb = set(a), set(b)
+    if not sa and not sb:
+        return 0.0
+    return len(sa & sb) / len(sa | sb)

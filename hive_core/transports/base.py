@@ -1,0 +1,59 @@
+"""The ShardTransport seam: how one agent's request reaches another agent's shard.
+
+Like an httpx transport, it is tiny: agents ``bind`` a handler under their id, and callers
+``request`` a batch of envelopes at once (scatter/gather) with one deadline. Every transport,
+in-process, Unix sockets, Redis Streams, cloud brokers, implements just these primitives and
+passes the same conformance suite (``tests/test_transport_conformance.py``).
+
+Contract:
+
+* ``request`` never waits past ``timeout``; it returns one item per envelope, in order: the
+  reply envelope, or a :class:`~hive_core.errors.TransportError` (``DeadlineExceeded`` for a
+  peer that did not answer in time, ``ConnectionLost`` for an unknown or unreachable peer).
+* A handler returns the reply envelope (or ``None`` for one-way messages); an exception
+  inside a handler comes back to the caller as an ``ERROR`` reply, never silently dropped.
+* A handler may be called concurrently from several threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from hive_core.errors import MessageRejected, TransportError
+from hive_core.messages import Envelope, MessageType
+
+Handler = Callable[[Envelope], Envelope | None]
+Reply = Envelope | TransportError
+
+
+@runtime_checkable
+class ShardTransport(Protocol):
+    def bind(self, agent_id: str, handler: Handler) -> None:
+        """Deliver messages addressed to ``agent_id`` to ``handler``."""
+        ...
+
+    def unbind(self, agent_id: str) -> None: ...
+
+    def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
+        """Send all ``envelopes`` concurrently; gather replies until ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def safe_handle(handler: Handler, envelope: Envelope) -> Envelope | None:
+    """Run a handler, turning its exception into an ERROR reply to the sender."""
+    try:
+        return handler(envelope)
+    except Exception as exc:  # reported to the caller, not swallowed
+        return envelope.error(f"{type(exc).__name__}: {exc}")
+
+
+def check_reply(reply: Reply) -> Envelope:
+    """The reply envelope, or raise what went wrong (transport failure or remote error)."""
+    if isinstance(reply, TransportError):
+        raise reply
+    if reply.type == MessageType.ERROR:
+        raise MessageRejected(f"{reply.sender}: {reply.payload.get('error', 'unknown error')}")
+    return reply
