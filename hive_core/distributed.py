@@ -102,7 +102,33 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.ring.add_agent(agent_id)
         self._rebalance(old, [a for a in self._servers if a != agent_id])
 
+    def add_remote_agent(self, agent_id: str, domain: str = "", trust: float = 1.0) -> None:
+        """Add a member whose shard lives in another process (reached over the transport).
+
+        Only the ring and the registry change: no local store, no hand-off. An agent process
+        builds its view of the hive this way, one local shard plus every configured peer.
+        """
+        super().register_agent(agent_id, domain, trust)
+        self.ring.add_agent(agent_id)
+
+    def add_local_agent(self, agent_id: str, store: ShardStore, domain: str = "") -> ShardServer:
+        """Add a member whose shard is ``store`` in this process, without hand-off.
+
+        Used by an agent process for its own shard (peers join with ``add_remote_agent``);
+        requests from this agent to its own shard bypass the transport.
+        """
+        super().register_agent(agent_id, domain)
+        server = ShardServer(agent_id, store)
+        self._servers[agent_id] = server
+        self.transport.bind(agent_id, server.handle)
+        self.ring.add_agent(agent_id)
+        return server
+
     def unregister_agent(self, agent_id: str) -> None:
+        if agent_id not in self._servers:
+            super().unregister_agent(agent_id)
+            self.ring.remove_agent(agent_id)
+            return
         super().unregister_agent(agent_id)
         old = self.ring.copy()
         self.ring.remove_agent(agent_id)
@@ -153,10 +179,10 @@ class DistributedHiveGraph(BaseHiveGraph):
         return frozenset(a for a, until in self._suspects.items() if until > now)
 
     # -- facts --------------------------------------------------------------------------------
-    def _store(self, facts: Sequence[HiveFact]) -> None:
-        if not self._servers:
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
+        if not len(self.ring):
             raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-        self._send_records(self._client, place(facts, self.ring))
+        self._send_records(self.client_for(via), place(facts, self.ring))
 
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None
@@ -217,7 +243,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         return [edges[k] for k in sorted(edges)]
 
     def _shard_counts(self) -> dict[str, int]:
-        calls = {a: (MessageType.SHARD_QUERY, {"op": "count"}) for a in self._servers}
+        calls = {a: (MessageType.SHARD_QUERY, {"op": "count"}) for a in sorted(self.ring.agents)}
         out = {}
         for agent, res in self._client.call_many(calls).items():
             out[agent] = -1 if isinstance(res, TransportError) else int(res["count"])

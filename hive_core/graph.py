@@ -65,7 +65,8 @@ class BaseHiveGraph(ABC):
 
     # -- storage primitives the subclasses provide ------------------------------------------
     @abstractmethod
-    def _store(self, facts: Sequence[HiveFact]) -> None: ...
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
+        """Place ``facts`` in the hive; ``via`` is the agent sending them, if any."""
 
     @abstractmethod
     def search(
@@ -137,7 +138,7 @@ class BaseHiveGraph(ABC):
             agent = self._require(agent_id)
             self._agents[agent_id] = replace(agent, fact_count=agent.fact_count + len(facts))
         stamped = [f if f.source_agent else f.with_source(agent_id) for f in facts]
-        self._store(stamped)
+        self._store(stamped, via=agent_id)
         for fact in stamped:
             if fact.confidence >= self.settings.escalation_confidence:
                 self.federation.escalate(fact)
@@ -208,7 +209,7 @@ class InMemoryHiveGraph(BaseHiveGraph):
         self.store = MemoryShardStore(self.SHARD, bm25=Bm25.from_settings(settings))
         self._ring = HashRing([self.SHARD], replication_factor=1)
 
-    def _store(self, facts: Sequence[HiveFact]) -> None:
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
         self.store.put([records_for(f, self._ring)[self.SHARD] for f in facts])
 
     def search(

@@ -1,0 +1,232 @@
+"""A hive's on-disk configuration: ``$AMPLIHACK_HOME/hives/NAME/config.yaml``.
+
+The CLI writes it, agent processes read it; this module is the one definition of its schema
+and of the hive's folder layout::
+
+    $AMPLIHACK_HOME (default ~/.amplihack)/hives/NAME/
+        config.yaml          mode 0600 (may hold a connection string)
+        data/AGENT/          the agent's shard (Kuzu) unless storage_path/kuzu_db say otherwise
+        logs/AGENT.log       everything the agent process writes
+        run/AGENT.sock       the agent's Unix socket (local transport), mode 0600
+        run/AGENT.pid        JSON: pid, create_time, started_at (a reused PID is never signalled)
+
+Writes are atomic (temp file + rename) so a failed command never leaves a half-written config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hive_core.config import DEFAULT_QUERY_FANOUT, DEFAULT_REPLICATION_FACTOR, DEFAULTS
+from hive_core.errors import ConfigError, HiveNotFound
+
+TRANSPORTS = ("local", "redis", "azure_event_hubs", "azure_service_bus")
+SHARD_BACKENDS = ("kuzu", "memory")
+NEEDS_CONNECTION_STRING = ("redis", "azure_event_hubs", "azure_service_bus")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def validate_name(kind: str, name: str) -> str:
+    """Hive and agent names become folder and file names: letters, digits, ``_ . -`` only."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ConfigError(
+            f"invalid {kind} name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def amplihack_home() -> Path:
+    return Path(os.environ.get("AMPLIHACK_HOME") or Path.home() / ".amplihack")
+
+
+def hives_root() -> Path:
+    return amplihack_home() / "hives"
+
+
+def hive_dir(name: str) -> Path:
+    return hives_root() / validate_name("hive", name)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    name: str
+    prompt: str = ""
+    kuzu_db: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_name("agent", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class HiveConfig:
+    name: str
+    transport: str = "local"
+    connection_string: str | None = None
+    storage_path: str | None = None
+    shard_backend: str = "kuzu"
+    replication_factor: int = DEFAULT_REPLICATION_FACTOR
+    query_fanout: int = DEFAULT_QUERY_FANOUT
+    search_timeout: float = DEFAULTS.search_timeout
+    agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        validate_name("hive", self.name)
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(
+                f"unknown transport {self.transport!r}: choose one of {', '.join(TRANSPORTS)}"
+            )
+        if self.transport in NEEDS_CONNECTION_STRING and not self.connection_string:
+            raise ConfigError(
+                f"transport {self.transport!r} needs a connection string (--connection-string)"
+            )
+        if self.shard_backend not in SHARD_BACKENDS:
+            raise ConfigError(
+                f"unknown shard backend {self.shard_backend!r}: choose kuzu or memory"
+            )
+        if not 1 <= int(self.replication_factor) <= 16:
+            raise ConfigError("replication_factor must be between 1 and 16")
+        if not 1 <= int(self.query_fanout) <= 64:
+            raise ConfigError("query_fanout must be between 1 and 64")
+        if not float(self.search_timeout) > 0:
+            raise ConfigError("search_timeout must be > 0 seconds")
+        names = [a.name for a in self.agents]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"duplicate agent name(s): {', '.join(dupes)}")
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def directory(self) -> Path:
+        return hive_dir(self.name)
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "config.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage_path) if self.storage_path else self.directory / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.directory / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.directory / "run"
+
+    def agent(self, name: str) -> AgentConfig:
+        for a in self.agents:
+            if a.name == name:
+                return a
+        raise ConfigError(f"hive {self.name!r} has no agent {name!r}")
+
+    def shard_path(self, agent: str) -> Path:
+        override = self.agent(agent).kuzu_db
+        return Path(override) if override else self.data_dir / agent
+
+    def agent_names(self) -> list[str]:
+        return [a.name for a in self.agents]
+
+    # -- changes ------------------------------------------------------------------------------
+    def with_agent(self, agent: AgentConfig) -> HiveConfig:
+        if agent.name in self.agent_names():
+            raise ConfigError(f"agent {agent.name!r} already exists in hive {self.name!r}")
+        return replace(self, agents=(*self.agents, agent))
+
+    def without_agent(self, name: str) -> HiveConfig:
+        self.agent(name)
+        return replace(self, agents=tuple(a for a in self.agents if a.name != name))
+
+    # -- YAML -----------------------------------------------------------------------------------
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data["agents"] = [asdict(a) for a in self.agents]
+        if redact and data.get("connection_string"):
+            data["connection_string"] = redact_secret(data["connection_string"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HiveConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("config must be a YAML mapping")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        agents_raw = data.get("agents") or []
+        if not isinstance(agents_raw, list):
+            raise ConfigError("'agents' must be a list")
+        try:
+            agents = tuple(
+                AgentConfig(**a) if isinstance(a, dict) else AgentConfig(name=str(a))
+                for a in agents_raw
+            )
+            return cls(**{**data, "agents": agents})
+        except TypeError as exc:
+            raise ConfigError(f"invalid config: {exc}") from exc
+
+    def save(self) -> Path:
+        """Atomically write config.yaml with mode 0600."""
+        path = self.config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, name: str) -> HiveConfig:
+        path = hive_dir(name) / "config.yaml"
+        if not path.exists():
+            raise HiveNotFound(f"no hive named {name!r} (looked in {path.parent})")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from exc
+        cfg = cls.from_dict(data)
+        if cfg.name != name:
+            raise ConfigError(f"{path} names hive {cfg.name!r}, expected {name!r}")
+        return cfg
+
+    def with_env_overrides(self, environ: dict[str, str] | None = None) -> HiveConfig:
+        """Apply AMPLIHACK_MEMORY_* overrides (what an agent process honours)."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        if env.get("AMPLIHACK_MEMORY_TRANSPORT"):
+            changes["transport"] = env["AMPLIHACK_MEMORY_TRANSPORT"]
+        if env.get("AMPLIHACK_MEMORY_CONNECTION_STRING"):
+            changes["connection_string"] = env["AMPLIHACK_MEMORY_CONNECTION_STRING"]
+        if env.get("AMPLIHACK_MEMORY_STORAGE_PATH"):
+            changes["storage_path"] = env["AMPLIHACK_MEMORY_STORAGE_PATH"]
+        if env.get("AMPLIHACK_MEMORY_SEARCH_TIMEOUT"):
+            try:
+                changes["search_timeout"] = float(env["AMPLIHACK_MEMORY_SEARCH_TIMEOUT"])
+            except ValueError as exc:
+                raise ConfigError("AMPLIHACK_MEMORY_SEARCH_TIMEOUT must be a number") from exc
+        return replace(self, **changes) if changes else self
+
+
+_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
+_SECRET_KV = re.compile(r"(?P<key>(?:SharedAccessKey|AccountKey|password|pwd)=)[^;]+", re.I)
+
+
+def redact_secret(value: str) -> str:
+    """A connection string with passwords and keys replaced by ``***``."""
+    out = _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", value)
+    return _SECRET_KV.sub(lambda m: f"{m.group('key')}***", out)
