@@ -1,0 +1,217 @@
+"""What the commands do, minus argument parsing and printing (those live in app/render).
+
+Each function takes a loaded :class:`~hive_core.hive_config.HiveConfig` (or a name), performs
+one operation and returns plain data for the renderer, raising a :mod:`hive_cli.errors` or
+:mod:`hive_core.errors` exception with a one-line message when it cannot.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hive_cli import supervisor
+from hive_cli.agent_link import AgentLink, describe
+from hive_cli.errors import CliFailure
+from hive_cli.lifecycle import AgentState, probe, select_agents
+from hive_cli.transport_factory import open_transport
+from hive_core.errors import HiveError
+from hive_core.hive_config import HiveConfig, hive_dir, hives_root
+
+LEARN_BATCH = 50
+FOLLOW_POLL_S = 0.2
+
+
+@contextmanager
+def connected(config: HiveConfig) -> Iterator[AgentLink]:
+    transport = open_transport(config)
+    try:
+        yield AgentLink(config.name, transport)
+    finally:
+        transport.close()
+
+
+def live_agents(config: HiveConfig) -> list[str]:
+    """Agents whose process is alive (PID and start time match); no messages sent."""
+    return [a for a in config.agent_names()
+            if supervisor.live_process(supervisor.read_pid(config, a)) is not None]
+
+
+def require_stopped(config: HiveConfig, agents: Sequence[str], action: str) -> None:
+    live = [a for a in agents if a in live_agents(config)]
+    if live:
+        raise CliFailure(f"cannot {action}: agent(s) {', '.join(live)} of hive {config.name!r} "
+                         "are running; stop them first")
+
+
+def running_states(config: HiveConfig, link: AgentLink, agents: Sequence[str]
+                   ) -> list[AgentState]:
+    return [s for s in probe(config, link, agents) if s.status == "running"]
+
+
+# -- list / delete ---------------------------------------------------------------------------
+def list_hives() -> list[dict[str, Any]]:
+    root = hives_root()
+    rows: list[dict[str, Any]] = []
+    if not root.is_dir():
+        return rows
+    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()):
+        try:
+            cfg = HiveConfig.load(folder.name)
+        except HiveError as exc:
+            rows.append({"name": folder.name, "transport": None, "agents": None,
+                         "running": None, "error": describe(exc)})
+            continue
+        rows.append({"name": cfg.name, "transport": cfg.transport, "agents": len(cfg.agents),
+                     "running": len(live_agents(cfg)), "error": None})
+    return rows
+
+
+def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
+    """Remove config, logs and run files; shard data too with ``purge_data``."""
+    require_stopped(config, config.agent_names(), f"delete hive {config.name!r}")
+    removed: list[str] = []
+    if purge_data:
+        for agent in config.agent_names():
+            removed.extend(_remove_shard(config.shard_path(agent)))
+        if config.storage_path is None:
+            removed.extend(_remove_tree(config.data_dir))
+    for path in (config.logs_dir, config.run_dir):
+        removed.extend(_remove_tree(path))
+    config.config_path.unlink()
+    removed.append(str(config.config_path))
+    folder = hive_dir(config.name)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    kept = None if purge_data else str(config.data_dir)
+    return {"hive": config.name, "deleted": True, "purged_data": purge_data,
+            "kept_data": kept, "removed": removed}
+
+
+def _remove_tree(path: Path) -> list[str]:
+    if path.is_dir():
+        shutil.rmtree(path)
+        return [str(path)]
+    return []
+
+
+def _remove_shard(path: Path) -> list[str]:
+    """A shard is a Kuzu database file or folder plus its sidecar files (``.wal`` ...)."""
+    out = _remove_tree(path)
+    if path.is_file():
+        path.unlink()
+        out.append(str(path))
+    for sidecar in path.parent.glob(path.name + ".*") if path.parent.is_dir() else ():
+        if sidecar.is_file():
+            sidecar.unlink()
+            out.append(str(sidecar))
+    return out
+
+
+# -- learn / ask -----------------------------------------------------------------------------
+def learn(
+    link: AgentLink,
+    per_agent: dict[str, list[str]],
+    timeout: float,
+    advance: Callable[[int], None],
+    batch: int = LEARN_BATCH,
+) -> dict[str, Any]:
+    """Send each agent its turns, ``batch`` per LEARN message, all agents concurrently."""
+    t0 = time.monotonic()
+    total = sum(len(t) for t in per_agent.values())
+    facts: dict[str, int] = dict.fromkeys(per_agent, 0)
+    failed: set[str] = set()
+    done = 0
+    offset = 0
+    while True:
+        round_batches = {a: t[offset:offset + batch] for a, t in per_agent.items()
+                         if t[offset:offset + batch]}
+        if not round_batches:
+            break
+        for agent, result in link.learn(round_batches, timeout).items():
+            if isinstance(result, HiveError):
+                raise CliFailure(f"learning stopped after {done} of {total} turns: agent "
+                                 f"{agent}: {describe(result)}")
+            facts[agent] += int(result["facts"])
+            failed.update(str(s) for s in result.get("failed_shards") or ())
+            done += len(round_batches[agent])
+            advance(len(round_batches[agent]))
+        offset += batch
+    return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
+            "per_agent": facts, "failed_shards": sorted(failed),
+            "seconds": round(time.monotonic() - t0, 3)}
+
+
+def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
+        ) -> dict[str, Any]:
+    reply = link.ask(agent, question, limit, timeout)
+    keys = ("question", "agent", "answer", "facts", "shards_queried", "shards_failed", "partial")
+    missing = [k for k in keys if k not in reply]
+    if missing:
+        raise CliFailure(f"agent {agent} sent an incomplete answer (missing {', '.join(missing)})")
+    doc = {k: reply[k] for k in keys}
+    doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "score")}
+                    for f in reply["facts"]]
+    return doc
+
+
+def pick_agent(config: HiveConfig, link: AgentLink, wanted: str | None) -> str:
+    """The agent that answers: ``wanted`` (must be running) or the first running one."""
+    agents = select_agents(config, [wanted] if wanted else None)
+    running = running_states(config, link, agents)
+    if not running:
+        who = f"agent {wanted!r}" if wanted else f"hive {config.name!r}"
+        raise CliFailure(f"{who} is not running; start it with: amplihack-hive start "
+                         f"--hive {config.name}")
+    return running[0].name
+
+
+# -- logs ------------------------------------------------------------------------------------
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a log, reading only its end."""
+    if lines <= 0:
+        return []
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        chunk = 64 * 1024
+        data = b""
+        while size > 0 and data.count(b"\n") <= lines:
+            step = min(chunk, size)
+            size -= step
+            fh.seek(size)
+            data = fh.read(step) + data
+    text = data.decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+def follow(paths: dict[str, Path], prefix: bool, stop: Callable[[], bool] = lambda: False
+           ) -> None:
+    """Print lines appended to the logs until Ctrl-C (or ``stop()``); handles truncation."""
+    offsets = {a: (p.stat().st_size if p.exists() else 0) for a, p in paths.items()}
+    while not stop():
+        for agent, path in paths.items():
+            if not path.exists():
+                continue
+            size = path.stat().st_size
+            if size < offsets[agent]:
+                offsets[agent] = 0
+            if size == offsets[agent]:
+                continue
+            with path.open("rb") as fh:
+                fh.seek(offsets[agent])
+                data = fh.read(size - offsets[agent])
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                continue
+            offsets[agent] += cut
+            for line in data[:cut].decode("utf-8", errors="replace").splitlines():
+                sys.stdout.write(f"{agent} | {line}\n" if prefix else f"{line}\n")
+            sys.stdout.flush()
+        time.sleep(FOLLOW_POLL_S)
+
