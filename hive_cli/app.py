@@ -284,13 +284,9 @@ def learn(
         raise UsageProblem(f"--file {file}: no such file")
     turns = inputs.read_turns(Path("-") if source == "-" else file, text)
     out = Renderer(json_out)
+    live = operations.require_live(config, agent)
     with operations.connected(config) as link:
-        wanted = lifecycle.select_agents(config, [agent] if agent else None)
-        running = [s.name for s in operations.running_states(config, link, wanted)]
-        if not running:
-            who = f"agent {agent!r}" if agent else f"hive {hive!r}"
-            raise CliFailure(f"{who} is not running; start it with: amplihack-hive start "
-                             f"--hive {hive}")
+        running = operations.running_among(config, link, live, agent)
         per_agent = inputs.round_robin(turns, running)
         with out.progress("turns learned", len(turns)) as bar:
             doc = operations.learn(link, per_agent, timeout, bar)
@@ -314,8 +310,9 @@ def ask(
         raise UsageProblem("the question is empty")
     config = HiveConfig.load(hive)
     check_available(config)
+    live = operations.require_live(config, agent)
     with operations.connected(config) as link:
-        who = operations.pick_agent(config, link, agent)
+        who = operations.running_among(config, link, live, agent)[0]
         doc = operations.ask(link, who, question, limit, timeout)
     Renderer(json_out).answer(doc)
 

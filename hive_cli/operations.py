@@ -160,15 +160,28 @@ def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
     return doc
 
 
-def pick_agent(config: HiveConfig, link: AgentLink, wanted: str | None) -> str:
-    """The agent that answers: ``wanted`` (must be running) or the first running one."""
+def require_live(config: HiveConfig, wanted: str | None) -> list[str]:
+    """The selected agents whose process is alive; fails (before any message) if none is."""
     agents = select_agents(config, [wanted] if wanted else None)
-    running = running_states(config, link, agents)
+    live = [a for a in agents if a in live_agents(config)]
+    if not live:
+        raise not_running(config, wanted)
+    return live
+
+
+def not_running(config: HiveConfig, wanted: str | None) -> CliFailure:
+    who = f"agent {wanted!r}" if wanted else f"hive {config.name!r}"
+    return CliFailure(f"{who} is not running; start it with: amplihack-hive start "
+                      f"--hive {config.name}")
+
+
+def running_among(config: HiveConfig, link: AgentLink, agents: Sequence[str],
+                  wanted: str | None) -> list[str]:
+    """Of ``agents``, those that answer status as ready; fails if none does."""
+    running = [s.name for s in running_states(config, link, agents)]
     if not running:
-        who = f"agent {wanted!r}" if wanted else f"hive {config.name!r}"
-        raise CliFailure(f"{who} is not running; start it with: amplihack-hive start "
-                         f"--hive {config.name}")
-    return running[0].name
+        raise not_running(config, wanted)
+    return running
 
 
 # -- logs ------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def read_pid(config: HiveConfig, agent: str) -> PidRecord | None:
 def write_pid(config: HiveConfig, agent: str, record: PidRecord) -> None:
     """Atomically (temp file + rename), mode 0600."""
     path = pid_path(config, agent)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{agent}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
