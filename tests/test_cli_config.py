@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import sys
+from pathlib import Path
 
 import yaml
 from cli_helpers import cli, cli_process
@@ -166,3 +167,13 @@ def test_help_and_completion(tmp_path):
     assert bare.code == 2 and "Usage" in bare.out and "Traceback" not in bare.err
     comp = cli_process(tmp_path, "--show-completion", "bash")
     assert comp.code == 0 and "_AMPLIHACK_HIVE_COMPLETE" in comp.out
+
+
+def test_example_configs_are_valid(amplihack_home):
+    root = Path(__file__).resolve().parents[1] / "configs"
+    local = HiveConfig.from_dict(yaml.safe_load((root / "local-5.yaml").read_text()))
+    assert (local.transport, len(local.agents), local.replication_factor) == ("local", 5, 3)
+    redis = HiveConfig.from_dict(yaml.safe_load((root / "redis-3.yaml").read_text()))
+    assert redis.transport == "redis" and "CHANGE-ME" in redis.connection_string
+    turns = [t for t in (root / "sample_corpus.txt").read_text().splitlines() if t.strip()]
+    assert 30 <= len(turns) <= 60 and len(set(turns)) == len(turns)
