@@ -111,16 +111,21 @@ class DistributedHiveGraph(BaseHiveGraph):
         super().register_agent(agent_id, domain, trust)
         self.ring.add_agent(agent_id)
 
-    def add_local_agent(self, agent_id: str, store: ShardStore, domain: str = "") -> ShardServer:
+    def add_local_agent(
+        self, agent_id: str, store: ShardStore, domain: str = "", *, bind: bool = True
+    ) -> ShardServer:
         """Add a member whose shard is ``store`` in this process, without hand-off.
 
         Used by an agent process for its own shard (peers join with ``add_remote_agent``);
-        requests from this agent to its own shard bypass the transport.
+        requests from this agent to its own shard bypass the transport. With ``bind=False``
+        the caller binds its own handler (wrapping the returned server) once it is ready to
+        serve, which is how an agent process makes "socket up" mean "ready".
         """
         super().register_agent(agent_id, domain)
         server = ShardServer(agent_id, store)
         self._servers[agent_id] = server
-        self.transport.bind(agent_id, server.handle)
+        if bind:
+            self.transport.bind(agent_id, server.handle)
         self.ring.add_agent(agent_id)
         return server
 
@@ -142,11 +147,16 @@ class DistributedHiveGraph(BaseHiveGraph):
             server = self._servers[holder]
             sends, drops = handoff(server.store.records(), holder, old, self.ring)
             client = self.client_for(holder)
-            self._send_records(client, sends)
+            failed = self._send_records(client, sends)
+            if failed:  # dropping roles now could lose their only copy
+                raise TransportError(f"hand-off failed on shard(s) {', '.join(sorted(failed))}")
             for d in drops:
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
-    def _send_records(self, client: ShardClient, batches: dict[str, list[StoreRecord]]) -> None:
+    def _send_records(
+        self, client: ShardClient, batches: dict[str, list[StoreRecord]]
+    ) -> set[str]:
+        """Send each shard its records; returns the shards that failed (now suspected)."""
         calls: list[dict[str, Call]] = []
         for agent, records in batches.items():
             for i, chunk in enumerate(split_batches(records, RECORDS_PER_MESSAGE)):
@@ -161,7 +171,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         if failed:
             self.write_failures.extend(sorted(failed))
             self._suspect(failed)
-            raise TransportError(f"store failed on shard(s) {', '.join(sorted(failed))}")
+        return failed
 
     def client_for(self, agent_id: str | None) -> ShardClient:
         if agent_id is None or agent_id not in self._servers:
@@ -179,10 +189,24 @@ class DistributedHiveGraph(BaseHiveGraph):
         return frozenset(a for a, until in self._suspects.items() if until > now)
 
     # -- facts --------------------------------------------------------------------------------
-    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> list[str]:
+        """Write to every owner; succeed if each role of each fact reached a live owner.
+
+        A dead replica costs redundancy, not the fact, so it is reported (returned, listed in
+        ``write_failures``, suspected) rather than failing the batch. If some fact lost every
+        owner of its primary role or of one of its terms, it would be unfindable: that raises.
+        """
         if not len(self.ring):
             raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-        self._send_records(self.client_for(via), place(facts, self.ring))
+        batches = place(facts, self.ring)
+        failed = self._send_records(self.client_for(via), batches)
+        if failed:
+            lost = _uncovered_facts(batches, failed)
+            if lost:
+                raise TransportError(
+                    f"{len(lost)} fact(s) reached no live owner for some role; "
+                    f"store failed on shard(s) {', '.join(sorted(failed))}")
+        return sorted(failed)
 
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None
@@ -260,3 +284,16 @@ class DistributedHiveGraph(BaseHiveGraph):
         self._servers.clear()
         if self._owns_transport:
             self.transport.close()
+
+
+def _uncovered_facts(batches: dict[str, list[StoreRecord]], failed: set[str]) -> list[str]:
+    """Fact ids with a role (primary, or a term's postings) held by no shard that succeeded."""
+    needed: dict[str, set[str]] = {}
+    held: dict[str, set[str]] = {}
+    for agent, records in batches.items():
+        for rec in records:
+            roles = set(rec.terms) | ({"\0primary"} if rec.primary else set())
+            needed.setdefault(rec.fact_id, set()).update(roles)
+            if agent not in failed:
+                held.setdefault(rec.fact_id, set()).update(roles)
+    return sorted(fid for fid, roles in needed.items() if roles - held.get(fid, set()))
