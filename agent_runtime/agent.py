@@ -63,7 +63,10 @@ def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25
     """This agent's shard store; Kuzu is imported only when used."""
     if config.shard_backend == "memory":
         return MemoryShardStore(name, bm25=bm25)
-    from hive_core.store.kuzu import KuzuShardStore
+    try:
+        from hive_core.store.kuzu import KuzuShardStore
+    except ImportError as exc:
+        raise ConfigError(f"shard backend 'kuzu' is not available: {exc}") from exc
 
     path = config.shard_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
