@@ -118,10 +118,12 @@ class Agent:
 
     def stop(self) -> None:
         """Stop serving (requests in flight finish), close the shard, close the transport."""
-        graph, self.graph = self.graph, None
         try:
-            if graph is not None:
-                graph.close()  # unbinds (drains in-flight requests) then closes the store
+            if self.graph is not None:
+                # Unbinds first, which waits for requests in flight (they still use the
+                # graph), then closes the store. Only then is the graph dropped.
+                self.graph.close()
+                self.graph = None
         finally:
             self.transport.close()
 
