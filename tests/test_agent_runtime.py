@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from hive_core.messages import Envelope, MessageType
 from hive_core.placement import place
 from hive_core.ring import HashRing
 from hive_core.search import route_terms
+from hive_core.shard_server import ShardServer
+from hive_core.store.memory import MemoryShardStore
 from hive_core.text import query_terms
 from hive_core.transports.base import check_reply
 from hive_core.transports.unix import UnixSocketTransport
@@ -186,6 +189,47 @@ def test_sigterm_stops_cleanly_and_removes_the_socket(running: Hive) -> None:
     # The others notice a failed shard, never a hang: a learn reports it.
     learned = running.send(MessageType.LEARN, "a0", {"turns": TURNS})
     assert learned["facts"] > 0
+
+
+def test_sigterm_finishes_the_learn_in_flight(make_hive) -> None:
+    """a3 is served by this test and holds its SHARD_STORE until released, so a1's LEARN is
+    provably in flight when a1 gets SIGTERM."""
+    hive = make_hive(4)
+    for name in ("a0", "a1", "a2"):
+        hive.spawn(name)
+    hive.wait_ready(["a0", "a1", "a2"])
+    entered, release = threading.Event(), threading.Event()
+    shard = ShardServer("a3", MemoryShardStore("a3"))
+
+    def held(env: Envelope) -> Envelope | None:
+        if env.type == MessageType.SHARD_STORE:
+            entered.set()
+            release.wait(10)
+        return shard.handle(env)
+
+    peer = UnixSocketTransport(hive.config.run_dir)
+    peer.bind("a3", held)
+    try:
+        out: list = []
+        sender = threading.Thread(target=lambda: out.append(
+            hive.send(MessageType.LEARN, "a1", {"turns": TURNS}, timeout=30.0)))
+        sender.start()
+        assert entered.wait(15)  # a1 is now waiting on a3 inside the LEARN
+        proc = hive.proc("a1")
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "stopping on SIGTERM" not in hive.log_of(proc) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        release.set()
+        sender.join(30)
+        assert out and out[0]["facts"] == len(expected_facts())  # answered, not cut off
+        assert out[0]["failed_shards"] == []
+        assert proc.wait(timeout=30) == 0
+        log = hive.log_of(proc)
+        assert log.index("stopping on SIGTERM") < log.index("LEARN turns=3")
+    finally:
+        release.set()
+        peer.close()
 
 
 def _victim_on_route(names: list[str]) -> tuple[str, str]:
