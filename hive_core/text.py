@@ -55,6 +55,11 @@ def raw_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def token_spans(text: str) -> list[tuple[int, int, str]]:
+    """Surface tokens with their (start, end) offsets, for callers that need adjacency."""
+    return [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+
+
 def tokenize(text: str) -> list[str]:
     """Normalised terms of ``text`` in order, stopwords removed, duplicates kept."""
     out: list[str] = []
