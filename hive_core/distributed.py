@@ -153,7 +153,7 @@ class DistributedHiveGraph(BaseHiveGraph):
                 while len(calls) <= i:
                     calls.append({})
                 calls[i][agent] = (MessageType.SHARD_STORE,
-                                   {"records": [r.to_wire() for r in chunk]})
+                                   {"records": list(chunk)})
         failed: set[str] = set()
         for round_calls in calls:
             results = client.call_many(round_calls, timeout=self.settings.store_timeout)

@@ -17,29 +17,41 @@ from hive_core.store.base import StoreRecord
 from hive_core.text import term_counts
 
 
-def records_for(fact: HiveFact, ring: HashRing) -> dict[str, StoreRecord]:
-    """The record each owner of ``fact`` should hold."""
+def _records(fact: HiveFact, ring: HashRing) -> list[tuple[str, StoreRecord]]:
     fact_dict = fact.to_dict()
     tf = term_counts(fact.content)
-    terms_by_agent: dict[str, set[str]] = {}
+    get_agents = ring.get_agents
+    terms_by_agent: dict[str, list[str]] = {}
     for term in tf:
-        for agent in ring.get_agents(term):
-            terms_by_agent.setdefault(agent, set()).add(term)
-    primaries = set(ring.get_agents(fact.fact_id))
-    out = {}
-    for agent in primaries | set(terms_by_agent):
-        out[agent] = StoreRecord(
-            fact_dict, tf, frozenset(terms_by_agent.get(agent, ())), agent in primaries
-        )
+        for agent in get_agents(term):
+            held = terms_by_agent.get(agent)
+            if held is None:
+                terms_by_agent[agent] = [term]
+            else:
+                held.append(term)
+    primaries = get_agents(fact.fact_id)
+    out = [(agent, StoreRecord(fact_dict, tf, tuple(terms), agent in primaries))
+           for agent, terms in terms_by_agent.items()]
+    out.extend((agent, StoreRecord(fact_dict, tf, (), True))
+               for agent in primaries if agent not in terms_by_agent)
     return out
+
+
+def records_for(fact: HiveFact, ring: HashRing) -> dict[str, StoreRecord]:
+    """The record each owner of ``fact`` should hold."""
+    return dict(_records(fact, ring))
 
 
 def place(facts: Iterable[HiveFact], ring: HashRing) -> dict[str, list[StoreRecord]]:
     """Records grouped by destination shard for a batch of facts."""
     batches: dict[str, list[StoreRecord]] = {}
     for fact in facts:
-        for agent, record in records_for(fact, ring).items():
-            batches.setdefault(agent, []).append(record)
+        for agent, record in _records(fact, ring):
+            batch = batches.get(agent)
+            if batch is None:
+                batches[agent] = [record]
+            else:
+                batch.append(record)
     return batches
 
 
@@ -81,7 +93,7 @@ def handoff(
         if lost_terms or lost_primary:
             drops.append(Drop(rec.fact_id, frozenset(lost_terms), lost_primary))
     out = {
-        agent: [StoreRecord(r.fact, r.tf, frozenset(terms), primary)
+        agent: [StoreRecord(r.fact, r.tf, tuple(sorted(terms)), primary)
                 for r, terms, primary in by_fact.values()]
         for agent, by_fact in sends.items()
     }

@@ -20,10 +20,10 @@ from hive_core.store.base import ScoredFact, StoreRecord, TermStats
 class _Doc:
     __slots__ = ("dl", "fact", "primary", "terms", "tf")
 
-    def __init__(self, fact: Mapping[str, Any], tf: Mapping[str, int]) -> None:
+    def __init__(self, fact: Mapping[str, Any], tf: Mapping[str, int], dl: int) -> None:
         self.fact = fact
         self.tf = tf
-        self.dl = sum(tf.values())
+        self.dl = dl
         self.terms: set[str] = set()
         self.primary = False
 
@@ -36,6 +36,9 @@ class MemoryShardStore:
         self.bm25 = bm25
         self._docs: dict[str, _Doc] = {}
         self._postings: dict[str, set[str]] = {}
+        # Largest tf-part per term, computed when first asked and forgotten when the term's
+        # postings grow (ingest stays a set insert; a query pays the scan once per change).
+        # Removals keep the old value: still a valid upper bound for the search pruning.
         self._max_tf_part: dict[str, float] = {}
         self._tombstones: set[str] = set()
         self._edges: dict[tuple[str, str, str], HiveEdge] = {}
@@ -47,25 +50,29 @@ class MemoryShardStore:
     def put(self, records: Sequence[StoreRecord]) -> int:
         added = 0
         with self._lock:
-            for rec in records:
-                fid = rec.fact_id
-                if fid in self._tombstones or rec.fact.get("status") == RETRACTED:
+            docs, postings, stale = self._docs, self._postings, self._max_tf_part
+            tombstones = self._tombstones
+            for fact, tf, terms, primary in records:
+                fid = fact["fact_id"]
+                if fid in tombstones or fact.get("status") == RETRACTED:
                     continue
-                doc = self._docs.get(fid)
+                doc = docs.get(fid)
                 if doc is None:
-                    doc = self._docs[fid] = _Doc(rec.fact, rec.tf)
-                if rec.primary and not doc.primary:
+                    doc = docs[fid] = _Doc(fact, tf, sum(tf.values()))
+                if primary and not doc.primary:
                     doc.primary = True
                     added += 1
                     self._primary_live += 1
-                new_terms = rec.terms - doc.terms
-                if new_terms:
-                    doc.terms |= new_terms
-                    for term in new_terms:
-                        self._postings.setdefault(term, set()).add(fid)
-                        part = self.bm25.tf_part(doc.tf.get(term, 0), doc.dl)
-                        if part > self._max_tf_part.get(term, 0.0):
-                            self._max_tf_part[term] = part
+                held = doc.terms
+                for term in terms:
+                    if term in held:
+                        continue
+                    held.add(term)
+                    posting = postings.get(term)
+                    if posting is None:
+                        posting = postings[term] = set()
+                    posting.add(fid)
+                    stale.pop(term, None)
         return added
 
     def _unindex(self, fid: str, doc: _Doc, terms: Iterable[str]) -> None:
@@ -122,7 +129,12 @@ class MemoryShardStore:
             for term in terms:
                 posting = self._postings.get(term)
                 if posting:
-                    out[term] = TermStats(len(posting), self._max_tf_part[term])
+                    best = self._max_tf_part.get(term)
+                    if best is None:
+                        part, docs = self.bm25.tf_part, self._docs
+                        best = max(part(docs[f].tf[term], docs[f].dl) for f in posting)
+                        self._max_tf_part[term] = best
+                    out[term] = TermStats(len(posting), best)
             return out
 
     def score(
@@ -156,7 +168,7 @@ class MemoryShardStore:
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
             snapshot = [
-                StoreRecord(d.fact, d.tf, frozenset(d.terms), d.primary)
+                StoreRecord(d.fact, d.tf, tuple(sorted(d.terms)), d.primary)
                 for d in self._docs.values()
             ]
         return iter(snapshot)
