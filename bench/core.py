@@ -205,6 +205,15 @@ def run_benchmark(
         "rss_before_hive_mb": rss_before_mb,
         "peak_rss_mb": peak_rss_mb,
     }
+    by_kind: dict[str, list[int]] = {}
+    for i, q in enumerate(corpus.questions):
+        by_kind.setdefault(q.kind, []).append(i)
+    metrics["by_kind_n"] = {
+        kind: dict(zip(("recall10", "mrr"), _recall_mrr(
+            [corpus.questions[i] for i in idx], [hive_a.top10[i] for i in idx]), strict=True),
+            questions=len(idx))
+        for kind, idx in sorted(by_kind.items())
+    }
     metrics["targets"] = {t.name: t.met(metrics[t.metric]) for t in TARGETS}
     return metrics
 
@@ -249,6 +258,8 @@ def render(m: dict[str, Any]) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    console.print("MRR@10 at N by question kind: " + ", ".join(
+        f"{kind} {v['mrr']:.2f}" for kind, v in m["by_kind_n"].items()))
     targets = Table(show_header=True, header_style="bold")
     targets.add_column("target")
     targets.add_column("measured", justify="right")
