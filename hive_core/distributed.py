@@ -24,13 +24,13 @@ from hive_core.errors import ConfigError, TransportError
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
-from hive_core.placement import handoff, place, split_batches
+from hive_core.placement import batches, handoff, place
 from hive_core.ring import HashRing
 from hive_core.scoring import Bm25
 from hive_core.search import SearchResult, ranked_search, route_terms
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
-from hive_core.store.base import ShardStore, StoreRecord
+from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 from hive_core.store.memory import MemoryShardStore
 from hive_core.text import query_terms, term_counts
 from hive_core.transports.base import ShardTransport
@@ -38,7 +38,7 @@ from hive_core.transports.local import LocalEventBus
 
 StoreFactory = Callable[[str], ShardStore]
 SUSPECT_SECONDS = 5.0
-RECORDS_PER_MESSAGE = 2000
+FACTS_PER_MESSAGE = 2000
 
 
 class DistributedHiveGraph(BaseHiveGraph):
@@ -146,22 +146,29 @@ class DistributedHiveGraph(BaseHiveGraph):
             for d in drops:
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
-    def _send_records(self, client: ShardClient, batches: dict[str, list[StoreRecord]]) -> None:
-        calls: list[dict[str, Call]] = []
-        for agent, records in batches.items():
-            for i, chunk in enumerate(split_batches(records, RECORDS_PER_MESSAGE)):
-                while len(calls) <= i:
-                    calls.append({})
-                calls[i][agent] = (MessageType.SHARD_STORE,
-                                   {"records": list(chunk)})
+    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]]) -> None:
+        """Deliver batches (one message per shard per round); name every shard that failed."""
         failed: set[str] = set()
-        for round_calls in calls:
-            results = client.call_many(round_calls, timeout=self.settings.store_timeout)
+        for per_shard in rounds:
+            calls: dict[str, Call] = {
+                agent: (MessageType.SHARD_STORE, {"batch": batch.to_wire()})
+                for agent, batch in per_shard.items()
+            }
+            results = client.call_many(calls, timeout=self.settings.store_timeout)
             failed.update(a for a, r in results.items() if isinstance(r, TransportError))
         if failed:
             self.write_failures.extend(sorted(failed))
             self._suspect(failed)
             raise TransportError(f"store failed on shard(s) {', '.join(sorted(failed))}")
+
+    def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> None:
+        rounds: list[dict[str, StoreBatch]] = []
+        for agent, records in rows.items():
+            for i, chunk in enumerate(batches(records, FACTS_PER_MESSAGE)):
+                while len(rounds) <= i:
+                    rounds.append({})
+                rounds[i][agent] = chunk
+        self._send(client, rounds)
 
     def client_for(self, agent_id: str | None) -> ShardClient:
         if agent_id is None or agent_id not in self._servers:
@@ -182,7 +189,9 @@ class DistributedHiveGraph(BaseHiveGraph):
     def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
         if not len(self.ring):
             raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-        self._send_records(self.client_for(via), place(facts, self.ring))
+        client = self.client_for(via)
+        self._send(client, [place(facts[i : i + FACTS_PER_MESSAGE], self.ring)
+                            for i in range(0, len(facts), FACTS_PER_MESSAGE)])
 
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None

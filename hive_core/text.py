@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 # A token: an optional currency sign, a word, then any number of (joiner, word) pairs where the
 # joiner is one of - . / : _ and both sides are alphanumeric; an optional trailing %.
@@ -55,15 +56,20 @@ def raw_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+@lru_cache(maxsize=1 << 17)
+def normalize_token(token: str) -> str | None:
+    """The term a surface token stands for, or None for a stopword (cached: vocabularies
+    are small next to the number of tokens, and this runs for every word ingested)."""
+    term = token.lower()
+    if term in STOPWORDS:
+        return None
+    return _stem(term)
+
+
 def tokenize(text: str) -> list[str]:
     """Normalised terms of ``text`` in order, stopwords removed, duplicates kept."""
-    out: list[str] = []
-    for tok in _TOKEN.findall(text):
-        term = tok.lower()
-        if term in STOPWORDS:
-            continue
-        out.append(_stem(term))
-    return out
+    norm = normalize_token
+    return [t for t in map(norm, _TOKEN.findall(text)) if t is not None]
 
 
 def term_counts(text: str) -> dict[str, int]:

@@ -53,6 +53,58 @@ class StoreRecord(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class StoreBatch:
+    """Many facts for one shard, column-wise: what a SHARD_STORE message carries.
+
+    Each fact (and its term counts) appears once, and each term's postings are a list of
+    fact ids, so storing a batch is mostly C-level ``set.update`` and ``dict`` work instead of
+    one Python object per (fact, term, replica). Row-wise :class:`StoreRecord` views exist
+    for hand-off and for stores that prefer rows.
+    """
+
+    facts: Mapping[str, Mapping[str, Any]]  # fact_id -> HiveFact.to_dict()
+    tf: Mapping[str, Mapping[str, int]]  # fact_id -> term counts
+    postings: Mapping[str, Sequence[str]]  # term -> fact ids indexed under it here
+    primary: Sequence[str]  # fact ids held here in the primary role
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"facts": self.facts, "tf": self.tf, "postings": self.postings,
+                "primary": self.primary}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> StoreBatch:
+        return cls(data["facts"], data["tf"], data["postings"], data["primary"])
+
+    @classmethod
+    def from_records(cls, records: Iterable[StoreRecord]) -> StoreBatch:
+        facts: dict[str, Mapping[str, Any]] = {}
+        tf: dict[str, Mapping[str, int]] = {}
+        postings: dict[str, list[str]] = {}
+        primary: list[str] = []
+        for rec in records:
+            fid = rec.fact_id
+            facts[fid] = rec.fact
+            tf[fid] = rec.tf
+            for term in rec.terms:
+                postings.setdefault(term, []).append(fid)
+            if rec.primary:
+                primary.append(fid)
+        return cls(facts, tf, postings, primary)
+
+    def records(self) -> list[StoreRecord]:
+        terms: dict[str, list[str]] = {fid: [] for fid in self.facts}
+        for term, fids in self.postings.items():
+            for fid in fids:
+                terms[fid].append(term)
+        primary = set(self.primary)
+        return [StoreRecord(fact, self.tf[fid], tuple(terms[fid]), fid in primary)
+                for fid, fact in self.facts.items()]
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
+
+@dataclass(frozen=True, slots=True)
 class TermStats:
     """What a term's owner knows about it: exact df and the best tf-part in its postings."""
 
@@ -70,10 +122,10 @@ class ScoredFact:
 class ShardStore(Protocol):
     """One shard. Implementations: :mod:`.memory` (tests, small hives) and :mod:`.kuzu`."""
 
-    def put(self, records: Sequence[StoreRecord]) -> int:
-        """Merge records (idempotent); returns how many new primary facts were added.
+    def put(self, batch: StoreBatch) -> int:
+        """Merge a batch (idempotent); returns how many new primary facts were added.
 
-        A record for a retracted (tombstoned) fact is ignored: a late, redelivered store must
+        A fact that is retracted (tombstoned) here is ignored: a late, redelivered store must
         not resurrect what was retracted.
         """
         ...

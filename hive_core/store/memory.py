@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import DEFAULT_BM25, Bm25
-from hive_core.store.base import ScoredFact, StoreRecord, TermStats
+from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord, TermStats
 
 
 class MemoryShardStore:
     """One shard in process memory. Thread-safe: the shard server may call from any thread.
 
-    A document is spread over a few dicts keyed by fact_id (fact, term counts, length, index
-    roles as a tuple) instead of one object per document: a 100-agent hive holds ~25 documents
-    per fact, and half a million small container objects made every full garbage collection
-    walk them all (it was two thirds of ingest time). Dict entries and tuples of strings are
-    not tracked by the collector, and they are smaller.
+    A document is spread over a few dicts keyed by fact_id (fact, term counts, length; its
+    index roles are derived from the postings) instead of one object per document: a
+    100-agent hive holds ~25 documents per fact, and half a million small container objects
+    made every full garbage collection walk them all (it was two thirds of ingest time).
     """
 
     def __init__(self, agent_id: str = "", *, bm25: Bm25 = DEFAULT_BM25) -> None:
@@ -33,7 +32,6 @@ class MemoryShardStore:
         self._facts: dict[str, Mapping[str, Any]] = {}  # fid -> fact as plain data
         self._tf: dict[str, Mapping[str, int]] = {}  # fid -> term counts
         self._dl: dict[str, int] = {}  # fid -> document length (sum of term counts)
-        self._roles: dict[str, tuple[str, ...]] = {}  # fid -> terms indexed here
         self._primary: set[str] = set()  # fids held in the primary role
         self._postings: dict[str, set[str]] = {}
         # Largest tf-part per term, computed when first asked and forgotten when the term's
@@ -46,51 +44,52 @@ class MemoryShardStore:
         self._lock = threading.RLock()
 
     # -- writes -------------------------------------------------------------------------------
-    def put(self, records: Sequence[StoreRecord]) -> int:
-        added = 0
+    def put(self, batch: StoreBatch) -> int:
         with self._lock:
-            facts, tfs, dls, roles = self._facts, self._tf, self._dl, self._roles
+            facts, tfs, dls = self._facts, self._tf, self._dl
             postings, stale, primaries = self._postings, self._max_tf_part, self._primary
-            tombstones = self._tombstones
-            for fact, tf, terms, primary in records:
-                fid = fact["fact_id"]
-                if fid in tombstones or fact.get("status") == RETRACTED:
+            refused = self._tombstones.intersection(batch.facts) if self._tombstones else set()
+            for fid, fact in batch.facts.items():
+                if fid in facts:
                     continue
-                held = roles.get(fid)
-                if held is None:
-                    facts[fid] = fact
-                    tfs[fid] = tf
-                    dls[fid] = sum(tf.values())
-                    held = roles[fid] = ()
-                if primary and fid not in primaries:
-                    primaries.add(fid)
-                    added += 1
-                new_terms = [t for t in terms if t not in held]
-                if new_terms:
-                    roles[fid] = held + tuple(new_terms)
-                    for term in new_terms:
-                        posting = postings.get(term)
-                        if posting is None:
-                            posting = postings[term] = set()
-                        posting.add(fid)
-                        stale.pop(term, None)
-        return added
+                if fact.get("status") == RETRACTED:
+                    refused.add(fid)
+                    continue
+                if fid in refused:
+                    continue
+                facts[fid] = fact
+                tf = tfs[fid] = batch.tf[fid]
+                dls[fid] = sum(tf.values())
+            for term, fids in batch.postings.items():
+                if refused:
+                    fids = [f for f in fids if f not in refused]
+                posting = postings.get(term)
+                if posting is None:
+                    posting = postings[term] = set()
+                before = len(posting)
+                posting.update(fids)
+                if len(posting) != before:
+                    stale.pop(term, None)
+            before = len(primaries)
+            primaries.update(f for f in batch.primary if f not in refused)
+            return len(primaries) - before
+
+    def _roles(self, fid: str) -> tuple[str, ...]:
+        """Terms whose postings here hold ``fid`` (derived, so ingest need not track it)."""
+        postings = self._postings
+        return tuple(t for t in self._tf[fid] if fid in postings.get(t, ()))
 
     def _unindex(self, fid: str, terms: Iterable[str]) -> None:
-        gone = set(terms)
-        for term in gone:
+        for term in terms:
             posting = self._postings.get(term)
             if posting is not None:
                 posting.discard(fid)
                 if not posting:
                     del self._postings[term]
                     self._max_tf_part.pop(term, None)
-        held = self._roles.get(fid)
-        if held is not None:
-            self._roles[fid] = tuple(t for t in held if t not in gone)
 
     def _forget(self, fid: str) -> None:
-        for table in (self._facts, self._tf, self._dl, self._roles):
+        for table in (self._facts, self._tf, self._dl):
             table.pop(fid, None)
         self._primary.discard(fid)
 
@@ -99,7 +98,7 @@ class MemoryShardStore:
             self._tombstones.add(fact_id)
             if fact_id not in self._facts:
                 return False
-            self._unindex(fact_id, self._roles[fact_id])
+            self._unindex(fact_id, self._tf[fact_id])
             self._forget(fact_id)
             return True
 
@@ -110,7 +109,7 @@ class MemoryShardStore:
             self._unindex(fact_id, terms)
             if primary:
                 self._primary.discard(fact_id)
-            if fact_id not in self._primary and not self._roles[fact_id]:
+            if fact_id not in self._primary and not self._roles(fact_id):
                 self._forget(fact_id)
 
     def add_edge(self, edge: HiveEdge) -> None:
@@ -173,7 +172,7 @@ class MemoryShardStore:
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
             snapshot = [
-                StoreRecord(fact, self._tf[fid], self._roles[fid], fid in self._primary)
+                StoreRecord(fact, self._tf[fid], self._roles(fid), fid in self._primary)
                 for fid, fact in self._facts.items()
             ]
         return iter(snapshot)
