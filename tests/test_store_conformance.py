@@ -97,7 +97,7 @@ def test_score_orders_and_never_pads(store):
     store.put([rec(APOLLO), rec(BUDGET), rec(INCIDENT)])
     weights = {"apollo": 2.0, "deadline": 3.0}
     hits = store.score(["apollo"], weights, limit=10)
-    assert [h.fact.fact_id for h in hits][0] == APOLLO.fact_id
+    assert hits[0].fact.fact_id == APOLLO.fact_id
     assert {h.fact.fact_id for h in hits} == {APOLLO.fact_id, BUDGET.fact_id}
     assert all(h.score > 0 for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
