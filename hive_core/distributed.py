@@ -111,16 +111,21 @@ class DistributedHiveGraph(BaseHiveGraph):
         super().register_agent(agent_id, domain, trust)
         self.ring.add_agent(agent_id)
 
-    def add_local_agent(self, agent_id: str, store: ShardStore, domain: str = "") -> ShardServer:
+    def add_local_agent(
+        self, agent_id: str, store: ShardStore, domain: str = "", *, bind: bool = True
+    ) -> ShardServer:
         """Add a member whose shard is ``store`` in this process, without hand-off.
 
         Used by an agent process for its own shard (peers join with ``add_remote_agent``);
-        requests from this agent to its own shard bypass the transport.
+        requests from this agent to its own shard bypass the transport. With ``bind=False``
+        the caller binds its own handler (wrapping the returned server) once it is ready to
+        serve, which is how an agent process makes "socket up" mean "ready".
         """
         super().register_agent(agent_id, domain)
         server = ShardServer(agent_id, store)
         self._servers[agent_id] = server
-        self.transport.bind(agent_id, server.handle)
+        if bind:
+            self.transport.bind(agent_id, server.handle)
         self.ring.add_agent(agent_id)
         return server
 
@@ -142,12 +147,15 @@ class DistributedHiveGraph(BaseHiveGraph):
             server = self._servers[holder]
             sends, drops = handoff(server.store.records(), holder, old, self.ring)
             client = self.client_for(holder)
-            self._send_records(client, sends)
+            failed = self._send_records(client, sends)
+            if failed:  # dropping roles now could lose their only copy
+                raise TransportError(f"hand-off failed on shard(s) {', '.join(sorted(failed))}")
             for d in drops:
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
-    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]]) -> None:
-        """Deliver batches (one message per shard per round); name every shard that failed."""
+    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]]) -> set[str]:
+        """Deliver batches (one message per shard per round); returns the shards that failed
+        (recorded in ``write_failures`` and suspected)."""
         failed: set[str] = set()
         for per_shard in rounds:
             calls: dict[str, Call] = {
@@ -159,16 +167,16 @@ class DistributedHiveGraph(BaseHiveGraph):
         if failed:
             self.write_failures.extend(sorted(failed))
             self._suspect(failed)
-            raise TransportError(f"store failed on shard(s) {', '.join(sorted(failed))}")
+        return failed
 
-    def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> None:
+    def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> set[str]:
         rounds: list[dict[str, StoreBatch]] = []
         for agent, records in rows.items():
             for i, chunk in enumerate(batches(records, FACTS_PER_MESSAGE)):
                 while len(rounds) <= i:
                     rounds.append({})
                 rounds[i][agent] = chunk
-        self._send(client, rounds)
+        return self._send(client, rounds)
 
     def client_for(self, agent_id: str | None) -> ShardClient:
         if agent_id is None or agent_id not in self._servers:
@@ -186,12 +194,25 @@ class DistributedHiveGraph(BaseHiveGraph):
         return frozenset(a for a, until in self._suspects.items() if until > now)
 
     # -- facts --------------------------------------------------------------------------------
-    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> list[str]:
+        """Write to every owner; succeed if each role of each fact reached a live owner.
+
+        A dead replica costs redundancy, not the fact, so it is reported (returned, listed in
+        ``write_failures``, suspected) rather than failing the batch. If some fact lost every
+        owner of its primary role or of one of its terms, it would be unfindable: that raises.
+        """
         if not len(self.ring):
             raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-        client = self.client_for(via)
-        self._send(client, [place(facts[i : i + FACTS_PER_MESSAGE], self.ring)
-                            for i in range(0, len(facts), FACTS_PER_MESSAGE)])
+        rounds = [place(facts[i : i + FACTS_PER_MESSAGE], self.ring)
+                  for i in range(0, len(facts), FACTS_PER_MESSAGE)]
+        failed = self._send(self.client_for(via), rounds)
+        if failed:
+            lost = _uncovered_facts(rounds, failed)
+            if lost:
+                raise TransportError(
+                    f"{len(lost)} fact(s) reached no live owner for some role; "
+                    f"store failed on shard(s) {', '.join(sorted(failed))}")
+        return sorted(failed)
 
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None
@@ -269,3 +290,22 @@ class DistributedHiveGraph(BaseHiveGraph):
         self._servers.clear()
         if self._owns_transport:
             self.transport.close()
+
+
+def _uncovered_facts(rounds: Sequence[dict[str, StoreBatch]], failed: set[str]) -> list[str]:
+    """Fact ids with a role (primary, or a term's postings) held by no shard that succeeded."""
+    needed: dict[str, set[str]] = {}
+    held: dict[str, set[str]] = {}
+    for per_shard in rounds:
+        for agent, batch in per_shard.items():
+            roles: dict[str, set[str]] = {fid: set() for fid in batch.facts}
+            for term, fids in batch.postings.items():
+                for fid in fids:
+                    roles[fid].add(term)
+            for fid in batch.primary:
+                roles[fid].add("\0primary")
+            for fid, r in roles.items():
+                needed.setdefault(fid, set()).update(r)
+                if agent not in failed:
+                    held.setdefault(fid, set()).update(r)
+    return sorted(fid for fid, roles in needed.items() if roles - held.get(fid, set()))

@@ -65,8 +65,12 @@ class BaseHiveGraph(ABC):
 
     # -- storage primitives the subclasses provide ------------------------------------------
     @abstractmethod
-    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
-        """Place ``facts`` in the hive; ``via`` is the agent sending them, if any."""
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> list[str]:
+        """Place ``facts`` in the hive; ``via`` is the agent sending them, if any.
+
+        Returns the shards that missed their copy (every fact still reached a live owner for
+        each of its roles, or this raises).
+        """
 
     @abstractmethod
     def search(
@@ -134,15 +138,25 @@ class BaseHiveGraph(ABC):
 
     def promote_facts(self, agent_id: str, facts: Sequence[HiveFact]) -> list[str]:
         """Batch form of :meth:`promote_fact`: one message per destination shard."""
+        return self.promote_facts_report(agent_id, facts)[0]
+
+    def promote_facts_report(
+        self, agent_id: str, facts: Sequence[HiveFact]
+    ) -> tuple[list[str], list[str]]:
+        """:meth:`promote_facts` that also says which shards missed their copy.
+
+        A dead replica does not fail the write while each fact still reached a live owner for
+        every role; the caller (an agent's LEARN reply) reports those shards to the user.
+        """
         with self._lock:
             agent = self._require(agent_id)
             self._agents[agent_id] = replace(agent, fact_count=agent.fact_count + len(facts))
         stamped = [f if f.source_agent else f.with_source(agent_id) for f in facts]
-        self._store(stamped, via=agent_id)
+        failed = self._store(stamped, via=agent_id)
         for fact in stamped:
             if fact.confidence >= self.settings.escalation_confidence:
                 self.federation.escalate(fact)
-        return [f.fact_id for f in stamped]
+        return [f.fact_id for f in stamped], failed
 
     def store_federated(self, fact: HiveFact) -> None:
         """Store a fact that arrived from another hive (no agent, no re-escalation)."""
@@ -209,9 +223,10 @@ class InMemoryHiveGraph(BaseHiveGraph):
         self.store = MemoryShardStore(self.SHARD, bm25=Bm25.from_settings(settings))
         self._ring = HashRing([self.SHARD], replication_factor=1)
 
-    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> None:
+    def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> list[str]:
         if facts:
             self.store.put(place(facts, self._ring)[self.SHARD])
+        return []
 
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None

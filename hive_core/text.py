@@ -66,6 +66,11 @@ def normalize_token(token: str) -> str | None:
     return _stem(term)
 
 
+def token_spans(text: str) -> list[tuple[int, int, str]]:
+    """Surface tokens with their (start, end) offsets, for callers that need adjacency."""
+    return [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+
+
 def tokenize(text: str) -> list[str]:
     """Normalised terms of ``text`` in order, stopwords removed, duplicates kept."""
     norm = normalize_token

@@ -2,5 +2,9 @@
 
 from hive_core.transports.base import Handler, ShardTransport, check_reply, safe_handle
 from hive_core.transports.local import LocalEventBus
+from hive_core.transports.unix import UnixSocketTransport
 
-__all__ = ["Handler", "LocalEventBus", "ShardTransport", "check_reply", "safe_handle"]
+__all__ = [
+    "Handler", "LocalEventBus", "ShardTransport", "UnixSocketTransport", "check_reply",
+    "safe_handle",
+]

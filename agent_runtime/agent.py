@@ -1,0 +1,235 @@
+"""The Agent: one hive member in one process, and the composition root of that process.
+
+It owns one shard (Kuzu on disk by default, or memory) and a view of the whole hive: a
+:class:`~hive_core.distributed.DistributedHiveGraph` whose ring holds every agent of the
+hive's config, itself local and the others remote (reached over the transport). Membership is
+the config; liveness is whether a peer answers, so a dead peer is just a failed shard: reads
+route around it (the graph suspects it), writes report it.
+
+On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
+
+* ``SHARD_QUERY {"op": "status"}`` -> agent, ready, pid, facts, index_size, rss_mb, ...
+* ``LEARN {"turns": [str]}`` -> facts extracted, placed on their ring owners (not stored
+  here unless this shard owns them), with the shards that missed their copy.
+* ``ASK {"question": str, "limit": int}`` -> an answer with provenance, the shards asked
+  and those that failed.
+
+The socket is bound only after the shard is open and the ring is built, so a status reply
+means ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+
+from agent_runtime.answering import Answerer, ExtractiveAnswerer
+from agent_runtime.learning import Extractor, make_extractor
+from hive_core.config import CoreSettings
+from hive_core.distributed import DistributedHiveGraph
+from hive_core.errors import ConfigError
+from hive_core.facts import HiveFact
+from hive_core.hive_config import HiveConfig
+from hive_core.messages import Envelope, MessageType
+from hive_core.scoring import Bm25
+from hive_core.search import SearchResult
+from hive_core.shard_server import ShardServer
+from hive_core.store.base import ShardStore
+from hive_core.store.memory import MemoryShardStore
+from hive_core.transports.base import ShardTransport
+from hive_core.transports.unix import UnixSocketTransport
+
+log = logging.getLogger("agent_runtime")
+
+MAX_ASK_LIMIT = 100
+DEFAULT_ASK_LIMIT = 5
+
+
+def make_transport(config: HiveConfig) -> ShardTransport:
+    """The transport named in the config (only ``local`` runs between processes today)."""
+    if config.transport == "local":
+        return UnixSocketTransport(config.run_dir)
+    raise ConfigError(
+        f"transport {config.transport!r} is not available to agent processes yet; use 'local'"
+    )
+
+
+def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25) -> ShardStore:
+    """This agent's shard store; Kuzu is imported only when used."""
+    if config.shard_backend == "memory":
+        return MemoryShardStore(name, bm25=bm25)
+    try:
+        from hive_core.store.kuzu import KuzuShardStore, buffer_pool_for
+    except ImportError as exc:
+        raise ConfigError(f"shard backend 'kuzu' is not available: {exc}") from exc
+
+    path = config.shard_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One shard per agent process: its pool is sized as the only shard of this process.
+    return KuzuShardStore(path, agent_id=name, bm25=bm25,
+                          buffer_pool_size=buffer_pool_for(1, settings),
+                          max_db_size=settings.kuzu_max_db_size)
+
+
+class Agent:
+    """One agent process's state and message handler (see module docstring)."""
+
+    def __init__(
+        self, config: HiveConfig, name: str, *, prompt: str = "",
+        extractor: Extractor | None = None, answerer: Answerer | None = None,
+        transport: ShardTransport | None = None, settings: CoreSettings | None = None,
+    ) -> None:
+        config.agent(name)  # ConfigError if the hive has no such agent
+        self.config = config
+        self.name = name
+        self.prompt = prompt
+        self.extractor = extractor or make_extractor(prompt=prompt)
+        self.answerer = answerer or ExtractiveAnswerer()
+        self.transport = transport or make_transport(config)
+        self.settings = settings or CoreSettings.from_env()
+        self.graph: DistributedHiveGraph | None = None
+        self.server: ShardServer | None = None
+        self._started = time.monotonic()
+        self._process = psutil.Process()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, store: ShardStore | None = None) -> None:
+        """Open the shard, build the ring, then bind: from here on the agent is ready."""
+        graph = DistributedHiveGraph(
+            hive_id=self.config.name, transport=self.transport, settings=self.settings,
+            replication_factor=self.config.replication_factor,
+            query_fanout=self.config.query_fanout, search_timeout=self.config.search_timeout)
+        store = store if store is not None else open_shard(
+            self.config, self.name, graph.settings, graph.bm25)
+        try:
+            for peer in self.config.agent_names():
+                if peer != self.name:
+                    graph.add_remote_agent(peer)
+            self.server = graph.add_local_agent(self.name, store, bind=False)
+            self.graph = graph
+            self.transport.bind(self.name, self.handle)
+        except BaseException:
+            self.graph = None
+            store.close()
+            raise
+        self._started = time.monotonic()
+
+    def stop(self) -> None:
+        """Stop serving (requests in flight finish), close the shard, close the transport."""
+        try:
+            if self.graph is not None:
+                # Unbinds first, which waits for requests in flight (they still use the
+                # graph), then closes the store. Only then is the graph dropped.
+                self.graph.close()
+                self.graph = None
+        finally:
+            self.transport.close()
+
+    # -- messages -----------------------------------------------------------------------------
+    def handle(self, env: Envelope) -> Envelope | None:
+        """The transport handler (called concurrently; errors become ERROR replies)."""
+        server = self.server
+        if server is None:
+            return env.error(f"agent {self.name} is not serving")
+        if env.type == MessageType.SHARD_QUERY and env.payload.get("op") == "status":
+            return env.reply(self.status())
+        if env.type in (MessageType.SHARD_QUERY, MessageType.SHARD_STORE,
+                        MessageType.SHARD_DELETE):
+            return server.handle(env)
+        if env.type == MessageType.LEARN:
+            return env.reply(self._logged("LEARN", self.learn, env.payload))
+        if env.type == MessageType.ASK:
+            return env.reply(self._logged("ASK", self.ask, env.payload))
+        return env.error(f"agent {self.name} does not handle {env.type}")
+
+    def _logged(self, kind: str, fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            out = fn(payload)
+        except Exception as exc:
+            log.warning("%s failed: %s: %s", kind, type(exc).__name__, exc)
+            raise
+        ms = (time.monotonic() - started) * 1000
+        if kind == "LEARN":
+            log.info("LEARN turns=%d facts=%d failed_shards=%s in %.0f ms",
+                     out["turns"], out["facts"], out["failed_shards"] or "-", ms)
+        else:
+            log.info("ASK %r -> %d fact(s), shards=%s failed=%s in %.0f ms",
+                     out["question"][:80], len(out["facts"]), ",".join(out["shards_queried"]),
+                     out["shards_failed"] or "-", ms)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        assert self.server is not None
+        store = self.server.store
+        return {
+            "agent": self.name,
+            "ready": True,
+            "pid": os.getpid(),
+            "facts": store.count(),
+            "index_size": store.index_size(),
+            "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "transport": self.config.transport,
+        }
+
+    def learn(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        turns = payload.get("turns")
+        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+            raise ValueError("LEARN needs a payload {'turns': [str, ...]}")
+        facts: dict[str, HiveFact] = {}
+        for turn in turns:
+            for fact in self.extractor.extract(turn):
+                facts.setdefault(fact.fact_id, fact)
+        ids: list[str] = []
+        failed: list[str] = []
+        if facts:
+            assert self.graph is not None
+            ids, failed = self.graph.promote_facts_report(self.name, list(facts.values()))
+        return {"turns": len(turns), "facts": len(ids), "fact_ids": ids,
+                "failed_shards": failed}
+
+    def ask(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        question = payload.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("ASK needs a payload {'question': str, 'limit': int}")
+        limit = payload.get("limit", DEFAULT_ASK_LIMIT)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not (
+                1 <= limit <= MAX_ASK_LIMIT):
+            raise ValueError(f"ASK limit must be an integer between 1 and {MAX_ASK_LIMIT}")
+        result, queried, failed = self._search(question, limit)
+        return {
+            "question": question,
+            "agent": self.name,
+            "answer": self.answerer.answer(question, result),
+            "facts": [
+                {"fact_id": f.fact_id, "content": f.content, "source_agent": f.source_agent,
+                 "score": round(s, 6), "concept": f.concept,
+                 "episode": f.metadata.get("episode")}
+                for f, s in zip(result.facts, result.scores, strict=True)
+            ],
+            "shards_queried": queried,
+            "shards_failed": failed,
+            "partial": result.partial,
+        }
+
+    def _search(self, question: str, limit: int) -> tuple[SearchResult, list[str], list[str]]:
+        """Search; if shards failed, search once more: the graph now routes around them.
+
+        A dead replica thus costs one extra (fast: its socket refuses) round, and the answer
+        comes from the live replicas; the failure is still reported.
+        """
+        assert self.graph is not None
+        result = self.graph.search(question, limit, asking_agent=self.name)
+        queried, failed = list(result.shards_queried), list(result.shards_failed)
+        if result.partial:
+            retry = self.graph.search(question, limit, asking_agent=self.name)
+            queried += [s for s in retry.shards_queried if s not in queried]
+            failed = sorted(set(failed) | set(retry.shards_failed))
+            result = retry
+        return result, queried, failed

@@ -1,0 +1,49 @@
+"""Answering: a question and the hive's search result in, an answer with provenance out.
+
+Offline the answer is *extractive*: the best facts themselves, each with the agent that
+learned it and its fact id, so a reader can check every claim. Facts scoring far below the
+best one are left out (they matched a common word, not the question), and an answer built
+from a partial search says which shards did not answer instead of sounding complete.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from hive_core.search import SearchResult
+
+NO_ANSWER = "No fact in the hive matches this question."
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    def answer(self, question: str, result: SearchResult) -> str: ...
+
+
+class ExtractiveAnswerer:
+    """The top facts verbatim, with provenance, best first."""
+
+    def __init__(self, *, max_facts: int = 3, min_relative_score: float = 0.5) -> None:
+        if max_facts < 1 or not 0.0 <= min_relative_score <= 1.0:
+            raise ValueError("max_facts must be >= 1 and min_relative_score in [0, 1]")
+        self.max_facts = max_facts
+        self.min_relative_score = min_relative_score
+
+    def chosen(self, result: SearchResult) -> list[int]:
+        """Indexes of the facts the answer quotes."""
+        if not result.facts:
+            return []
+        floor = result.scores[0] * self.min_relative_score
+        keep = [i for i, score in enumerate(result.scores) if score >= floor]
+        return keep[: self.max_facts]
+
+    def answer(self, question: str, result: SearchResult) -> str:
+        lines = []
+        for i in self.chosen(result):
+            fact = result.facts[i]
+            source = fact.source_agent or "unknown agent"
+            lines.append(f"{fact.content} (learned by {source}; {fact.fact_id})")
+        text = "\n".join(lines) if lines else NO_ANSWER
+        if result.partial:
+            text += (f"\n(partial: no answer from shard(s) {', '.join(result.shards_failed)})")
+        return text

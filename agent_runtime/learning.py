@@ -1,0 +1,350 @@
+"""Learning: a dialogue turn in, facts out.
+
+Offline by default. :class:`RuleBasedExtractor` is deterministic: one fact per sentence or
+independent clause, the text kept verbatim (numbers, identifiers and dates are never
+rewritten), ``concept`` set to the clause's main entity. Each fact remembers its *episode*
+(the turn it came from) in ``metadata["episode"]``, because answers often need two sentences
+of one turn; and a sentence whose subject is only a pronoun gets the turn's subject written
+into its content ("It was patched" -> "CVE-2024-3094 was patched"), so the fact still matches
+a question about that subject on its own.
+
+:class:`AnthropicExtractor` is used only when ``ANTHROPIC_API_KEY`` is set (``anthropic`` is
+the optional ``llm`` extra, imported lazily). It fails loudly on a bad answer: there is no
+silent fallback to the rule-based extractor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from hive_core.errors import AgentError, ConfigError
+from hive_core.facts import HiveFact, content_hash
+from hive_core.text import STOPWORDS, token_spans
+
+RULE_CONFIDENCE = 0.8  # below the escalation threshold: rule-extracted facts stay in the hive
+LLM_CONFIDENCE = 0.85
+DEFAULT_ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    def extract(self, turn: str) -> list[HiveFact]:
+        """Facts stated in one turn (no source agent: promotion stamps it)."""
+        ...
+
+
+def episode_id(turn: str) -> str:
+    """Stable id of a turn: the same turn learned twice is one episode."""
+    return "ep_" + content_hash(turn)[:16]
+
+
+def make_fact(content: str, concept: str, turn: str, position: int,
+              confidence: float) -> HiveFact:
+    return HiveFact(content=content, concept=concept, confidence=confidence,
+                    metadata={"episode": episode_id(turn), "position": position})
+
+
+# -- sentences and clauses -----------------------------------------------------------------
+_ABBREVIATIONS = frozenset(
+    "dr mr mrs ms prof sr jr st vs etc inc ltd corp co no e.g i.e approx dept fig est "
+    "jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k a.m p.m".split()
+)
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+_CLAUSE_JOIN = re.compile(r",\s+(?:and|but|while|whereas|so)\s+|\s*;\s+")
+_SUBJECT_START = frozenset(
+    "it he she they we i this that these those the a an its his her their our my".split()
+)
+_MIN_CLAUSE_WORDS = 4
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``; lines are boundaries, abbreviations and ``v1.29`` are not."""
+    out: list[str] = []
+    for raw_line in text.splitlines():
+        line = _BULLET.sub("", raw_line).strip()
+        start = 0
+        for m in _SENTENCE_END.finditer(line):
+            before = line[start:m.start()].rsplit(None, 1)
+            word = before[-1] if before else ""
+            following = line[m.end():m.end() + 1]
+            initial = len(word) == 1 and word.isupper()
+            if word.lower() in _ABBREVIATIONS or initial or following.islower():
+                continue
+            out.append(line[start:m.end()].strip())
+            start = m.end()
+        if line[start:].strip():
+            out.append(line[start:].strip())
+    return out
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def split_clauses(sentence: str) -> list[str]:
+    """Independent clauses: split at ``;`` and at ``, and``/``, but``/... between clauses.
+
+    A split needs two real clauses (each at least four words, the second starting like a
+    subject), so lists such as "Alice, Bob, and Carol joined" stay one fact.
+    """
+    parts: list[str] = []
+    rest = sentence
+    while True:
+        m = next((m for m in _CLAUSE_JOIN.finditer(rest) if _splittable(rest, m)), None)
+        if m is None:
+            parts.append(rest)
+            return parts
+        left = rest[:m.start()].rstrip(" ,;")
+        parts.append(left if left.endswith((".", "!")) else left + ".")
+        right = rest[m.end():]
+        rest = right[:1].upper() + right[1:]
+
+
+def _splittable(text: str, m: re.Match[str]) -> bool:
+    left, right = text[:m.start()], text[m.end():]
+    if _words(left) < _MIN_CLAUSE_WORDS or _words(right) < _MIN_CLAUSE_WORDS:
+        return False
+    first = right.split(None, 1)[0].strip("\"'(")
+    return first.lower() in _SUBJECT_START or first[:1].isupper() or first[:1].isdigit()
+
+
+# -- main entity -----------------------------------------------------------------------------
+_NOT_NAMES = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday yesterday today tomorrow "
+    "tonight then however meanwhile later also after before during since note update "
+    "reminder please finally first next overall".split()
+)
+_AUXILIARIES = frozenset(
+    "is are was were be been being has have had will would can could should must may might "
+    "does did do means meant".split()
+)
+_VALUE = re.compile(
+    r"^(?:[$€£]?\d+(?:[.,]\d+)*[%kKmMbB]?|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}"
+    r"|\d{1,2}:\d{2}(?::\d{2})?|v\d+(?:\.\d+)*)$"
+)
+_IRREGULAR_PAST = frozenset(
+    "grew made took went ran began became rose fell came saw found gave kept left lost met "
+    "paid said sent set shut sold spent told won wrote built broke brought bought caught chose "
+    "drove held led put hit cut".split()
+)
+_PRONOUNS = {"it": "", "he": "", "she": "", "they": "", "this": "", "that": "",
+             "its": "'s", "his": "'s", "her": "'s", "their": "'s"}
+_DEMONSTRATIVES = frozenset({"this", "that"})
+_HONORIFICS = frozenset({"dr", "mr", "mrs", "ms", "prof"})
+
+
+def _is_value(token: str) -> bool:
+    """Numbers, amounts, dates, times and versions: preserved, but never a main entity."""
+    return bool(_VALUE.match(token))
+
+
+def _is_identifier(token: str) -> bool:
+    has_digit = any(c.isdigit() for c in token)
+    has_alpha = any(c.isalpha() for c in token)
+    joined = any(c in "-./:_" for c in token)
+    return not _is_value(token) and (has_digit or (joined and has_alpha))
+
+
+def _name_token(token: str) -> int:
+    """0: not part of a name; 1: weak (lowercase or short ids: xz-utils, p95); 2: strong."""
+    low = token.lower()
+    if low in STOPWORDS or low in _NOT_NAMES or _is_value(token):
+        return 0
+    if _is_identifier(token):
+        digits = any(c.isdigit() for c in token)
+        joined = any(c in "-./:_" for c in token)
+        strong = len(token) >= 4 and (any(c.isupper() for c in token) or (digits and joined))
+        return 2 if strong else 1
+    return 2 if token[:1].isupper() else 0
+
+
+def _name_spans(sentence: str) -> list[tuple[int, str]]:
+    """(strength, text) of runs of adjacent name tokens, in sentence order."""
+    spans: list[tuple[int, str]] = []
+    run_start = run_end = prev_end = -1
+    strength = 0
+    prev = ""
+    for start, end, tok in token_spans(sentence):
+        score = _name_token(tok)
+        gap = sentence[prev_end:start]
+        adjacent = run_start >= 0 and (
+            gap.isspace() or (gap == ". " and prev.lower() in _HONORIFICS))
+        if score and adjacent:
+            run_end, strength = end, max(strength, score)
+        else:
+            if run_start >= 0:
+                spans.append((strength, sentence[run_start:run_end]))
+            run_start, run_end, strength = (start, end, score) if score else (-1, -1, 0)
+        prev_end, prev = end, tok
+    if run_start >= 0:
+        spans.append((strength, sentence[run_start:run_end]))
+    return spans
+
+
+def main_entity(sentence: str) -> str:
+    """The sentence's main entity: the first strong name-like span, else its subject.
+
+    Name-like spans are runs of adjacent capitalised words and identifiers ("Alice Chen",
+    "Incident INC-2041", "Subnet 10.0.1.0/24"). A capitalised first word counts (statements
+    start with their subject far more often than with a verb) unless it is a stopword or a
+    sentence opener such as "Yesterday". Without a strong span, the subject noun phrase
+    (words before the first auxiliary, articles dropped) is the entity: "payment gateway p95".
+    """
+    spans = _name_spans(sentence)
+    strong = [text for strength, text in spans if strength >= 2]
+    if strong:
+        return strong[0]
+    return _subject_phrase(token_spans(sentence)) or (spans[0][1] if spans else "")
+
+
+def _looks_like_verb(word: str) -> bool:
+    low = word.lower()
+    if low in _AUXILIARIES or low in _IRREGULAR_PAST:
+        return True
+    return low.isalpha() and (low.endswith("ed") or (low.endswith("s") and not
+                                                     low.endswith(("ss", "us", "is"))))
+
+
+def _subject_phrase(tokens: Sequence[tuple[int, int, str]]) -> str:
+    """Up to three words of the subject: after articles, before the verb or a stopword."""
+    words: list[str] = []
+    for _, _, tok in tokens:
+        low = tok.lower()
+        if words and (low in STOPWORDS or _looks_like_verb(tok)):
+            break
+        if low in _AUXILIARIES:
+            break
+        if low in STOPWORDS or low in _NOT_NAMES or _is_value(tok):
+            continue
+        words.append(tok)
+        if len(words) == 3:
+            break
+    return " ".join(words)
+
+
+def _pronoun_subject(clause: str) -> tuple[str, str] | None:
+    """(pronoun, suffix) when the clause's subject is only a pronoun."""
+    parts = clause.split(None, 2)
+    if not parts:
+        return None
+    low = parts[0].lower()
+    if low not in _PRONOUNS:
+        return None
+    if low in _DEMONSTRATIVES:  # "This was ..." is a pronoun, "This patch ..." is not
+        nxt = parts[1].lower() if len(parts) > 1 else ""
+        if nxt not in _AUXILIARIES:
+            return None
+    return parts[0], _PRONOUNS[low]
+
+
+def carry_subject(clause: str, subject: str) -> str:
+    """Write ``subject`` in place of a leading subject pronoun ("Its CVE" -> "X's CVE")."""
+    found = _pronoun_subject(clause)
+    if found is None or not subject:
+        return clause
+    pronoun, suffix = found
+    return subject + suffix + clause[len(pronoun):]
+
+
+# -- the extractors --------------------------------------------------------------------------
+class RuleBasedExtractor:
+    """Deterministic, offline: one fact per sentence or clause (see module docstring)."""
+
+    def __init__(self, *, confidence: float = RULE_CONFIDENCE, min_words: int = 2) -> None:
+        self.confidence = confidence
+        self.min_words = min_words
+
+    def extract(self, turn: str) -> list[HiveFact]:
+        facts: list[HiveFact] = []
+        subject = ""
+        position = 0
+        for sentence in split_sentences(turn):
+            if sentence.rstrip("\"')").endswith("?"):
+                continue  # a question states nothing
+            for clause in split_clauses(sentence):
+                if _words(clause) < self.min_words:
+                    continue
+                if _pronoun_subject(clause) is not None:
+                    if not subject:
+                        continue  # "It works." with nothing to refer to is not a fact
+                    content, concept = carry_subject(clause, subject), subject
+                else:
+                    content, concept = clause, main_entity(clause)
+                    subject = concept or subject
+                facts.append(make_fact(content, concept, turn, position, self.confidence))
+                position += 1
+        return facts
+
+
+_LLM_SYSTEM = (
+    "You extract facts from one turn of a conversation. Return ONLY a JSON array of objects "
+    '{"content": str, "concept": str}: one object per sentence or independent clause that '
+    "states something. Copy numbers, identifiers, amounts, versions and dates exactly. Replace "
+    "a subject pronoun with the entity it refers to. 'concept' is the fact's main entity. "
+    "Skip questions, greetings and filler."
+)
+
+
+class AnthropicExtractor:
+    """Extraction by an Anthropic model. ``client`` is an ``anthropic.Anthropic`` (or a stub
+    with the same ``messages.create``), so tests never need the network."""
+
+    def __init__(self, client: Any, *, model: str = DEFAULT_ANTHROPIC_MODEL, prompt: str = "",
+                 max_tokens: int = 2048) -> None:
+        self.client = client
+        self.model = model
+        self.prompt = prompt
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], prompt: str = "") -> AnthropicExtractor:
+        try:
+            import anthropic
+        except ImportError as exc:
+            raise ConfigError(
+                "ANTHROPIC_API_KEY is set but the 'anthropic' package is not installed: "
+                "pip install 'amplihack-hive[llm]' (or unset the key to learn offline)"
+            ) from exc
+        client = anthropic.Anthropic(api_key=environ["ANTHROPIC_API_KEY"])
+        model = environ.get("AMPLIHACK_ANTHROPIC_MODEL") or DEFAULT_ANTHROPIC_MODEL
+        return cls(client, model=model, prompt=prompt)
+
+    def extract(self, turn: str) -> list[HiveFact]:
+        system = _LLM_SYSTEM + (f"\nThe agent's role: {self.prompt}" if self.prompt else "")
+        message = self.client.messages.create(
+            model=self.model, max_tokens=self.max_tokens, system=system,
+            messages=[{"role": "user", "content": turn}])
+        text = "".join(getattr(block, "text", "") for block in message.content)
+        return [make_fact(content, concept, turn, i, LLM_CONFIDENCE)
+                for i, (content, concept) in enumerate(parse_llm_facts(text))]
+
+
+def parse_llm_facts(text: str) -> list[tuple[str, str]]:
+    """(content, concept) pairs from the model's JSON; raises AgentError if it is not that."""
+    start, end = text.find("["), text.rfind("]")
+    if start < 0 or end < start:
+        raise AgentError(f"the extractor model did not return a JSON array: {text[:120]!r}")
+    try:
+        items = json.loads(text[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise AgentError(f"the extractor model returned invalid JSON: {exc}") from exc
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not str(item.get("content", "")).strip():
+            raise AgentError(f"the extractor model returned a malformed fact: {item!r}")
+        out.append((str(item["content"]).strip(), str(item.get("concept", "")).strip()))
+    return out
+
+
+def make_extractor(environ: Mapping[str, str] | None = None, prompt: str = "") -> Extractor:
+    """The LLM extractor when ``ANTHROPIC_API_KEY`` is set, else the offline rules."""
+    env = os.environ if environ is None else environ
+    if env.get("ANTHROPIC_API_KEY"):
+        return AnthropicExtractor.from_env(env, prompt)
+    return RuleBasedExtractor()

@@ -1,0 +1,270 @@
+"""UnixSocketTransport: the ``local`` transport between agent processes on one machine.
+
+No server to install: each agent listens on ``<run_dir>/<agent_id>.sock`` (mode 0600 in a
+0700 folder), and a message is one length-prefixed frame of the same JSON envelope that the
+in-process bus carries (:mod:`hive_core.transports.framing`). Membership comes from the hive's
+config; liveness is simply whether a peer's socket answers: a missing or refused socket is a
+``ConnectionLost`` for that item, at once, without waiting for the deadline.
+
+``request`` scatters all envelopes and gathers replies in the calling thread with one
+selector and ONE deadline, so a batch to five shards costs about one round trip, and a peer
+that hangs costs its item (``DeadlineExceeded``), not the others. Connections are pooled per
+peer and reused (checked for end-of-stream before reuse, so a restarted peer is reconnected);
+a connection that saw a timeout or an error is closed, never reused, so a late reply can never
+be mistaken for the answer to a later request.
+
+The serving half lives in :mod:`hive_core.transports.unix_listener`. A client-only instance
+(the CLI) never binds and never creates ``run_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from hive_core.config import MAX_MESSAGE_BYTES
+from hive_core.errors import (
+    ConfigError,
+    ConnectionLost,
+    DeadlineExceeded,
+    MessageRejected,
+    TransportError,
+)
+from hive_core.messages import Envelope, MessageType, decode, encode
+from hive_core.transports.base import Handler, Reply
+from hive_core.transports.framing import FrameReader, frame
+from hive_core.transports.unix_listener import UnixListener, socket_path
+
+POOL_PER_PEER = 4
+DRAIN_TIMEOUT = 5.0
+RECV_CHUNK = 256 * 1024
+
+
+def _alive(sock: socket.socket) -> bool:
+    """An idle pooled connection is reusable only if the peer has not closed it."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False  # end of stream, or stray bytes that would desynchronise the stream
+
+
+class _Call:
+    """One envelope in flight: its bytes out, its reply in, and its outcome."""
+
+    __slots__ = ("env", "out", "reader", "result", "send_error", "sent", "sock")
+
+    def __init__(self, env: Envelope, max_bytes: int) -> None:
+        self.env = env
+        self.out = memoryview(b"")
+        self.sent = 0
+        self.sock: socket.socket | None = None
+        self.reader = FrameReader(max_bytes)
+        self.result: Reply | None = None
+        self.send_error: OSError | None = None
+
+
+class UnixSocketTransport:
+    """ShardTransport over Unix domain sockets in one folder (see module docstring)."""
+
+    def __init__(
+        self, run_dir: Path | str, *, max_message_bytes: int = MAX_MESSAGE_BYTES,
+        pool_per_peer: int = POOL_PER_PEER, drain_timeout: float = DRAIN_TIMEOUT,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.max_message_bytes = max_message_bytes
+        self.pool_per_peer = pool_per_peer
+        self.drain_timeout = drain_timeout
+        self._listeners: dict[str, UnixListener] = {}
+        self._idle: dict[str, list[socket.socket]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- serving ------------------------------------------------------------------------------
+    def bind(self, agent_id: str, handler: Handler) -> None:
+        """Listen as ``agent_id``; raises AgentError if a live process already does."""
+        with self._lock:
+            if self._closed:
+                raise ConnectionLost("the transport is closed")
+            if agent_id in self._listeners:
+                raise ConfigError(f"{agent_id!r} is already bound on this transport")
+            self._listeners[agent_id] = UnixListener(
+                self.run_dir, agent_id, handler, max_message_bytes=self.max_message_bytes,
+                drain_timeout=self.drain_timeout)
+
+    def unbind(self, agent_id: str) -> None:
+        """Stop serving ``agent_id``: requests in flight finish, then the socket file goes."""
+        with self._lock:
+            listener = self._listeners.pop(agent_id, None)
+        if listener is not None:
+            listener.close()
+
+    def socket_path(self, agent_id: str) -> Path:
+        return socket_path(self.run_dir, agent_id)
+
+    def connections_accepted(self, agent_id: str) -> int:
+        """How many connections ``agent_id``'s listener accepted (shows pooling works)."""
+        with self._lock:
+            listener = self._listeners.get(agent_id)
+        return listener.accepted if listener is not None else 0
+
+    # -- requesting ---------------------------------------------------------------------------
+    def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
+        if self._closed:
+            raise ConnectionLost("the transport is closed")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 (a wait without a deadline is not allowed)")
+        deadline = time.monotonic() + timeout
+        calls = [_Call(env, self.max_message_bytes) for env in envelopes]
+        for call in calls:
+            try:
+                call.out = memoryview(frame(encode(call.env, self.max_message_bytes)))
+                call.sock = self._checkout(call.env.target, deadline)
+            except TransportError as exc:
+                call.result = exc
+        self._pump([c for c in calls if c.result is None], deadline, timeout)
+        return [c.result for c in calls if c.result is not None]
+
+    def _checkout(self, target: str, deadline: float) -> socket.socket:
+        try:
+            path = socket_path(self.run_dir, target)
+        except ConfigError as exc:
+            raise ConnectionLost(str(exc)) from exc
+        with self._lock:
+            pool = self._idle.get(target, [])
+            while pool:
+                sock = pool.pop()
+                if _alive(sock):
+                    return sock
+                sock.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            sock.connect(str(path))
+        except FileNotFoundError as exc:
+            sock.close()
+            raise ConnectionLost(f"no agent {target!r} is listening (no {path})") from exc
+        except ConnectionRefusedError as exc:
+            sock.close()
+            raise ConnectionLost(f"agent {target!r} refused the connection at {path}") from exc
+        except TimeoutError as exc:
+            sock.close()
+            raise DeadlineExceeded(f"{target} did not accept a connection in time") from exc
+        except OSError as exc:
+            sock.close()
+            raise ConnectionLost(f"cannot reach agent {target!r} at {path}: {exc}") from exc
+        sock.setblocking(False)
+        return sock
+
+    def _checkin(self, target: str, sock: socket.socket) -> None:
+        with self._lock:
+            pool = self._idle.setdefault(target, [])
+            if not self._closed and len(pool) < self.pool_per_peer:
+                pool.append(sock)
+                return
+        sock.close()
+
+    def _pump(self, calls: list[_Call], deadline: float, timeout: float) -> None:
+        """Send every frame and read every reply until all are done or the deadline passes."""
+        if not calls:
+            return
+        with selectors.DefaultSelector() as sel:
+            for call in calls:
+                assert call.sock is not None
+                sel.register(call.sock, selectors.EVENT_WRITE, call)
+            while sel.get_map():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for key, _events in sel.select(remaining):
+                    call = key.data
+                    if self._step(call, sel):
+                        sel.unregister(key.fileobj)
+                        self._finish(call)
+        for call in calls:
+            if call.result is None:
+                call.result = DeadlineExceeded(
+                    f"{call.env.target} did not answer within {timeout:g}s")
+                self._discard(call)
+
+    def _step(self, call: _Call, sel: selectors.BaseSelector) -> bool:
+        """Advance one call on a readiness event; True once it has an outcome."""
+        sock = call.sock
+        assert sock is not None
+        try:
+            if call.sent < len(call.out) and call.send_error is None:
+                try:
+                    call.sent += sock.send(call.out[call.sent:])
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    # The peer may have refused the frame and closed: read its ERROR reply.
+                    call.send_error = exc
+                if call.sent >= len(call.out) or call.send_error is not None:
+                    sel.modify(sock, selectors.EVENT_READ, call)
+                return False
+            chunk = sock.recv(min(call.reader.wanted(), RECV_CHUNK))
+            if not chunk:
+                why = call.send_error or "closed the connection before replying"
+                call.result = ConnectionLost(f"{call.env.target}: {why}")
+                return True
+            body = call.reader.feed(chunk)
+            if body is None:
+                return False
+            call.result = self._reply(call.env, body)
+            return True
+        except BlockingIOError:
+            return False
+        except MessageRejected as exc:
+            call.result = exc
+            return True
+        except OSError as exc:
+            call.result = ConnectionLost(f"{call.env.target}: {exc}")
+            return True
+
+    @staticmethod
+    def _reply(request: Envelope, body: bytes) -> Reply:
+        reply = decode(body)
+        if reply.correlation_id == request.msg_id:
+            return reply
+        if reply.type == MessageType.ERROR and not reply.correlation_id:
+            return reply  # the peer refused our frame before it could read its msg_id
+        return MessageRejected(
+            f"{request.target} answered {reply.correlation_id!r}, expected {request.msg_id!r}")
+
+    def _finish(self, call: _Call) -> None:
+        """Pool the connection after a clean reply; close it after anything else."""
+        reply = call.result
+        clean = (isinstance(reply, Envelope) and reply.correlation_id == call.env.msg_id
+                 and call.send_error is None)
+        if clean and call.sock is not None:
+            self._checkin(call.env.target, call.sock)
+            call.sock = None
+        else:
+            self._discard(call)
+
+    @staticmethod
+    def _discard(call: _Call) -> None:
+        if call.sock is not None:
+            with contextlib.suppress(OSError):
+                call.sock.close()
+            call.sock = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Unbind every agent (draining requests in flight) and close pooled connections."""
+        with self._lock:
+            self._closed = True
+            agents = list(self._listeners)
+        for agent_id in agents:
+            self.unbind(agent_id)
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for pool in idle.values():
+            for sock in pool:
+                sock.close()

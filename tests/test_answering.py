@@ -1,0 +1,39 @@
+"""The extractive answerer: best facts verbatim, with provenance, honest about gaps."""
+
+from __future__ import annotations
+
+from agent_runtime.answering import NO_ANSWER, ExtractiveAnswerer
+from hive_core.facts import HiveFact
+from hive_core.search import SearchResult
+
+
+def result(scored: list[tuple[str, str, float]], failed: list[str] | None = None):
+    facts = [HiveFact(content=c, source_agent=a) for c, a, _ in scored]
+    return SearchResult(facts=facts, scores=[s for *_, s in scored],
+                        shards_failed=failed or [], partial=bool(failed))
+
+
+def test_answer_quotes_the_best_facts_with_provenance() -> None:
+    res = result([
+        ("CVE-2024-3094 was patched on 2024-03-29.", "a0", 12.0),
+        ("CVE-2024-3094 affects xz-utils 5.6.0.", "a2", 9.0),
+        ("The patch window is Sunday.", "a1", 2.0),  # far below the best: left out
+    ])
+    text = ExtractiveAnswerer().answer("When was CVE-2024-3094 patched?", res)
+    lines = text.splitlines()
+    assert lines == [
+        f"CVE-2024-3094 was patched on 2024-03-29. (learned by a0; {res.facts[0].fact_id})",
+        f"CVE-2024-3094 affects xz-utils 5.6.0. (learned by a2; {res.facts[1].fact_id})",
+    ]
+
+
+def test_answer_is_capped_and_says_when_nothing_matched() -> None:
+    res = result([(f"Fact number {i} about Atlas.", "a0", 5.0) for i in range(6)])
+    assert len(ExtractiveAnswerer(max_facts=2).answer("Atlas?", res).splitlines()) == 2
+    assert ExtractiveAnswerer().answer("anything?", SearchResult()) == NO_ANSWER
+
+
+def test_partial_search_is_reported_in_the_answer() -> None:
+    res = result([("Atlas ships in June.", "a0", 3.0)], failed=["a4"])
+    assert ExtractiveAnswerer().answer("When does Atlas ship?", res).endswith(
+        "(partial: no answer from shard(s) a4)")
