@@ -64,13 +64,16 @@ def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25
     if config.shard_backend == "memory":
         return MemoryShardStore(name, bm25=bm25)
     try:
-        from hive_core.store.kuzu import KuzuShardStore
+        from hive_core.store.kuzu import KuzuShardStore, buffer_pool_for
     except ImportError as exc:
         raise ConfigError(f"shard backend 'kuzu' is not available: {exc}") from exc
 
     path = config.shard_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return KuzuShardStore(path, agent_id=name, settings=settings, bm25=bm25)
+    # One shard per agent process: its pool is sized as the only shard of this process.
+    return KuzuShardStore(path, agent_id=name, bm25=bm25,
+                          buffer_pool_size=buffer_pool_for(1, settings),
+                          max_db_size=settings.kuzu_max_db_size)
 
 
 class Agent:

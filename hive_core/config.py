@@ -15,6 +15,10 @@ DEFAULT_QUERY_FANOUT = 5
 VIRTUAL_NODES_PER_AGENT = 64
 KUZU_BUFFER_POOL_SIZE = 256 * 1024 * 1024
 KUZU_MAX_DB_SIZE = 1024 * 1024 * 1024
+# All Kuzu shards of one process share this many bytes of buffer pool (each gets at least
+# KUZU_MIN_BUFFER_POOL_SIZE), so that a 100-agent hive in one process stays bounded.
+KUZU_PROCESS_BUFFER_BUDGET = 1024 * 1024 * 1024
+KUZU_MIN_BUFFER_POOL_SIZE = 16 * 1024 * 1024
 DEFAULT_SEARCH_TIMEOUT = 2.0
 DEFAULT_STORE_TIMEOUT = 5.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -32,6 +36,7 @@ class CoreSettings:
     virtual_nodes: int = VIRTUAL_NODES_PER_AGENT
     kuzu_buffer_pool_size: int = KUZU_BUFFER_POOL_SIZE
     kuzu_max_db_size: int = KUZU_MAX_DB_SIZE
+    kuzu_process_buffer_budget: int = KUZU_PROCESS_BUFFER_BUDGET
     search_timeout: float = DEFAULT_SEARCH_TIMEOUT
     store_timeout: float = DEFAULT_STORE_TIMEOUT
     max_message_bytes: int = MAX_MESSAGE_BYTES

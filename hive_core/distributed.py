@@ -24,13 +24,13 @@ from hive_core.errors import ConfigError, TransportError
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
-from hive_core.placement import handoff, place, split_batches
+from hive_core.placement import batches, handoff, place
 from hive_core.ring import HashRing
 from hive_core.scoring import Bm25
 from hive_core.search import SearchResult, ranked_search, route_terms
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
-from hive_core.store.base import ShardStore, StoreRecord
+from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 from hive_core.store.memory import MemoryShardStore
 from hive_core.text import query_terms, term_counts
 from hive_core.transports.base import ShardTransport
@@ -38,7 +38,7 @@ from hive_core.transports.local import LocalEventBus
 
 StoreFactory = Callable[[str], ShardStore]
 SUSPECT_SECONDS = 5.0
-RECORDS_PER_MESSAGE = 2000
+FACTS_PER_MESSAGE = 2000
 
 
 class DistributedHiveGraph(BaseHiveGraph):
@@ -153,25 +153,30 @@ class DistributedHiveGraph(BaseHiveGraph):
             for d in drops:
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
-    def _send_records(
-        self, client: ShardClient, batches: dict[str, list[StoreRecord]]
-    ) -> set[str]:
-        """Send each shard its records; returns the shards that failed (now suspected)."""
-        calls: list[dict[str, Call]] = []
-        for agent, records in batches.items():
-            for i, chunk in enumerate(split_batches(records, RECORDS_PER_MESSAGE)):
-                while len(calls) <= i:
-                    calls.append({})
-                calls[i][agent] = (MessageType.SHARD_STORE,
-                                   {"records": [r.to_wire() for r in chunk]})
+    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]]) -> set[str]:
+        """Deliver batches (one message per shard per round); returns the shards that failed
+        (recorded in ``write_failures`` and suspected)."""
         failed: set[str] = set()
-        for round_calls in calls:
-            results = client.call_many(round_calls, timeout=self.settings.store_timeout)
+        for per_shard in rounds:
+            calls: dict[str, Call] = {
+                agent: (MessageType.SHARD_STORE, {"batch": batch.to_wire()})
+                for agent, batch in per_shard.items()
+            }
+            results = client.call_many(calls, timeout=self.settings.store_timeout)
             failed.update(a for a, r in results.items() if isinstance(r, TransportError))
         if failed:
             self.write_failures.extend(sorted(failed))
             self._suspect(failed)
         return failed
+
+    def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> set[str]:
+        rounds: list[dict[str, StoreBatch]] = []
+        for agent, records in rows.items():
+            for i, chunk in enumerate(batches(records, FACTS_PER_MESSAGE)):
+                while len(rounds) <= i:
+                    rounds.append({})
+                rounds[i][agent] = chunk
+        return self._send(client, rounds)
 
     def client_for(self, agent_id: str | None) -> ShardClient:
         if agent_id is None or agent_id not in self._servers:
@@ -198,10 +203,11 @@ class DistributedHiveGraph(BaseHiveGraph):
         """
         if not len(self.ring):
             raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-        batches = place(facts, self.ring)
-        failed = self._send_records(self.client_for(via), batches)
+        rounds = [place(facts[i : i + FACTS_PER_MESSAGE], self.ring)
+                  for i in range(0, len(facts), FACTS_PER_MESSAGE)]
+        failed = self._send(self.client_for(via), rounds)
         if failed:
-            lost = _uncovered_facts(batches, failed)
+            lost = _uncovered_facts(rounds, failed)
             if lost:
                 raise TransportError(
                     f"{len(lost)} fact(s) reached no live owner for some role; "
@@ -286,14 +292,20 @@ class DistributedHiveGraph(BaseHiveGraph):
             self.transport.close()
 
 
-def _uncovered_facts(batches: dict[str, list[StoreRecord]], failed: set[str]) -> list[str]:
+def _uncovered_facts(rounds: Sequence[dict[str, StoreBatch]], failed: set[str]) -> list[str]:
     """Fact ids with a role (primary, or a term's postings) held by no shard that succeeded."""
     needed: dict[str, set[str]] = {}
     held: dict[str, set[str]] = {}
-    for agent, records in batches.items():
-        for rec in records:
-            roles = set(rec.terms) | ({"\0primary"} if rec.primary else set())
-            needed.setdefault(rec.fact_id, set()).update(roles)
-            if agent not in failed:
-                held.setdefault(rec.fact_id, set()).update(roles)
+    for per_shard in rounds:
+        for agent, batch in per_shard.items():
+            roles: dict[str, set[str]] = {fid: set() for fid in batch.facts}
+            for term, fids in batch.postings.items():
+                for fid in fids:
+                    roles[fid].add(term)
+            for fid in batch.primary:
+                roles[fid].add("\0primary")
+            for fid, r in roles.items():
+                needed.setdefault(fid, set()).update(r)
+                if agent not in failed:
+                    held.setdefault(fid, set()).update(r)
     return sorted(fid for fid, roles in needed.items() if roles - held.get(fid, set()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 PROMOTED = "promoted"
@@ -75,11 +75,20 @@ class HiveFact:
     def is_retracted(self) -> bool:
         return self.status == RETRACTED
 
+    def _evolve(self, **changes: Any) -> HiveFact:
+        """A copy with fields that do not touch identity changed (content, hence fact_id and
+        content_hash, stays): skips re-validation and re-hashing, which ``replace`` would
+        redo for every fact of a batch."""
+        clone = object.__new__(HiveFact)
+        for name in HiveFact.__slots__:
+            object.__setattr__(clone, name, changes.get(name, getattr(self, name)))
+        return clone
+
     def retracted(self) -> HiveFact:
-        return replace(self, status=RETRACTED)
+        return self._evolve(status=RETRACTED)
 
     def with_source(self, agent_id: str) -> HiveFact:
-        return replace(self, source_agent=agent_id)
+        return self._evolve(source_agent=agent_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {

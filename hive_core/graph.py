@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.facts import HiveAgent, HiveEdge, HiveFact
 from hive_core.federation import Federation
-from hive_core.placement import records_for
+from hive_core.placement import place
 from hive_core.ring import HashRing
 from hive_core.scoring import Bm25
 from hive_core.search import SearchResult, search_single_store
@@ -224,7 +224,8 @@ class InMemoryHiveGraph(BaseHiveGraph):
         self._ring = HashRing([self.SHARD], replication_factor=1)
 
     def _store(self, facts: Sequence[HiveFact], via: str | None = None) -> list[str]:
-        self.store.put([records_for(f, self._ring)[self.SHARD] for f in facts])
+        if facts:
+            self.store.put(place(facts, self._ring)[self.SHARD])
         return []
 
     def search(

@@ -13,34 +13,52 @@ from dataclasses import dataclass
 
 from hive_core.facts import HiveFact
 from hive_core.ring import HashRing
-from hive_core.store.base import StoreRecord
+from hive_core.store.base import StoreBatch, StoreRecord
 from hive_core.text import term_counts
 
 
-def records_for(fact: HiveFact, ring: HashRing) -> dict[str, StoreRecord]:
-    """The record each owner of ``fact`` should hold."""
-    fact_dict = fact.to_dict()
-    tf = term_counts(fact.content)
-    terms_by_agent: dict[str, set[str]] = {}
-    for term in tf:
-        for agent in ring.get_agents(term):
-            terms_by_agent.setdefault(agent, set()).add(term)
-    primaries = set(ring.get_agents(fact.fact_id))
-    out = {}
-    for agent in primaries | set(terms_by_agent):
-        out[agent] = StoreRecord(
-            fact_dict, tf, frozenset(terms_by_agent.get(agent, ())), agent in primaries
-        )
-    return out
+def place(facts: Iterable[HiveFact], ring: HashRing) -> dict[str, StoreBatch]:
+    """One :class:`StoreBatch` per destination shard for a batch of facts.
 
-
-def place(facts: Iterable[HiveFact], ring: HashRing) -> dict[str, list[StoreRecord]]:
-    """Records grouped by destination shard for a batch of facts."""
-    batches: dict[str, list[StoreRecord]] = {}
+    Work is per fact and per *distinct term of the batch* (one ring lookup each); the
+    (fact, shard) fan-out happens in set unions and dict comprehensions.
+    """
+    batch_facts: dict[str, dict] = {}
+    batch_tf: dict[str, dict[str, int]] = {}
+    term_fids: dict[str, list[str]] = {}
     for fact in facts:
-        for agent, record in records_for(fact, ring).items():
-            batches.setdefault(agent, []).append(record)
-    return batches
+        fid = fact.fact_id
+        if fid in batch_facts:
+            continue
+        batch_facts[fid] = fact.to_dict()
+        tf = batch_tf[fid] = term_counts(fact.content)
+        for term in tf:
+            fids = term_fids.get(term)
+            if fids is None:
+                term_fids[term] = [fid]
+            else:
+                fids.append(fid)
+    get_agents = ring.get_agents
+    postings: dict[str, dict[str, list[str]]] = {}
+    for term, fids in term_fids.items():
+        for agent in get_agents(term):
+            held = postings.get(agent)
+            if held is None:
+                postings[agent] = {term: fids}
+            else:
+                held[term] = fids
+    primary: dict[str, list[str]] = {}
+    for fid in batch_facts:
+        for agent in get_agents(fid):
+            primary.setdefault(agent, []).append(fid)
+    out = {}
+    for agent in postings.keys() | primary.keys():
+        mine = postings.get(agent, {})
+        prim = primary.get(agent, [])
+        fids = set(prim).union(*mine.values())
+        out[agent] = StoreBatch({f: batch_facts[f] for f in fids}, {f: batch_tf[f] for f in fids},
+                                mine, prim)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,8 @@ class Drop:
 def handoff(
     records: Iterable[StoreRecord], self_id: str, old: HashRing, new: HashRing
 ) -> tuple[dict[str, list[StoreRecord]], list[Drop]]:
+    # Rows, not batches: hand-off is rare and touches ~1/N of a shard; callers chunk the rows
+    # into StoreBatch messages (``batches``).
     """What one shard must send and give up when the ring changes from ``old`` to ``new``.
 
     Every holder of a role sends it to the role's new owners that did not own it before
@@ -81,13 +101,13 @@ def handoff(
         if lost_terms or lost_primary:
             drops.append(Drop(rec.fact_id, frozenset(lost_terms), lost_primary))
     out = {
-        agent: [StoreRecord(r.fact, r.tf, frozenset(terms), primary)
+        agent: [StoreRecord(r.fact, r.tf, tuple(sorted(terms)), primary)
                 for r, terms, primary in by_fact.values()]
         for agent, by_fact in sends.items()
     }
     return out, drops
 
 
-def split_batches(records: Sequence[StoreRecord], size: int) -> list[Sequence[StoreRecord]]:
-    """Chunks of at most ``size`` records, so no message exceeds the size limit."""
-    return [records[i : i + size] for i in range(0, len(records), size)] or [records]
+def batches(records: Sequence[StoreRecord], size: int) -> list[StoreBatch]:
+    """Rows as StoreBatch chunks of at most ``size`` facts, so no message exceeds its limit."""
+    return [StoreBatch.from_records(records[i : i + size]) for i in range(0, len(records), size)]

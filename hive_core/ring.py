@@ -45,7 +45,8 @@ class HashRing:
         self._agents: set[str] = set()
         self._points: list[int] = []
         self._owners: list[str] = []
-        self._cache: dict[tuple[str, int], tuple[str, ...]] = {}
+        # key (for the replication factor) or (key, n) -> owners; cleared on any change.
+        self._cache: dict[object, tuple[str, ...]] = {}
         for agent in agents:
             self.add_agent(agent)
 
@@ -103,7 +104,8 @@ class HashRing:
         Fewer than ``n`` when the ring has fewer agents; empty on an empty ring.
         """
         want = self.replication_factor if n is None else n
-        cached = self._cache.get((key, want))
+        cache_key = key if want == self.replication_factor else (key, want)
+        cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
         want_real = min(want, len(self._agents))
@@ -120,7 +122,7 @@ class HashRing:
         result = tuple(owners)
         if len(self._cache) > 200_000:
             self._cache.clear()
-        self._cache[(key, want)] = result
+        self._cache[cache_key] = result
         return result
 
     def primary(self, key: str) -> str:

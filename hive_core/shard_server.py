@@ -12,7 +12,7 @@ from typing import Any
 
 from hive_core.facts import HiveEdge
 from hive_core.messages import Envelope, MessageType
-from hive_core.store.base import ShardStore, StoreRecord
+from hive_core.store.base import ShardStore, StoreBatch
 
 
 class ShardServer:
@@ -57,11 +57,11 @@ class ShardServer:
         raise ValueError(f"unknown shard query op {op!r}")
 
     def store_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        records = [StoreRecord.from_wire(r) for r in p.get("records", ())]
-        added = self.store.put(records) if records else 0
+        batch = StoreBatch.from_wire(p["batch"]) if "batch" in p else None
+        added = self.store.put(batch) if batch else 0
         for edge in p.get("edges", ()):
             self.store.add_edge(HiveEdge.from_dict(edge))
-        return {"added": added, "received": len(records)}
+        return {"added": added, "received": len(batch) if batch else 0}
 
     def delete_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
         retracted = [fid for fid in p.get("retract", ()) if self.store.retract(fid)]

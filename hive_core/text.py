@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 # A token: an optional currency sign, a word, then any number of (joiner, word) pairs where the
 # joiner is one of - . / : _ and both sides are alphanumeric; an optional trailing %.
@@ -25,7 +26,7 @@ STOPWORDS = frozenset(
     being below between both but by can could did do does doing down during each few for from
     further had has have having he her here hers herself him himself his how i if in into is it
     its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
+    ourselves out over same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom whose why will with would you your yours yourself
     yourselves tell know please currently current give show list many much
@@ -34,25 +35,44 @@ STOPWORDS = frozenset(
 
 
 def _stem(word: str) -> str:
-    """A deliberately light stemmer: plural and possessive endings only, never identifiers."""
+    """A deliberately light stemmer, never applied to identifiers (anything not all letters).
+
+    Folds plurals, possessives, ``-ed`` and a final silent ``e`` so that "owns", "owned" and
+    "owner's" ... "own" and "move", "moves", "moved" all meet; terms are only ever compared
+    with other terms, so a stem need not be a word.
+    """
     if not word.isalpha() or len(word) <= 3:
         return word
-    if word.endswith("'s"):
-        word = word[:-2]
     if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ss", "us", "is")):
-        return word
-    if (word.endswith("es") and word[-3] in "sxz") or word.endswith(("ches", "shes")):
-        return word[:-2]
-    if word.endswith("s"):
-        return word[:-1]
+        word = word[:-3] + "y"
+    elif word.endswith(("ss", "us", "is")):
+        pass
+    elif (word.endswith("es") and word[-3] in "sxz") or word.endswith(("ches", "shes")):
+        word = word[:-2]
+    elif word.endswith("s"):
+        word = word[:-1]
+    if word.endswith("ed") and len(word) > 4 and not word.endswith("eed"):
+        word = word[:-2]
+        if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+            word = word[:-1]  # shipped -> ship
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
     return word
 
 
 def raw_tokens(text: str) -> list[str]:
     """Surface tokens of ``text`` in order, original case."""
     return _TOKEN.findall(text)
+
+
+@lru_cache(maxsize=1 << 17)
+def normalize_token(token: str) -> str | None:
+    """The term a surface token stands for, or None for a stopword (cached: vocabularies
+    are small next to the number of tokens, and this runs for every word ingested)."""
+    term = token.lower()
+    if term in STOPWORDS:
+        return None
+    return _stem(term)
 
 
 def token_spans(text: str) -> list[tuple[int, int, str]]:
@@ -62,13 +82,8 @@ def token_spans(text: str) -> list[tuple[int, int, str]]:
 
 def tokenize(text: str) -> list[str]:
     """Normalised terms of ``text`` in order, stopwords removed, duplicates kept."""
-    out: list[str] = []
-    for tok in _TOKEN.findall(text):
-        term = tok.lower()
-        if term in STOPWORDS:
-            continue
-        out.append(_stem(term))
-    return out
+    norm = normalize_token
+    return [t for t in map(norm, _TOKEN.findall(text)) if t is not None]
 
 
 def term_counts(text: str) -> dict[str, int]:

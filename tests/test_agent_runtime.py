@@ -164,8 +164,7 @@ def test_learn_at_one_agent_answer_at_another(running: Hive) -> None:
     assert {s["agent"] for s in statuses} == set(running.names)
     assert all(s["pid"] > 0 and s["transport"] == "local" for s in statuses)
     ring = HashRing(running.names, replication_factor=RF)
-    per_shard = {agent: sum(r.primary for r in recs)
-                 for agent, recs in place(facts, ring).items()}
+    per_shard = {agent: len(batch.primary) for agent, batch in place(facts, ring).items()}
     assert {s["agent"]: s["facts"] for s in statuses} == {
         n: per_shard.get(n, 0) for n in running.names}
 

@@ -28,8 +28,8 @@ def test_a_dead_replica_is_reported_and_the_facts_stay_findable() -> None:
     assert failed == ["a2"]
     assert graph.write_failures == ["a2"]
     live = sum(graph.shard_store(f"a{i}").count() for i in range(5) if i != 2)
-    expected = sum(sum(r.primary for r in recs)
-                   for agent, recs in place(FACTS, graph.ring).items() if agent != "a2")
+    expected = sum(len(batch.primary)
+                   for agent, batch in place(FACTS, graph.ring).items() if agent != "a2")
     assert live == expected
     hit = graph.search("Which host runs S-7?", limit=1, asking_agent="a0")
     assert hit.facts[0].fact_id == ids[7]

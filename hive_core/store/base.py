@@ -18,32 +18,90 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from hive_core.facts import HiveEdge, HiveFact
 
 
-@dataclass(frozen=True, slots=True)
-class StoreRecord:
-    """A fact as placed on one shard, with the roles that shard holds it in."""
+class StoreRecord(NamedTuple):
+    """A fact as placed on one shard, with the roles that shard holds it in.
+
+    A NamedTuple rather than a dataclass: ingest creates one per (fact, shard) pair, about
+    25 per fact at RF=3, and this is the cheapest immutable record Python has. Its wire form
+    is the plain list ``[fact, tf, terms, primary]``; being a tuple, a record is itself plain
+    data, so the in-process bus passes it as is and JSON encodes it as that list.
+    """
 
     fact: Mapping[str, Any]  # HiveFact.to_dict()
     tf: Mapping[str, int]  # term -> count over the fact's content
-    terms: frozenset[str]  # index roles: terms whose postings on this shard include the fact
+    terms: tuple[str, ...]  # index roles: terms whose postings on this shard include the fact
     primary: bool  # primary role: this shard is a ring owner of the fact itself
 
     @property
     def fact_id(self) -> str:
         return str(self.fact["fact_id"])
 
+    def to_wire(self) -> list[Any]:
+        return [self.fact, self.tf, list(self.terms), self.primary]
+
+    @classmethod
+    def from_wire(cls, data: Sequence[Any]) -> StoreRecord:
+        if isinstance(data, StoreRecord):  # in-process delivery: already a record
+            return data
+        fact, tf, terms, primary = data
+        return cls(fact, tf, tuple(terms), bool(primary))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBatch:
+    """Many facts for one shard, column-wise: what a SHARD_STORE message carries.
+
+    Each fact (and its term counts) appears once, and each term's postings are a list of
+    fact ids, so storing a batch is mostly C-level ``set.update`` and ``dict`` work instead of
+    one Python object per (fact, term, replica). Row-wise :class:`StoreRecord` views exist
+    for hand-off and for stores that prefer rows.
+    """
+
+    facts: Mapping[str, Mapping[str, Any]]  # fact_id -> HiveFact.to_dict()
+    tf: Mapping[str, Mapping[str, int]]  # fact_id -> term counts
+    postings: Mapping[str, Sequence[str]]  # term -> fact ids indexed under it here
+    primary: Sequence[str]  # fact ids held here in the primary role
+
     def to_wire(self) -> dict[str, Any]:
-        return {"fact": self.fact, "tf": self.tf, "terms": sorted(self.terms),
+        return {"facts": self.facts, "tf": self.tf, "postings": self.postings,
                 "primary": self.primary}
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> StoreRecord:
-        return cls(fact=data["fact"], tf=data["tf"], terms=frozenset(data["terms"]),
-                   primary=bool(data["primary"]))
+    def from_wire(cls, data: Mapping[str, Any]) -> StoreBatch:
+        return cls(data["facts"], data["tf"], data["postings"], data["primary"])
+
+    @classmethod
+    def from_records(cls, records: Iterable[StoreRecord]) -> StoreBatch:
+        facts: dict[str, Mapping[str, Any]] = {}
+        tf: dict[str, Mapping[str, int]] = {}
+        postings: dict[str, list[str]] = {}
+        primary: list[str] = []
+        for rec in records:
+            fid = rec.fact_id
+            facts[fid] = rec.fact
+            tf[fid] = rec.tf
+            for term in rec.terms:
+                postings.setdefault(term, []).append(fid)
+            if rec.primary:
+                primary.append(fid)
+        return cls(facts, tf, postings, primary)
+
+    def records(self) -> list[StoreRecord]:
+        terms: dict[str, list[str]] = {fid: [] for fid in self.facts}
+        for term, fids in self.postings.items():
+            for fid in fids:
+                terms[fid].append(term)
+        primary = set(self.primary)
+        return [StoreRecord(fact, self.tf[fid], tuple(terms[fid]), fid in primary)
+                for fid, fact in self.facts.items()]
+
+    def __len__(self) -> int:
+        return len(self.facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +122,10 @@ class ScoredFact:
 class ShardStore(Protocol):
     """One shard. Implementations: :mod:`.memory` (tests, small hives) and :mod:`.kuzu`."""
 
-    def put(self, records: Sequence[StoreRecord]) -> int:
-        """Merge records (idempotent); returns how many new primary facts were added.
+    def put(self, batch: StoreBatch) -> int:
+        """Merge a batch (idempotent); returns how many new primary facts were added.
 
-        A record for a retracted (tombstoned) fact is ignored: a late, redelivered store must
+        A fact that is retracted (tombstoned) here is ignored: a late, redelivered store must
         not resurrect what was retracted.
         """
         ...

@@ -2,30 +2,21 @@
 
 Facts are kept as the plain dicts they arrived in (not re-validated ``HiveFact`` objects): on
 ingest a fact reaches ~25 shards, and building a dataclass per copy would dominate the cost.
-They become ``HiveFact`` values again only when they leave the store as results.
+They become ``HiveFact`` values again only when they leave the store as results. Roles and
+postings live in a :class:`~hive_core.store.index.TermIndex`, shared with the Kuzu store so
+both rank identically.
 """
 
 from __future__ import annotations
 
-import heapq
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import DEFAULT_BM25, Bm25
-from hive_core.store.base import ScoredFact, StoreRecord, TermStats
-
-
-class _Doc:
-    __slots__ = ("dl", "fact", "primary", "terms", "tf")
-
-    def __init__(self, fact: Mapping[str, Any], tf: Mapping[str, int]) -> None:
-        self.fact = fact
-        self.tf = tf
-        self.dl = sum(tf.values())
-        self.terms: set[str] = set()
-        self.primary = False
+from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord, TermStats
+from hive_core.store.index import TermIndex
 
 
 class MemoryShardStore:
@@ -34,72 +25,37 @@ class MemoryShardStore:
     def __init__(self, agent_id: str = "", *, bm25: Bm25 = DEFAULT_BM25) -> None:
         self.agent_id = agent_id
         self.bm25 = bm25
-        self._docs: dict[str, _Doc] = {}
-        self._postings: dict[str, set[str]] = {}
-        self._max_tf_part: dict[str, float] = {}
+        self._index = TermIndex(bm25)
+        self._facts: dict[str, Mapping[str, Any]] = {}
         self._tombstones: set[str] = set()
         self._edges: dict[tuple[str, str, str], HiveEdge] = {}
         self._edges_by_fact: dict[str, set[tuple[str, str, str]]] = {}
-        self._primary_live = 0
         self._lock = threading.RLock()
 
     # -- writes -------------------------------------------------------------------------------
-    def put(self, records: Sequence[StoreRecord]) -> int:
-        added = 0
+    def put(self, batch: StoreBatch) -> int:
         with self._lock:
-            for rec in records:
-                fid = rec.fact_id
-                if fid in self._tombstones or rec.fact.get("status") == RETRACTED:
+            facts = self._facts
+            refused = self._tombstones.intersection(batch.facts) if self._tombstones else set()
+            for fid, fact in batch.facts.items():
+                if fid in facts or fid in refused:
                     continue
-                doc = self._docs.get(fid)
-                if doc is None:
-                    doc = self._docs[fid] = _Doc(rec.fact, rec.tf)
-                if rec.primary and not doc.primary:
-                    doc.primary = True
-                    added += 1
-                    self._primary_live += 1
-                new_terms = rec.terms - doc.terms
-                if new_terms:
-                    doc.terms |= new_terms
-                    for term in new_terms:
-                        self._postings.setdefault(term, set()).add(fid)
-                        part = self.bm25.tf_part(doc.tf.get(term, 0), doc.dl)
-                        if part > self._max_tf_part.get(term, 0.0):
-                            self._max_tf_part[term] = part
-        return added
-
-    def _unindex(self, fid: str, doc: _Doc, terms: Iterable[str]) -> None:
-        for term in list(terms):
-            posting = self._postings.get(term)
-            if posting is not None:
-                posting.discard(fid)
-                if not posting:
-                    del self._postings[term]
-                    self._max_tf_part.pop(term, None)
-            doc.terms.discard(term)
+                if fact.get("status") == RETRACTED:
+                    refused.add(fid)
+                    continue
+                facts[fid] = fact
+            return self._index.merge_batch(batch, refused)
 
     def retract(self, fact_id: str) -> bool:
         with self._lock:
             self._tombstones.add(fact_id)
-            doc = self._docs.pop(fact_id, None)
-            if doc is None:
-                return False
-            self._unindex(fact_id, doc, doc.terms)
-            if doc.primary:
-                self._primary_live -= 1
-            return True
+            self._facts.pop(fact_id, None)
+            return self._index.remove(fact_id)
 
     def drop(self, fact_id: str, terms: Iterable[str], primary: bool) -> None:
         with self._lock:
-            doc = self._docs.get(fact_id)
-            if doc is None:
-                return
-            self._unindex(fact_id, doc, terms)
-            if primary and doc.primary:
-                doc.primary = False
-                self._primary_live -= 1
-            if not doc.primary and not doc.terms:
-                del self._docs[fact_id]
+            if self._index.drop(fact_id, terms, primary):
+                del self._facts[fact_id]
 
     def add_edge(self, edge: HiveEdge) -> None:
         with self._lock:
@@ -110,36 +66,22 @@ class MemoryShardStore:
     # -- reads --------------------------------------------------------------------------------
     def get(self, fact_id: str) -> HiveFact | None:
         with self._lock:
-            doc = self._docs.get(fact_id)
-            return HiveFact.from_dict(doc.fact) if doc is not None else None
+            fact = self._facts.get(fact_id)
+            return HiveFact.from_dict(fact) if fact is not None else None
 
     def is_tombstoned(self, fact_id: str) -> bool:
         return fact_id in self._tombstones
 
     def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
         with self._lock:
-            out = {}
-            for term in terms:
-                posting = self._postings.get(term)
-                if posting:
-                    out[term] = TermStats(len(posting), self._max_tf_part[term])
-            return out
+            return self._index.term_stats(terms)
 
     def score(
         self, terms: Iterable[str], weights: Mapping[str, float], limit: int
     ) -> list[ScoredFact]:
         with self._lock:
-            candidates: set[str] = set()
-            for term in terms:
-                candidates |= self._postings.get(term, set())
-            scored = []
-            for fid in candidates:
-                doc = self._docs[fid]
-                s = self.bm25.score(weights, doc.tf, doc.dl)
-                if s > 0.0:
-                    scored.append((-s, fid))
-            best = heapq.nsmallest(limit, scored)
-            return [ScoredFact(HiveFact.from_dict(self._docs[fid].fact), -neg) for neg, fid in best]
+            best = self._index.top(terms, weights, limit)
+            return [ScoredFact(HiveFact.from_dict(self._facts[fid]), s) for fid, s in best]
 
     def search(self, query: str, limit: int = 10) -> list[ScoredFact]:
         from hive_core.search import search_single_store
@@ -147,17 +89,18 @@ class MemoryShardStore:
         return search_single_store(self, query, limit).scored()
 
     def count(self) -> int:
-        return self._primary_live
+        return self._index.primary_live
 
     def index_size(self) -> int:
         with self._lock:
-            return sum(len(p) for p in self._postings.values())
+            return self._index.size()
 
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
+            index = self._index
             snapshot = [
-                StoreRecord(d.fact, d.tf, frozenset(d.terms), d.primary)
-                for d in self._docs.values()
+                StoreRecord(fact, index.tf[fid], index.roles(fid), fid in index.primary)
+                for fid, fact in self._facts.items()
             ]
         return iter(snapshot)
 

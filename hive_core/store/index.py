@@ -1,0 +1,148 @@
+"""TermIndex: a shard's term counts, roles and postings, which is all that scoring reads.
+
+Both shard stores keep one. The memory store keeps the fact bodies next to it; the Kuzu store
+keeps them only on disk and rebuilds this index from disk when it opens. Keeping the two
+stores on one index is what makes them rank identically: the same postings, the same
+``max_tf_part`` bookkeeping and the same :class:`~hive_core.scoring.Bm25` call per document.
+
+Layout: plain dicts keyed by fact id (term counts, length), one set of primary ids and one
+set of fact ids per term; a fact's index roles are *derived* (the terms whose postings hold
+it). No object per document: a 100-agent hive holds ~25 entries per fact, and half a million
+small objects made every full garbage collection walk them all (once two thirds of ingest).
+A batch merges with C-level ``set.update`` per term instead of a Python step per posting.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Iterable, Mapping
+
+from hive_core.scoring import Bm25
+from hive_core.store.base import StoreBatch, TermStats
+
+
+class TermIndex:
+    """Postings and roles of one shard. Not thread-safe: the owning store holds its lock."""
+
+    def __init__(self, bm25: Bm25) -> None:
+        self.bm25 = bm25
+        self.tf: dict[str, Mapping[str, int]] = {}  # fid -> term counts
+        self.dl: dict[str, int] = {}  # fid -> document length
+        self.primary: set[str] = set()
+        self._postings: dict[str, set[str]] = {}
+        # Largest tf-part per term, computed when first asked and forgotten when the term's
+        # postings grow (ingest stays a set insert; a query pays the scan once per change).
+        # Removals keep the old value: still a valid upper bound for the search pruning.
+        self._max_tf_part: dict[str, float] = {}
+
+    # -- writes -------------------------------------------------------------------------------
+    def merge_batch(self, batch: StoreBatch, refused: Collection[str] = ()) -> int:
+        """Add every role in ``batch`` except for ``refused`` ids; returns new primaries."""
+        tfs, dls, postings, stale = self.tf, self.dl, self._postings, self._max_tf_part
+        for fid, tf in batch.tf.items():
+            if fid not in tfs and fid not in refused:
+                tfs[fid] = tf
+                dls[fid] = sum(tf.values())
+        for term, fids in batch.postings.items():
+            if refused:
+                fids = [f for f in fids if f not in refused]
+            posting = postings.get(term)
+            if posting is None:
+                posting = postings[term] = set()
+            before = len(posting)
+            posting.update(fids)
+            if len(posting) != before:
+                stale.pop(term, None)
+        before = len(self.primary)
+        self.primary.update(f for f in batch.primary if f not in refused)
+        return len(self.primary) - before
+
+    def merge(self, fid: str, tf: Mapping[str, int], terms: Iterable[str], primary: bool) -> bool:
+        """Add roles for one fact (row form); True if it newly became primary here."""
+        batch = StoreBatch({fid: {}}, {fid: tf}, {t: [fid] for t in terms},
+                           [fid] if primary else [])
+        return self.merge_batch(batch) == 1
+
+    def _unindex(self, fid: str, terms: Iterable[str]) -> None:
+        for term in terms:
+            posting = self._postings.get(term)
+            if posting is not None:
+                posting.discard(fid)
+                if not posting:
+                    del self._postings[term]
+                    self._max_tf_part.pop(term, None)
+
+    def _forget(self, fid: str) -> None:
+        self.tf.pop(fid, None)
+        self.dl.pop(fid, None)
+        self.primary.discard(fid)
+
+    def remove(self, fid: str) -> bool:
+        """Forget ``fid`` entirely (retraction); True if it was indexed."""
+        tf = self.tf.get(fid)
+        if tf is None:
+            return False
+        self._unindex(fid, tf)
+        self._forget(fid)
+        return True
+
+    def drop(self, fid: str, terms: Iterable[str], primary: bool) -> bool:
+        """Give up roles; True if ``fid`` has no role left and was forgotten."""
+        if fid not in self.tf:
+            return False
+        self._unindex(fid, terms)
+        if primary:
+            self.primary.discard(fid)
+        if fid not in self.primary and not self.roles(fid):
+            self._forget(fid)
+            return True
+        return False
+
+    # -- reads --------------------------------------------------------------------------------
+    def __contains__(self, fid: object) -> bool:
+        return fid in self.tf
+
+    def roles(self, fid: str) -> tuple[str, ...]:
+        """Terms whose postings here hold ``fid``."""
+        postings = self._postings
+        return tuple(t for t in self.tf.get(fid, ()) if fid in postings.get(t, ()))
+
+    @property
+    def primary_live(self) -> int:
+        return len(self.primary)
+
+    def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
+        out = {}
+        for term in terms:
+            posting = self._postings.get(term)
+            if not posting:
+                continue
+            best = self._max_tf_part.get(term)
+            if best is None:
+                part, tfs, dls = self.bm25.tf_part, self.tf, self.dl
+                best = max(part(tfs[f][term], dls[f]) for f in posting)
+                self._max_tf_part[term] = best
+            out[term] = TermStats(len(posting), best)
+        return out
+
+    def top(
+        self, terms: Iterable[str], weights: Mapping[str, float], limit: int
+    ) -> list[tuple[str, float]]:
+        """(fact_id, score) of the best ``limit`` facts in the postings of ``terms``.
+
+        Sorted by (-score, fact_id); facts scoring 0 are never returned.
+        """
+        candidates: set[str] = set()
+        for term in terms:
+            candidates |= self._postings.get(term, set())
+        score, tfs, dls = self.bm25.score, self.tf, self.dl
+        scored = []
+        for fid in candidates:
+            s = score(weights, tfs[fid], dls[fid])
+            if s > 0.0:
+                scored.append((-s, fid))
+        return [(fid, -neg) for neg, fid in heapq.nsmallest(limit, scored)]
+
+    def size(self) -> int:
+        """Number of (term, fact) postings."""
+        return sum(len(p) for p in self._postings.values())
