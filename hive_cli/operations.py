@@ -135,8 +135,9 @@ def learn(
             break
         for agent, result in link.learn(round_batches, timeout).items():
             if isinstance(result, HiveError):
-                raise CliFailure(f"learning stopped after {done} of {total} turns: agent "
-                                 f"{agent}: {describe(result)}")
+                reason = describe(result)
+                reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
+                raise CliFailure(f"learning stopped after {done} of {total} turns: {reason}")
             facts[agent] += int(result["facts"])
             failed.update(str(s) for s in result.get("failed_shards") or ())
             done += len(round_batches[agent])

@@ -42,7 +42,7 @@ class Renderer:
     def message(self, text: str) -> None:
         """A human line on stdout (skipped in --json mode, where the document says it all)."""
         if not self.json_mode:
-            self.out.print(text)
+            self.out.print(text, soft_wrap=True)
 
     def note(self, text: str) -> None:
         """A side remark on stderr (shown in both modes)."""
@@ -59,6 +59,10 @@ class Renderer:
         with bar:
             task = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(task, n)
+
+    def _line(self, text: str) -> None:
+        """A line of prose: never wrapped at the console width (it may be piped or grepped)."""
+        self.out.print(text, soft_wrap=True)
 
     # -- per command ---------------------------------------------------------------------------
     def hives(self, rows: list[dict[str, Any]]) -> None:
@@ -98,7 +102,7 @@ class Renderer:
         self.out.print(table)
         total = sum(s.facts or 0 for s in states)
         running = sum(s.status == "running" for s in states)
-        self.out.print(f"{running}/{len(states)} running, {total} facts held "
+        self._line(f"{running}/{len(states)} running, {total} facts held "
                        "(counting every replica)")
 
     def started(self, hive: str, results: list[StartResult]) -> None:
@@ -128,26 +132,26 @@ class Renderer:
         if self.json_mode:
             return self.json(doc)
         per = ", ".join(f"{a}: {n}" for a, n in doc["per_agent"].items())
-        self.out.print(f"learned {doc['turns']} turns -> {doc['facts']} facts "
-                       f"in {doc['seconds']:.1f}s ({escape(per)})")
+        self._line(f"learned {doc['turns']} turns -> {doc['facts']} facts "
+                   f"in {doc['seconds']:.1f}s ({escape(per)})")
         if doc["failed_shards"]:
-            self.out.print(f"[red]shards that failed to store: "
+            self._line(f"[red]shards that failed to store: "
                            f"{escape(', '.join(doc['failed_shards']))}[/]")
 
     def answer(self, doc: dict[str, Any]) -> None:
         if self.json_mode:
             return self.json(doc)
-        self.out.print(f"[bold]{escape(doc['agent'])}[/] answers: {escape(str(doc['answer']))}")
+        self._line(f"[bold]{escape(doc['agent'])}[/] answers: {escape(str(doc['answer']))}")
         table = Table("#", "score", "source agent", "fact", title="facts used")
         for i, f in enumerate(doc["facts"], start=1):
             table.add_row(str(i), f"{float(f['score']):.3f}", escape(str(f["source_agent"])),
                           escape(str(f["content"])))
         self.out.print(table)
         queried = ", ".join(doc["shards_queried"]) or "-"
-        self.out.print(f"shards queried ({len(doc['shards_queried'])}): {escape(queried)}")
+        self._line(f"shards queried ({len(doc['shards_queried'])}): {escape(queried)}")
         if doc.get("partial"):
             failed = ", ".join(doc.get("shards_failed") or [])
-            self.out.print(f"[red]partial answer: shards failed: {escape(failed)}[/]")
+            self._line(f"[red]partial answer: shards failed: {escape(failed)}[/]")
 
 
 def _num(value: float | int | None) -> str:

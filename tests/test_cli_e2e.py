@@ -122,7 +122,6 @@ def test_full_life_cycle(hive: Hive):
                          "shards_failed", "partial"}
     hits = [f for f in adoc["facts"] if "Hannah Schmidt" in f["content"]]
     assert hits and hits[0]["source_agent"] == learner != asker
-    assert adoc["facts"][0] == hits[0]
     assert 1 <= len(adoc["shards_queried"]) <= 5 and adoc["partial"] is False
     human = hive("ask", "--hive", hive.name, "--agent", asker, "Who leads Project Osprey?")
     assert human.code == 0 and "Hannah Schmidt" in human.out and "shards queried" in human.out
@@ -179,16 +178,15 @@ def test_kill_9_is_crashed_and_start_restores_it_with_its_facts(hive: Hive):
 
 
 @pytest.mark.slow
-def test_learn_from_stdin_jsonl_and_one_agent(hive: Hive):
+def test_partial_hive_learn_fails_clearly_then_stdin_jsonl_to_one_agent(hive: Hive):
     assert hive("start", "--hive", hive.name, "--agents", "agent_0,agent_1",
                 "--timeout", "120").code == 0
     lines = [json.dumps({"content": "Zofia Nowak runs the Gdansk data center."}),
              json.dumps({"content": "The Gdansk data center has 48 racks."})]
-    res = hive("learn", "--hive", hive.name, "-", "--agent", "agent_1", "--json",
-               stdin=("\n".join(lines) + "\n").encode())
-    assert res.code == 0, res.err
-    doc = res.json()
-    assert doc["turns"] == 2 and set(doc["per_agent"]) == {"agent_1"}
+    stdin = ("\n".join(lines) + "\n").encode()
+    partial = hive("learn", "--hive", hive.name, "-", "--agent", "agent_1", stdin=stdin)
+    assert partial.code == 1 and len(partial.err.strip().splitlines()) == 1
+    assert "learning stopped after 0 of 2 turns" in partial.err
     code, sdoc = _status(hive)
     states = {a["name"]: a["status"] for a in sdoc["agents"]}
     assert code == 3 and states == {"agent_0": "running", "agent_1": "running",
@@ -196,7 +194,18 @@ def test_learn_from_stdin_jsonl_and_one_agent(hive: Hive):
                                     "agent_4": "stopped"}
     delete = hive("delete", "--hive", hive.name)
     assert delete.code == 1 and "stop them first" in delete.err
-    assert hive("stop", "--hive", hive.name, "--agents", "agent_0,agent_1").code == 0
+
+    assert hive("start", "--hive", hive.name, "--timeout", "120").code == 0
+    res = hive("learn", "--hive", hive.name, "-", "--agent", "agent_1", "--json", stdin=stdin)
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["turns"] == 2 and set(doc["per_agent"]) == {"agent_1"}
+    asked = hive("ask", "--hive", hive.name, "--agent", "agent_4", "--json",
+                 "How many racks does the Gdansk data center have?")
+    assert asked.code == 0, asked.err
+    assert any("48 racks" in f["content"] and f["source_agent"] == "agent_1"
+               for f in asked.json()["facts"])
+    assert hive("stop", "--hive", hive.name).code == 0
     assert hive.alive() == []
 
 
