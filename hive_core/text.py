@@ -55,7 +55,7 @@ def _stem(word: str) -> str:
         word = word[:-2]
         if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
             word = word[:-1]  # shipped -> ship
-    if word.endswith("e") and len(word) > 4:
+    if word.endswith("e") and len(word) >= 4 and not word.endswith("ee"):
         word = word[:-1]
     return word
 
