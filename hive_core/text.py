@@ -134,6 +134,29 @@ def query_terms(question: str, max_terms: int) -> list[str]:
     return [term for term, _ in ordered[:max_terms]]
 
 
+CURRENCY_CUES = frozenset(
+    "current currently latest now today newest recent recently still anymore nowadays".split()
+)
+
+
+def wants_current(question: str) -> bool:
+    """Does the question ask for the value in force now (not a past one)?"""
+    return any(tok.lower() in CURRENCY_CUES for tok in _TOKEN.findall(question))
+
+
+def anchor_terms(question: str) -> frozenset[str]:
+    """The question's names and identifiers (specificity rank >= 2): what it is *about*."""
+    out = set()
+    for position, surface in enumerate(_TOKEN.findall(question)):
+        term = normalize_token(surface)
+        if term is None:
+            continue
+        shown = surface if position > 0 else surface.lower()
+        if specificity(term, shown)[0] >= 2:
+            out.add(term)
+    return frozenset(out)
+
+
 def overlap(a: Iterable[str], b: Iterable[str]) -> float:
     """Jaccard overlap of two term collections (0 when both are empty)."""
     sa, sb = set(a), set(b)
