@@ -55,7 +55,7 @@ def _stem(word: str) -> str:
         word = word[:-2]
         if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
             word = word[:-1]  # shipped -> ship
-    if word.endswith("e") and len(word) > 4:
+    if word.endswith("e") and len(word) >= 4 and not word.endswith("ee"):
         word = word[:-1]
     return word
 
@@ -132,6 +132,29 @@ def query_terms(question: str, max_terms: int) -> list[str]:
             seen[term] = (rank, length, previous[2] if previous else position)
     ordered = sorted(seen.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2]))
     return [term for term, _ in ordered[:max_terms]]
+
+
+CURRENCY_CUES = frozenset(
+    "current currently latest now today newest recent recently still anymore nowadays".split()
+)
+
+
+def wants_current(question: str) -> bool:
+    """Does the question ask for the value in force now (not a past one)?"""
+    return any(tok.lower() in CURRENCY_CUES for tok in _TOKEN.findall(question))
+
+
+def anchor_terms(question: str) -> frozenset[str]:
+    """The question's names and identifiers (specificity rank >= 2): what it is *about*."""
+    out = set()
+    for position, surface in enumerate(_TOKEN.findall(question)):
+        term = normalize_token(surface)
+        if term is None:
+            continue
+        shown = surface if position > 0 else surface.lower()
+        if specificity(term, shown)[0] >= 2:
+            out.add(term)
+    return frozenset(out)
 
 
 def overlap(a: Iterable[str], b: Iterable[str]) -> float:
