@@ -95,6 +95,7 @@ def run(agents: int, turns: int, questions: int, backend: str) -> dict:
         learned = cli(home, "learn", "--hive", name, "--file", str(corpus), "--json")
         result["learn_turns"] = learned["turns"]
         result["learn_facts"] = learned["facts"]
+        result["learn_unique_facts"] = learned["unique_facts"]
         result["learn_seconds_wall"] = round(time.monotonic() - t0, 2)
         result["learn_seconds_in_cli"] = learned["seconds"]
 
@@ -116,6 +117,8 @@ def run(agents: int, turns: int, questions: int, backend: str) -> dict:
         result["ask_p95_ms"] = round(percentile(latencies, 0.95), 1)
         status = cli(home, "status", "--hive", name, "--json")
         result["facts_held_total"] = sum(a["facts"] or 0 for a in status["agents"])
+        result["facts_held_equals_unique_x_rf"] = (
+            result["facts_held_total"] == learned["unique_facts"] * config.replication_factor)
     finally:
         stopped = supervisor.stop(config, config.agent_names(), timeout=20)
         result["left_running"] = [r.agent for r in stopped if r.outcome == "stuck"]

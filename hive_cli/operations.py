@@ -121,11 +121,16 @@ def learn(
     advance: Callable[[int], None],
     batch: int = LEARN_BATCH,
 ) -> dict[str, Any]:
-    """Send each agent its turns, ``batch`` per LEARN message, all agents concurrently."""
+    """Send each agent its turns, ``batch`` per LEARN message, all agents concurrently.
+
+    ``facts`` counts what the agents extracted; ``unique_facts`` counts distinct fact ids (the
+    same sentence learned twice is one fact, held RF times).
+    """
     t0 = time.monotonic()
     total = sum(len(t) for t in per_agent.values())
     facts: dict[str, int] = dict.fromkeys(per_agent, 0)
     failed: set[str] = set()
+    fact_ids: set[str] = set()
     done = 0
     offset = 0
     while True:
@@ -139,12 +144,13 @@ def learn(
                 reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
                 raise CliFailure(f"learning stopped after {done} of {total} turns: {reason}")
             facts[agent] += int(result["facts"])
+            fact_ids.update(str(f) for f in result.get("fact_ids") or ())
             failed.update(str(s) for s in result.get("failed_shards") or ())
             done += len(round_batches[agent])
             advance(len(round_batches[agent]))
         offset += batch
     return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
-            "per_agent": facts, "failed_shards": sorted(failed),
+            "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
             "seconds": round(time.monotonic() - t0, 3)}
 
 

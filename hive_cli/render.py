@@ -133,6 +133,7 @@ class Renderer:
             return self.json(doc)
         per = ", ".join(f"{a}: {n}" for a, n in doc["per_agent"].items())
         self._line(f"learned {doc['turns']} turns -> {doc['facts']} facts "
+                   f"({doc['unique_facts']} distinct) "
                    f"in {doc['seconds']:.1f}s ({escape(per)})")
         if doc["failed_shards"]:
             self._line(f"[red]shards that failed to store: "

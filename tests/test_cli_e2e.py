@@ -107,7 +107,8 @@ def test_full_life_cycle(hive: Hive):
     code, sdoc = _status(hive)
     assert code == 0 and sdoc["hive"] == hive.name and sdoc["transport"] == "local"
     assert [a["status"] for a in sdoc["agents"]] == ["running"] * AGENTS
-    assert sum(a["facts"] for a in sdoc["agents"]) == ldoc["facts"] * RF
+    assert ldoc["unique_facts"] == ldoc["facts"]  # the corpus has no repeated sentence
+    assert sum(a["facts"] for a in sdoc["agents"]) == ldoc["unique_facts"] * RF
     assert all(a["rss_mb"] > 0 and a["pid"] == pids[a["name"]] for a in sdoc["agents"])
 
     fact = "Project Osprey replaces the homegrown job scheduler with Temporal"
