@@ -270,6 +270,10 @@ def learn(
     text: Annotated[str | None, typer.Option(help="Turns given inline (one per line).")] = None,
     agent: AgentOpt = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per LEARN batch.")] = 120.0,
+    parallel: Annotated[int, typer.Option(
+        min=1, max=256, help="Agents learning at the same time.")] = operations.LEARN_PARALLEL,
+    batch: Annotated[int, typer.Option(
+        min=1, max=1000, help="Turns per LEARN message.")] = operations.LEARN_BATCH,
     json_out: Json = False,
 ) -> None:
     """Teach the hive: turn i goes to running agent i mod N, which places facts on the ring."""
@@ -289,7 +293,7 @@ def learn(
         running = operations.running_among(config, link, live, agent)
         per_agent = inputs.round_robin(turns, running)
         with out.progress("turns learned", len(turns)) as bar:
-            doc = operations.learn(link, per_agent, timeout, bar)
+            doc = operations.learn(link, per_agent, timeout, bar, batch, parallel)
     out.learned(doc)
     if doc["failed_shards"]:
         raise CliFailure(f"some facts are missing replicas: shard(s) "

@@ -24,6 +24,7 @@ from hive_core.errors import HiveError
 from hive_core.hive_config import HiveConfig, hive_dir, hives_root
 
 LEARN_BATCH = 50
+LEARN_PARALLEL = 4
 FOLLOW_POLL_S = 0.2
 
 
@@ -120,11 +121,14 @@ def learn(
     timeout: float,
     advance: Callable[[int], None],
     batch: int = LEARN_BATCH,
+    parallel: int = LEARN_PARALLEL,
 ) -> dict[str, Any]:
-    """Send each agent its turns, ``batch`` per LEARN message, all agents concurrently.
+    """Send each agent its turns, ``batch`` per LEARN message, ``parallel`` agents at a time.
 
-    ``facts`` counts what the agents extracted; ``unique_facts`` counts distinct fact ids (the
-    same sentence learned twice is one fact, held RF times).
+    Each learning agent fans its facts out to RF owners and to its terms' owners, so a
+    hive where every agent learns at once on a small machine misses its store deadlines;
+    ``parallel`` bounds that load. ``facts`` counts what the agents extracted;
+    ``unique_facts`` counts distinct fact ids (one sentence learned twice is one fact).
     """
     t0 = time.monotonic()
     total = sum(len(t) for t in per_agent.values())
@@ -132,23 +136,23 @@ def learn(
     failed: set[str] = set()
     fact_ids: set[str] = set()
     done = 0
-    offset = 0
-    while True:
-        round_batches = {a: t[offset:offset + batch] for a, t in per_agent.items()
-                         if t[offset:offset + batch]}
-        if not round_batches:
-            break
-        for agent, result in link.learn(round_batches, timeout).items():
-            if isinstance(result, HiveError):
-                reason = describe(result)
-                reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
-                raise CliFailure(f"learning stopped after {done} of {total} turns: {reason}")
-            facts[agent] += int(result["facts"])
-            fact_ids.update(str(f) for f in result.get("fact_ids") or ())
-            failed.update(str(s) for s in result.get("failed_shards") or ())
-            done += len(round_batches[agent])
-            advance(len(round_batches[agent]))
-        offset += batch
+    longest = max((len(t) for t in per_agent.values()), default=0)
+    for offset in range(0, longest, batch):
+        jobs = [(a, t[offset:offset + batch]) for a, t in per_agent.items()
+                if t[offset:offset + batch]]
+        for i in range(0, len(jobs), parallel):
+            group = dict(jobs[i:i + parallel])
+            for agent, result in link.learn(group, timeout).items():
+                if isinstance(result, HiveError):
+                    reason = describe(result)
+                    reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
+                    raise CliFailure(f"learning stopped after {done} of {total} turns: "
+                                     f"{reason}")
+                facts[agent] += int(result["facts"])
+                fact_ids.update(str(f) for f in result.get("fact_ids") or ())
+                failed.update(str(s) for s in result.get("failed_shards") or ())
+                done += len(group[agent])
+                advance(len(group[agent]))
     return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
             "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
             "seconds": round(time.monotonic() - t0, 3)}

@@ -86,3 +86,43 @@ def test_follow_prints_appended_lines_and_survives_truncation(hive_with_logs, ca
     worker.join(5)
     seen.extend(capsys.readouterr().out.splitlines())
     assert seen == ["appended one", "appended two", "after truncation"]
+
+
+def test_learn_batches_round_robin_turns_with_bounded_parallelism():
+    from hive_cli.agent_link import AgentLink
+    from hive_core.messages import Envelope
+    from hive_core.transports.local import LocalEventBus
+
+    agents = [f"a{i}" for i in range(5)]
+    received: dict[str, list[list[str]]] = {a: [] for a in agents}
+    active: set[str] = set()
+    peak = 0
+    lock = threading.Lock()
+
+    def handle(env: Envelope) -> Envelope:
+        nonlocal peak
+        with lock:
+            assert env.target not in active  # never two batches to one agent at once
+            active.add(env.target)
+            peak = max(peak, len(active))
+        time.sleep(0.01)
+        turns = env.payload["turns"]
+        received[env.target].append(turns)
+        with lock:
+            active.discard(env.target)
+        return env.reply({"turns": len(turns), "facts": len(turns),
+                          "fact_ids": [f"f{t[1:]}" for t in turns], "failed_shards": []})
+
+    bus = LocalEventBus()
+    for a in agents:
+        bus.bind(a, handle)
+    turns = [f"t{i}" for i in range(103)]
+    ticks: list[int] = []
+    doc = operations.learn(AgentLink("h", bus), inputs.round_robin(turns, agents), 5,
+                           ticks.append, batch=4, parallel=2)
+    bus.close()
+    assert peak <= 2 and sum(ticks) == 103
+    for i, agent in enumerate(agents):
+        flat = [t for b in received[agent] for t in b]
+        assert flat == turns[i::5] and all(len(b) <= 4 for b in received[agent])
+    assert (doc["turns"], doc["facts"], doc["unique_facts"]) == (103, 103, 103)
