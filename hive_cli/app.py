@@ -27,6 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    epilog="Exit codes: 0 ok, 1 failure, 2 usage error, 3 (status) an agent is not running. "
+    "Hives live in $AMPLIHACK_HOME/hives (default ~/.amplihack). NO_COLOR=1 disables colour.",
 )
 
 

@@ -11,8 +11,10 @@ States (one rule each, checked in this order)::
     starting  the process is alive, started less than STARTUP_GRACE_S ago, and has not
               answered (yet) or answered ``ready: false``
 
-``start`` leaves running and starting agents alone, stops hung ones, restarts crashed ones,
-and waits until each agent *itself* reports ready, with one deadline for all.
+``start`` leaves running and starting agents alone, restarts crashed ones, and waits until
+each agent *itself* reports ready, with one deadline for all. Before it stops an agent that
+is alive but silent, it asks once more with a long deadline (HUNG_CONFIRM_S), so an agent
+that is merely busy (a large learn in flight) is never killed by a second ``start``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from hive_core.hive_config import HiveConfig
 
 STARTUP_GRACE_S = 60.0
 STATUS_TIMEOUT_S = 2.0
+HUNG_CONFIRM_S = 10.0
 READY_POLL_S = 0.1
 
 Progress = Callable[[int], None]
@@ -44,6 +47,7 @@ class AgentState:
     rss_mb: float | None = None
     detail: str = ""
     reply: dict[str, Any] = field(default_factory=dict)
+    alive: bool = False  # a crashed state whose process still exists (hung, not dead)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "pid": self.pid,
@@ -93,8 +97,10 @@ def probe(config: HiveConfig, link: AgentLink | None, agents: Sequence[str],
             state.reply = reply
         elif now - record.started_at > STARTUP_GRACE_S:
             state.status = "crashed"
+            state.alive = True
             why = describe(reply) if isinstance(reply, HiveError) else "not ready"
-            state.detail = f"alive but not answering for {STARTUP_GRACE_S:g}s: {why}"
+            state.detail = (f"process alive but no ready status {STARTUP_GRACE_S:g}s after "
+                            f"start: {why}")
         elif isinstance(reply, HiveError):
             state.detail = describe(reply)
     return [states[a] for a in agents]
@@ -136,6 +142,8 @@ def start(
     results: dict[str, StartResult] = {}
     pending: dict[str, StartResult] = {}
     for state in probe(config, link, agents):
+        if state.status == "crashed" and state.alive:
+            state = probe(config, link, [state.name], timeout=HUNG_CONFIRM_S)[0]
         if state.status == "running":
             results[state.name] = StartResult(state.name, "already running", state.pid)
             progress(1)

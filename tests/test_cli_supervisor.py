@@ -94,7 +94,7 @@ def test_probe_states(hive):
     supervisor.write_pid(hive, "a0", supervisor.PidRecord(
         old.pid, old.create_time, time.time() - lifecycle.STARTUP_GRACE_S - 1))
     hung = lifecycle.probe(hive, None, ["a0"])[0]
-    assert hung.status == "crashed" and "not answering" in hung.detail
+    assert hung.status == "crashed" and "no ready status" in hung.detail
 
 
 class FakeReadiness:
@@ -142,4 +142,47 @@ def test_start_timeout_stops_agents_that_never_get_ready(hive):
     assert supervisor.read_pid(hive, "a2") is None
     assert not psutil.pid_exists(results[0].pid) or supervisor.is_gone(
         psutil.Process(results[0].pid))
+    bus.close()
+
+
+def _backdate(cfg: HiveConfig, agent: str) -> supervisor.PidRecord:
+    old = supervisor.read_pid(cfg, agent)
+    supervisor.write_pid(cfg, agent, supervisor.PidRecord(
+        old.pid, old.create_time, time.time() - lifecycle.STARTUP_GRACE_S - 1))
+    return old
+
+
+def test_start_does_not_kill_a_busy_agent(hive):
+    bus = LocalEventBus()
+
+    def slow(env: Envelope) -> Envelope:
+        time.sleep(lifecycle.STATUS_TIMEOUT_S + 1)  # busier than a status poll waits
+        return env.reply({"agent": env.target, "ready": True, "facts": 1})
+
+    bus.bind("a0", slow)
+    record = supervisor.spawn(hive, "a0", SLEEPER)
+    _backdate(hive, "a0")
+    link = AgentLink(hive.name, bus)
+    assert lifecycle.probe(hive, link, ["a0"])[0].status == "crashed"
+    result = lifecycle.start(hive, link, ["a0"], timeout=30, command=lambda a: SLEEPER)[0]
+    assert (result.outcome, result.pid) == ("already running", record.pid)
+    assert supervisor.live_process(record) is not None
+    bus.close()
+
+
+def test_start_replaces_a_hung_agent(hive):
+    bus = LocalEventBus()
+    hung = supervisor.spawn(hive, "a1", SLEEPER)
+    _backdate(hive, "a1")
+
+    def handle(env: Envelope) -> Envelope:  # the old process never gets ready, a new one does
+        current = supervisor.read_pid(hive, "a1")
+        ready = current is not None and current.pid != hung.pid
+        return env.reply({"agent": env.target, "ready": ready, "facts": 0})
+
+    bus.bind("a1", handle)
+    result = lifecycle.start(hive, AgentLink(hive.name, bus), ["a1"], timeout=30,
+                             command=lambda a: SLEEPER)[0]
+    assert result.outcome == "restarted" and result.pid != hung.pid
+    assert supervisor.live_process(hung) is None
     bus.close()
