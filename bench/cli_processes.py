@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(agents: int, turns: int, questions: int, backend: str) -> dict:
+def run(agents: int, turns: int, questions: int, backend: str, keep: bool = False) -> dict:
     home = Path(tempfile.mkdtemp(prefix="amplihack-bench."))
     os.environ["AMPLIHACK_HOME"] = str(home)
     name = "bench"
@@ -122,6 +123,8 @@ def run(agents: int, turns: int, questions: int, backend: str) -> dict:
     finally:
         stopped = supervisor.stop(config, config.agent_names(), timeout=20)
         result["left_running"] = [r.agent for r in stopped if r.outcome == "stuck"]
+        if not keep and not result["left_running"]:
+            shutil.rmtree(home)
     return result
 
 
@@ -131,8 +134,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=5000)
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--backend", choices=["kuzu", "memory"], default="kuzu")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary hive home")
     args = parser.parse_args()
-    result = run(args.agents, args.turns, args.questions, args.backend)
+    result = run(args.agents, args.turns, args.questions, args.backend, args.keep)
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
