@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install bench clean
+.PHONY: test lint install bench bench-cli demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core --agents 100 --facts 20000
+
+bench-cli: $(STAMP)
+	$(BIN)/python -m bench.cli_processes --agents 20
+	$(BIN)/python -m bench.cli_processes --agents 100
+
+# Create a 5-agent local hive, start it, learn the sample corpus, ask three questions from
+# agents that did not learn the answers, show status, stop. Uses a temporary AMPLIHACK_HOME
+# unless one is set.
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

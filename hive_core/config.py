@@ -50,6 +50,8 @@ class CoreSettings:
     bm25_b: float = 0.5
     bm25_avgdl: float = 12.0
     bm25_reference_docs: int = 1_000_000
+    # Weight multiplier for a question's names and identifiers (hive_core.search).
+    anchor_boost: float = 1.5
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CoreSettings:

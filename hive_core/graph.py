@@ -231,7 +231,7 @@ class InMemoryHiveGraph(BaseHiveGraph):
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None
     ) -> SearchResult:
-        result = search_single_store(self.store, query, limit, self.settings.query_fanout)
+        result = search_single_store(self.store, query, limit, self.settings)
         return result
 
     def get_fact(self, fact_id: str) -> HiveFact | None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import TransportError
 from hive_core.facts import HiveFact
 from hive_core.scoring import Bm25
@@ -99,8 +100,14 @@ def ranked_search(
     score_call: ScoreCall,
     bm25: Bm25,
     limit: int,
+    emphasis: Mapping[str, float] | None = None,
 ) -> SearchResult:
-    """Steps 3-5 above over ``route`` (term -> shard). Transport failures make it partial."""
+    """Steps 3-5 above over ``route`` (term -> shard). Transport failures make it partial.
+
+    ``emphasis`` multiplies the idf weight of some terms (the question's names and
+    identifiers, see :func:`question_emphasis`); weights are fixed before any shard scores,
+    so every shard still computes the same number for a fact.
+    """
     result = SearchResult(terms=list(route))
     if not route or limit <= 0:
         return result
@@ -111,7 +118,8 @@ def ranked_search(
     stats, failures = stats_call(by_shard)
     failed: dict[str, str] = dict(failures)
 
-    weights = {t: bm25.idf(s.df) for t, s in stats.items() if s.df > 0}
+    boost = emphasis or {}
+    weights = {t: bm25.idf(s.df) * boost.get(t, 1.0) for t, s in stats.items() if s.df > 0}
     bounds = {t: weights[t] * stats[t].max_tf_part for t in weights}
     remaining = sorted(weights, key=lambda t: (stats[t].df, t))
     best: dict[str, ScoredFact] = {}
@@ -141,6 +149,17 @@ def ranked_search(
     result.shards_failed = sorted(failed)
     result.partial = bool(failed)
     return result
+
+
+def question_emphasis(question: str, factor: float) -> dict[str, float]:
+    """Weight multipliers for what a question is about: its names and identifiers.
+
+    In "Who leads Project Osprey?" the rare verb "leads" can out-score the name "Osprey" by
+    idf alone; the name is what the asker means, so it weighs ``factor`` times more.
+    """
+    if factor == 1.0:
+        return {}
+    return dict.fromkeys(anchor_terms(question), factor)
 
 
 def prefer_current(result: SearchResult, question: str) -> SearchResult:
@@ -176,13 +195,11 @@ def prefer_current(result: SearchResult, question: str) -> SearchResult:
 
 
 def search_single_store(
-    store: ShardStore, query: str, limit: int, max_terms: int | None = None
+    store: ShardStore, query: str, limit: int, settings: CoreSettings = DEFAULTS
 ) -> SearchResult:
     """The engine with one shard holding every term: what "one big memory" answers."""
-    from hive_core.config import DEFAULTS
-
-    bm25 = getattr(store, "bm25", None) or Bm25.from_settings()
-    terms = query_terms(query, max_terms or DEFAULTS.query_fanout)
+    bm25 = getattr(store, "bm25", None) or Bm25.from_settings(settings)
+    terms = query_terms(query, settings.query_fanout)
     name = getattr(store, "agent_id", "") or "local"
     route = dict.fromkeys(terms, name)
 
@@ -192,7 +209,9 @@ def search_single_store(
     def score_call(_s: str, terms_: Sequence[str], w: Mapping[str, float], k: int):
         return store.score(terms_, w, k)
 
-    return prefer_current(ranked_search(route, stats_call, score_call, bm25, limit), query)
+    emphasis = question_emphasis(query, settings.anchor_boost)
+    return prefer_current(
+        ranked_search(route, stats_call, score_call, bm25, limit, emphasis), query)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:
