@@ -15,13 +15,16 @@ On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
   and those that failed.
 
 The socket is bound only after the shard is open and the ring is built, so a status reply
-means ready.
+means ready. A background thread then runs anti-entropy (:mod:`hive_core.gossip`) soon after
+start and every ``gossip_interval`` seconds, so an agent that was down, or restarted with an
+empty shard, gets back the replicas it missed from its peers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -96,6 +99,9 @@ class Agent:
         self.server: ShardServer | None = None
         self._started = time.monotonic()
         self._process = psutil.Process()
+        self._stopping = threading.Event()
+        self._gossip: threading.Thread | None = None
+        self.gossip_rounds = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, store: ShardStore | None = None) -> None:
@@ -118,9 +124,39 @@ class Agent:
             store.close()
             raise
         self._started = time.monotonic()
+        self._gossip = threading.Thread(target=self._gossip_loop, name="gossip", daemon=True)
+        self._gossip.start()
+
+    def _gossip_loop(self) -> None:
+        """Anti-entropy in the background: soon after start (a restarted agent catches up on
+        what it missed), then every ``gossip_interval`` seconds. A round that meets dead
+        peers is logged and retried next round, never fatal."""
+        interval = self.settings.gossip_interval
+        wait = min(2.0, interval)
+        while not self._stopping.wait(wait):
+            wait = interval
+            graph = self.graph
+            if graph is None:
+                return
+            self.gossip_rounds += 1
+            try:
+                repaired = graph.gossip_round(self.name, salt=self.gossip_rounds)
+            except Exception as exc:  # reported, and the next round tries again
+                log.warning("gossip round %d failed: %s: %s", self.gossip_rounds,
+                            type(exc).__name__, exc)
+                continue
+            total = sum(repaired.values())
+            if total or graph.gossip_failures:
+                log.info("gossip round %d: repaired %d fact(s) from %s; unreachable: %s",
+                         self.gossip_rounds, total,
+                         ",".join(p for p, n in sorted(repaired.items()) if n) or "-",
+                         ",".join(graph.gossip_failures) or "-")
 
     def stop(self) -> None:
         """Stop serving (requests in flight finish), close the shard, close the transport."""
+        self._stopping.set()
+        if self._gossip is not None:
+            self._gossip.join(timeout=self.settings.store_timeout + 1.0)
         try:
             if self.graph is not None:
                 # Unbinds first, which waits for requests in flight (they still use the
@@ -139,7 +175,7 @@ class Agent:
         if env.type == MessageType.SHARD_QUERY and env.payload.get("op") == "status":
             return env.reply(self.status())
         if env.type in (MessageType.SHARD_QUERY, MessageType.SHARD_STORE,
-                        MessageType.SHARD_DELETE):
+                        MessageType.SHARD_DELETE, MessageType.GOSSIP_DIGEST):
             return server.handle(env)
         if env.type == MessageType.LEARN:
             return env.reply(self._logged("LEARN", self.learn, env.payload))
@@ -176,6 +212,7 @@ class Agent:
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
             "uptime_s": round(time.monotonic() - self._started, 1),
             "transport": self.config.transport,
+            "gossip_rounds": self.gossip_rounds,
         }
 
     def learn(self, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,8 @@ class CoreSettings:
     bm25_b: float = 0.5
     bm25_avgdl: float = 12.0
     bm25_reference_docs: int = 1_000_000
+    # Seconds between anti-entropy rounds of an agent process (hive_core.gossip).
+    gossip_interval: float = 30.0
     # Weight multiplier for a question's names and identifiers (hive_core.search).
     anchor_boost: float = 1.5
 

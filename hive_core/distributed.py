@@ -22,6 +22,7 @@ from typing import Any
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import ConfigError, TransportError
 from hive_core.facts import HiveEdge, HiveFact
+from hive_core.gossip import apply_repair, digests, encode_digest, held_filter
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, place
@@ -82,6 +83,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         self._servers: dict[str, ShardServer] = {}
         self._suspects: dict[str, float] = {}
         self.write_failures: list[str] = []
+        self.gossip_failures: list[str] = []
         self._make_store = store_factory or self._backend_factory(shard_backend, storage_path)
         self._client = ShardClient(hive_id, self.transport, sender=f"{hive_id}/client",
                                    local=self._servers, timeout=settings.search_timeout)
@@ -101,7 +103,7 @@ class DistributedHiveGraph(BaseHiveGraph):
     # -- membership ---------------------------------------------------------------------------
     def register_agent(self, agent_id: str, domain: str = "", trust: float = 1.0) -> None:
         super().register_agent(agent_id, domain, trust)
-        server = ShardServer(agent_id, self._make_store(agent_id))
+        server = ShardServer(agent_id, self._make_store(agent_id), self.ring)
         self._servers[agent_id] = server
         self.transport.bind(agent_id, server.handle)
         old = self.ring.copy()
@@ -128,7 +130,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         serve, which is how an agent process makes "socket up" mean "ready".
         """
         super().register_agent(agent_id, domain)
-        server = ShardServer(agent_id, store)
+        server = ShardServer(agent_id, store, self.ring)
         self._servers[agent_id] = server
         if bind:
             self.transport.bind(agent_id, server.handle)
@@ -286,6 +288,31 @@ class DistributedHiveGraph(BaseHiveGraph):
         for agent, res in self._client.call_many(calls).items():
             out[agent] = -1 if isinstance(res, TransportError) else int(res["count"])
         return out
+
+    def gossip_round(self, agent_id: str, salt: int) -> dict[str, int]:
+        """One anti-entropy round for a local shard: ask every peer what it lacks.
+
+        Returns facts repaired per peer that answered; peers that failed are listed in
+        ``gossip_failures`` (not an error: the next round tries again).
+        """
+        store = self._servers[agent_id].store
+        records = list(store.records())
+        rate = self.settings.bloom_false_positive_rate
+        per_peer = digests(records, agent_id, self.ring, salt, rate)
+        held = held_filter(records, salt, rate)
+        calls: dict[str, Call] = {
+            peer: (MessageType.GOSSIP_DIGEST, encode_digest(bloom, held))
+            for peer, bloom in per_peer.items()
+        }
+        client = self.client_for(agent_id)
+        results = client.call_many(calls, timeout=self.settings.store_timeout)
+        repaired: dict[str, int] = {}
+        self.gossip_failures = sorted(p for p, r in results.items()
+                                      if isinstance(r, TransportError))
+        for peer, res in results.items():
+            if not isinstance(res, TransportError):
+                repaired[peer] = apply_repair(store, res)
+        return repaired
 
     def shard_store(self, agent_id: str) -> ShardStore:
         """The store behind one agent's shard (for inspection in tests and benchmarks)."""

@@ -11,16 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from hive_core.facts import HiveEdge
+from hive_core.gossip import answer_digest
 from hive_core.messages import Envelope, MessageType
+from hive_core.ring import HashRing
 from hive_core.store.base import ShardStore, StoreBatch
 
 
 class ShardServer:
     """Handles SHARD_QUERY / SHARD_STORE / SHARD_DELETE for one agent's store."""
 
-    def __init__(self, agent_id: str, store: ShardStore) -> None:
+    def __init__(self, agent_id: str, store: ShardStore, ring: HashRing | None = None) -> None:
         self.agent_id = agent_id
         self.store = store
+        self.ring = ring  # the hive's ring (shared, live); needed to answer gossip
 
     def handle(self, env: Envelope) -> Envelope | None:
         if env.type == MessageType.SHARD_QUERY:
@@ -29,6 +32,9 @@ class ShardServer:
             return env.reply(self.store_payload(env.payload))
         if env.type == MessageType.SHARD_DELETE:
             return env.reply(self.delete_payload(env.payload))
+        if env.type == MessageType.GOSSIP_DIGEST and self.ring is not None:
+            return env.reply(answer_digest(self.store, self.agent_id, env.sender, env.payload,
+                                           self.ring))
         return env.error(f"{self.agent_id} does not handle {env.type}")
 
     # The three handlers below are also called directly for the asking agent's own shard.

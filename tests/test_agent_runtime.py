@@ -285,3 +285,30 @@ def test_startup_failures_exit_1_with_one_clear_line(make_hive) -> None:
     log = hive.log_of(second)
     assert "already listening" in log and "Traceback" not in log
     assert hive.status("a0")["pid"] == first.pid  # the running agent was not disturbed
+
+
+def test_a_restarted_agent_with_an_empty_shard_is_refilled_by_gossip(make_hive) -> None:
+    hive = make_hive(4)
+    hive.env["AMPLIHACK_GOSSIP_INTERVAL"] = "0.5"
+    for name in hive.names:
+        hive.spawn(name)
+    hive.wait_ready(hive.names)
+    learned = hive.send(MessageType.LEARN, "a0", {"turns": TURNS})
+    total = learned["facts"] * RF
+    held = {n: hive.status(n)["facts"] for n in hive.names}
+    assert sum(held.values()) == total and held["a2"] > 0
+    postings = hive.status("a2")["index_size"]
+
+    os.kill(hive.proc("a2").pid, signal.SIGKILL)  # memory shard: its facts are gone
+    hive.proc("a2").wait(timeout=10)
+    hive.spawn("a2")
+    hive.wait_ready(["a2"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and hive.status("a2")["facts"] < held["a2"]:
+        time.sleep(0.2)
+    while time.monotonic() < deadline and hive.status("a2")["index_size"] < postings:
+        time.sleep(0.2)
+    assert hive.status("a2")["facts"] == held["a2"]
+    assert hive.status("a2")["index_size"] == postings
+    assert sum(hive.status(n)["facts"] for n in hive.names) == total
+    assert "gossip round" in hive.log_of(hive.proc("a2"))
