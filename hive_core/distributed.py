@@ -27,7 +27,7 @@ from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, place
 from hive_core.ring import HashRing
 from hive_core.scoring import Bm25
-from hive_core.search import SearchResult, ranked_search, route_terms
+from hive_core.search import SearchResult, prefer_current, ranked_search, route_terms
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
@@ -226,7 +226,8 @@ class DistributedHiveGraph(BaseHiveGraph):
         route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
                             avoid=self._avoid())
         client = self.client_for(asking_agent)
-        result = ranked_search(route, client.stats, client.score, self.bm25, limit)
+        result = prefer_current(
+            ranked_search(route, client.stats, client.score, self.bm25, limit), query)
         if result.shards_failed:
             self._suspect(result.shards_failed)
         return result

@@ -34,7 +34,7 @@ from hive_core.errors import TransportError
 from hive_core.facts import HiveFact
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, TermStats
-from hive_core.text import query_terms
+from hive_core.text import anchor_terms, query_terms, tokenize, wants_current
 
 
 @dataclass(slots=True)
@@ -143,6 +143,38 @@ def ranked_search(
     return result
 
 
+def prefer_current(result: SearchResult, question: str) -> SearchResult:
+    """For a question about the value in force now, newest first among its versions.
+
+    "What is the current deadline of project Falcon?" matches the initial deadline and every
+    update about as well, and BM25 cannot know which is in force. When the question carries a
+    currency cue (:func:`~hive_core.text.wants_current`), facts that share a concept and
+    contain all of the question's names and identifiers are versions of one attribute: they
+    keep the ranks the group earned, reassigned newest first. This runs on the merged top-k,
+    which is identical for every hive size, so N=1 and N=100 still agree.
+    """
+    if not result.facts or not wants_current(question):
+        return result
+    anchors = anchor_terms(question)
+    if not anchors:
+        return result
+    groups: dict[str, list[int]] = {}
+    for i, fact in enumerate(result.facts):
+        if anchors <= set(tokenize(fact.content)):
+            groups.setdefault(fact.concept.casefold(), []).append(i)
+    facts = list(result.facts)
+    for slots in groups.values():
+        if len(slots) > 1:
+            newest = sorted((facts[i] for i in slots),
+                            key=lambda f: (-f.created_at, f.fact_id))
+            for slot, fact in zip(slots, newest, strict=True):
+                facts[slot] = fact
+    by_id = dict(zip((f.fact_id for f in result.facts), result.scores, strict=True))
+    result.facts = facts
+    result.scores = [by_id[f.fact_id] for f in facts]
+    return result
+
+
 def search_single_store(
     store: ShardStore, query: str, limit: int, max_terms: int | None = None
 ) -> SearchResult:
@@ -160,7 +192,7 @@ def search_single_store(
     def score_call(_s: str, terms_: Sequence[str], w: Mapping[str, float], k: int):
         return store.score(terms_, w, k)
 
-    return ranked_search(route, stats_call, score_call, bm25, limit)
+    return prefer_current(ranked_search(route, stats_call, score_call, bm25, limit), query)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:

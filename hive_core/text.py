@@ -26,7 +26,7 @@ STOPWORDS = frozenset(
     being below between both but by can could did do does doing down during each few for from
     further had has have having he her here hers herself him himself his how i if in into is it
     its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
+    ourselves out over same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom whose why will with would you your yours yourself
     yourselves tell know please currently current give show list many much
@@ -35,19 +35,28 @@ STOPWORDS = frozenset(
 
 
 def _stem(word: str) -> str:
-    """A deliberately light stemmer: plural and possessive endings only, never identifiers."""
+    """A deliberately light stemmer, never applied to identifiers (anything not all letters).
+
+    Folds plurals, possessives, ``-ed`` and a final silent ``e`` so that "owns", "owned" and
+    "owner's" ... "own" and "move", "moves", "moved" all meet; terms are only ever compared
+    with other terms, so a stem need not be a word.
+    """
     if not word.isalpha() or len(word) <= 3:
         return word
-    if word.endswith("'s"):
-        word = word[:-2]
     if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ss", "us", "is")):
-        return word
-    if (word.endswith("es") and word[-3] in "sxz") or word.endswith(("ches", "shes")):
-        return word[:-2]
-    if word.endswith("s"):
-        return word[:-1]
+        word = word[:-3] + "y"
+    elif word.endswith(("ss", "us", "is")):
+        pass
+    elif (word.endswith("es") and word[-3] in "sxz") or word.endswith(("ches", "shes")):
+        word = word[:-2]
+    elif word.endswith("s"):
+        word = word[:-1]
+    if word.endswith("ed") and len(word) > 4 and not word.endswith("eed"):
+        word = word[:-2]
+        if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+            word = word[:-1]  # shipped -> ship
+    if word.endswith("e") and len(word) >= 4 and not word.endswith("ee"):
+        word = word[:-1]
     return word
 
 
@@ -123,6 +132,29 @@ def query_terms(question: str, max_terms: int) -> list[str]:
             seen[term] = (rank, length, previous[2] if previous else position)
     ordered = sorted(seen.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2]))
     return [term for term, _ in ordered[:max_terms]]
+
+
+CURRENCY_CUES = frozenset(
+    "current currently latest now today newest recent recently still anymore nowadays".split()
+)
+
+
+def wants_current(question: str) -> bool:
+    """Does the question ask for the value in force now (not a past one)?"""
+    return any(tok.lower() in CURRENCY_CUES for tok in _TOKEN.findall(question))
+
+
+def anchor_terms(question: str) -> frozenset[str]:
+    """The question's names and identifiers (specificity rank >= 2): what it is *about*."""
+    out = set()
+    for position, surface in enumerate(_TOKEN.findall(question)):
+        term = normalize_token(surface)
+        if term is None:
+            continue
+        shown = surface if position > 0 else surface.lower()
+        if specificity(term, shown)[0] >= 2:
+            out.add(term)
+    return frozenset(out)
 
 
 def overlap(a: Iterable[str], b: Iterable[str]) -> float:

@@ -177,3 +177,22 @@ def test_query_federated_without_cycles_uses_rrf(make) -> None:
         "Falcon runs on kubernetes v1.29", "Falcon deadline is 2026-04-15",
         "Falcon deadline slipped twice",
     }
+
+
+def test_current_value_questions_prefer_the_newest_version(make) -> None:
+    graph = make("h")
+    old = HiveFact("Project Falcon has an initial deadline of 2026-03-01.",
+                   concept="project deadline", created_at=1_000.0)
+    mid = HiveFact("Update 2026-02-01: project Falcon slipped; its new deadline is 2026-04-15.",
+                   concept="project deadline", created_at=2_000.0)
+    new = HiveFact("As of 2026-03-20 the deadline of project Falcon moved to 2026-06-30.",
+                   concept="project deadline", created_at=3_000.0)
+    other = HiveFact("Project Heron has an initial deadline of 2026-09-01.",
+                     concept="project deadline", created_at=9_000.0)
+    graph.promote_facts("h_a0", [old, mid, new, other])
+    current = graph.query_facts("What is the current deadline of project Falcon?", limit=5)
+    assert current[0].fact_id == new.fact_id
+    assert other.fact_id not in [f.fact_id for f in current[:3]]
+    # Without a currency cue the plain ranking stands (the shortest fact matches best).
+    plain = graph.query_facts("What was the initial deadline of project Falcon?", limit=5)
+    assert plain[0].fact_id == old.fact_id

@@ -10,9 +10,13 @@ def test_identifiers_stay_whole_tokens() -> None:
         assert ident in tokens
 
 
-def test_stopwords_dropped_and_plurals_folded() -> None:
-    assert tokenize("What are the deadlines of the projects?") == ["deadline", "project"]
+def test_stopwords_dropped_and_word_forms_folded() -> None:
+    assert tokenize("What are the deadlines of the projects?") == tokenize("deadline project")
     assert tokenize("status of the class") == ["status", "class"]
+    assert len(set(map(tuple, map(tokenize, ["owns", "owned", "own"])))) == 1
+    assert len(set(map(tuple, map(tokenize, ["move", "moves", "moved"])))) == 1
+    assert tokenize("shipped") == tokenize("ships") == tokenize("ship")
+    assert tokenize("v1.29 INC-2041 p95") == ["v1.29", "inc-2041", "p95"]
 
 
 def test_query_terms_prefers_identifiers_then_names_and_caps() -> None:

@@ -1,0 +1,70 @@
+"""Talking to running agents: the three requests the CLI makes (status, learn, ask).
+
+Every request is an :class:`~hive_core.messages.Envelope` from sender ``cli`` on the hive's
+transport, with a deadline. Replies are turned into payloads (or the error they carried) with
+:func:`~hive_core.transports.base.check_reply`, so a failure is always a value or an
+exception, never a silently missing number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hive_core.errors import HiveError
+from hive_core.messages import Envelope, MessageType
+from hive_core.transports.base import ShardTransport, check_reply
+
+SENDER = "cli"
+
+Result = dict[str, Any] | HiveError
+
+
+class AgentLink:
+    """Requests from the CLI to the agents of one hive."""
+
+    def __init__(self, hive: str, transport: ShardTransport) -> None:
+        self.hive = hive
+        self.transport = transport
+
+    def _envelope(self, kind: MessageType, agent: str, payload: dict[str, Any]) -> Envelope:
+        return Envelope(kind, hive=self.hive, sender=SENDER, target=agent, payload=payload)
+
+    def request_many(
+        self, kind: MessageType, payloads: Mapping[str, dict[str, Any]], timeout: float
+    ) -> dict[str, Result]:
+        """One request per agent, all concurrent; each result is a payload or an error."""
+        if not payloads:
+            return {}
+        envelopes = [self._envelope(kind, a, p) for a, p in payloads.items()]
+        replies = self.transport.request(envelopes, timeout)
+        out: dict[str, Result] = {}
+        for env, reply in zip(envelopes, replies, strict=True):
+            try:
+                out[env.target] = check_reply(reply).payload
+            except HiveError as exc:
+                out[env.target] = exc
+        return out
+
+    def status(self, agents: Sequence[str], timeout: float) -> dict[str, Result]:
+        return self.request_many(
+            MessageType.SHARD_QUERY, {a: {"op": "status"} for a in agents}, timeout
+        )
+
+    def learn(self, batches: Mapping[str, list[str]], timeout: float) -> dict[str, Result]:
+        return self.request_many(
+            MessageType.LEARN, {a: {"turns": t} for a, t in batches.items()}, timeout
+        )
+
+    def ask(self, agent: str, question: str, limit: int, timeout: float) -> dict[str, Any]:
+        result = self.request_many(
+            MessageType.ASK, {agent: {"question": question, "limit": limit}}, timeout
+        )[agent]
+        if isinstance(result, HiveError):
+            raise result
+        return result
+
+
+def describe(error: HiveError) -> str:
+    """A short reason for a failed request, for tables and one-line errors."""
+    return " ".join((str(error) or type(error).__name__).split())

@@ -1,0 +1,353 @@
+"""``amplihack-hive``: the commands. Parsing and wiring only; the work is in other modules.
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 ``status`` found an agent not running.
+Every failure is one line on stderr (``amplihack-hive: error: ...``), never a traceback
+(set ``AMPLIHACK_DEBUG=1`` to see one). ``--json`` prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hive_cli import inputs, lifecycle, operations, supervisor
+from hive_cli.errors import EXIT_NOT_RUNNING, CliFailure, UsageProblem, exit_code_for, one_line
+from hive_cli.render import Renderer
+from hive_cli.transport_factory import check_available
+from hive_core.errors import ConfigError
+from hive_core.hive_config import AgentConfig, HiveConfig, validate_name
+
+app = typer.Typer(
+    name="amplihack-hive",
+    help="Run a hive of agents that share one distributed, sharded fact memory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    epilog="Exit codes: 0 ok, 1 failure, 2 usage error, 3 (status) an agent is not running. "
+    "Hives live in $AMPLIHACK_HOME/hives (default ~/.amplihack). NO_COLOR=1 disables colour.",
+)
+
+
+def _name_check(kind: str):
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_name(kind, value)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    return check
+
+
+def _agent_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",")]
+    if not any(names) or not all(names):
+        raise typer.BadParameter("give agent names separated by commas, e.g. agent_0,agent_1")
+    try:
+        return [validate_name("agent", n) for n in names]
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+Hive = Annotated[str, typer.Option("--hive", help="Hive name.", callback=_name_check("hive"))]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AgentOpt = Annotated[str | None, typer.Option(
+    "--agent", help="Agent name.", callback=_name_check("agent"))]
+AgentsOpt = Annotated[str | None, typer.Option(
+    "--agents", help="Comma-separated agent names (default: all).")]
+
+
+def _usage(fn):
+    """Run ``fn``; a ConfigError from values typed on the command line is a usage error."""
+    try:
+        return fn()
+    except ConfigError as exc:
+        raise UsageProblem(str(exc)) from exc
+
+
+# -- configuration ---------------------------------------------------------------------------
+@app.command()
+def create(
+    name: Annotated[str, typer.Option("--name", help="Hive name.",
+                                      callback=_name_check("hive"))],
+    agents: Annotated[int, typer.Option(min=1, max=1000, help="Number of agents.")] = 5,
+    transport: Annotated[str, typer.Option(
+        help="local | redis | azure_event_hubs | azure_service_bus")] = "local",
+    connection_string: Annotated[str | None, typer.Option(
+        help="Broker connection string (stored in the 0600 config, shown redacted).")] = None,
+    storage_path: Annotated[Path | None, typer.Option(
+        help="Where shards live (default: the hive's data/ folder).")] = None,
+    shard_backend: Annotated[str, typer.Option(help="kuzu | memory")] = "kuzu",
+    replication_factor: Annotated[int, typer.Option(help="Copies of each fact.")] = 3,
+    query_fanout: Annotated[int, typer.Option(help="Max shards one question asks.")] = 5,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing hive's config.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Create a hive: writes $AMPLIHACK_HOME/hives/NAME/config.yaml (mode 0600)."""
+    config = _usage(lambda: HiveConfig(
+        name=name, transport=transport, connection_string=connection_string,
+        storage_path=str(storage_path.resolve()) if storage_path else None,
+        shard_backend=shard_backend, replication_factor=replication_factor,
+        query_fanout=query_fanout,
+        agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents))))
+    if config.config_path.exists():
+        if not force:
+            raise CliFailure(f"hive {name!r} already exists at {config.directory} "
+                             "(use --force to overwrite its config)")
+        try:
+            existing = HiveConfig.load(name)
+        except ConfigError:  # a broken config may be overwritten; its agents are unknown
+            existing = None
+        if existing is not None:
+            operations.require_stopped(existing, existing.agent_names(), f"overwrite hive {name!r}")
+    path = config.save()
+    out = Renderer(json_out)
+    if json_out:
+        return out.json({"hive": name, "config": str(path), "agents": config.agent_names(),
+                         "transport": config.transport})
+    out.message(f"created hive {name} with {agents} agents ({config.transport}): {path}")
+
+
+@app.command("add-agent")
+def add_agent(
+    hive: Hive,
+    agent_name: Annotated[str, typer.Option(help="New agent's name.",
+                                            callback=_name_check("agent"))],
+    prompt: Annotated[str, typer.Option(help="The agent's system prompt.")],
+    kuzu_db: Annotated[Path | None, typer.Option(help="Path of the agent's Kuzu shard.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Add an agent to a hive's config (start it with: start --agents NAME)."""
+    config = HiveConfig.load(hive)
+    agent = AgentConfig(agent_name, prompt, str(kuzu_db.resolve()) if kuzu_db else None)
+    config.with_agent(agent).save()
+    Renderer(json_out).json({"hive": hive, "added": agent_name}) if json_out else \
+        Renderer().message(f"added agent {agent_name} to hive {hive}")
+
+
+@app.command("remove-agent")
+def remove_agent(
+    hive: Hive,
+    agent_name: Annotated[str, typer.Option(help="Agent to remove.",
+                                            callback=_name_check("agent"))],
+    json_out: Json = False,
+) -> None:
+    """Remove a stopped agent from a hive's config (its shard data is kept)."""
+    config = HiveConfig.load(hive)
+    updated = config.without_agent(agent_name)
+    operations.require_stopped(config, [agent_name], f"remove agent {agent_name!r}")
+    updated.save()
+    supervisor.clear_pid(config, agent_name)
+    Renderer(json_out).json({"hive": hive, "removed": agent_name}) if json_out else \
+        Renderer().message(f"removed agent {agent_name} from hive {hive}")
+
+
+@app.command("list")
+def list_(json_out: Json = False) -> None:
+    """List the hives under $AMPLIHACK_HOME/hives."""
+    Renderer(json_out).hives(operations.list_hives())
+
+
+@app.command()
+def show(hive: Hive, json_out: Json = False) -> None:
+    """Show a hive's config (secrets redacted)."""
+    config = HiveConfig.load(hive)
+    doc = config.to_dict(redact=True)
+    doc["directory"] = str(config.directory)
+    Renderer(json_out).config(doc)
+
+
+@app.command()
+def delete(
+    hive: Hive,
+    purge_data: Annotated[bool, typer.Option(help="Also delete every shard's data.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Delete a stopped hive (its data is kept unless --purge-data)."""
+    doc = operations.delete_hive(HiveConfig.load(hive), purge_data)
+    out = Renderer(json_out)
+    if json_out:
+        return out.json(doc)
+    kept = f" (shard data kept in {doc['kept_data']})" if doc["kept_data"] else ""
+    out.message(f"deleted hive {hive}{kept}")
+
+
+# -- processes -------------------------------------------------------------------------------
+@app.command()
+def start(
+    hive: Hive,
+    target: Annotated[str, typer.Option(help="Where agents run (only 'local').")] = "local",
+    agents: AgentsOpt = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for ready.")] = 60.0,
+    json_out: Json = False,
+) -> None:
+    """Start one process per agent and wait until each reports ready."""
+    if target != "local":
+        raise UsageProblem(f"unknown --target {target!r}: only 'local' is available")
+    wanted = _agent_list(agents)
+    config = HiveConfig.load(hive)
+    check_available(config)
+    names = lifecycle.select_agents(config, wanted)
+    out = Renderer(json_out)
+    with operations.connected(config) as link, out.progress("agents ready", len(names)) as bar:
+        results = lifecycle.start(config, link, names, timeout, progress=bar)
+    if all(r.outcome == "already running" for r in results):
+        raise CliFailure(f"hive {hive!r}: {len(results)} agent(s) already running; "
+                         "nothing to start")
+    out.started(hive, results)
+    failed = [r.agent for r in results if not r.ok]
+    if failed:
+        raise CliFailure(f"{len(failed)} agent(s) failed to start: {', '.join(failed)} "
+                         f"(see {config.logs_dir})")
+
+
+@app.command()
+def stop(
+    hive: Hive,
+    agents: AgentsOpt = None,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds before SIGKILL.")] = 10.0,
+    json_out: Json = False,
+) -> None:
+    """Stop agents: SIGTERM, wait, SIGKILL after --timeout, verify they are gone."""
+    config = HiveConfig.load(hive)
+    names = lifecycle.select_agents(config, _agent_list(agents))
+    results = supervisor.stop(config, names, timeout)
+    if all(r.outcome == "not running" for r in results):
+        raise CliFailure(f"hive {hive!r} is not running: no agent to stop")
+    Renderer(json_out).stopped(hive, results)
+    stuck = [r.agent for r in results if r.outcome == "stuck"]
+    if stuck:
+        raise CliFailure(f"agent(s) {', '.join(stuck)} did not exit after SIGKILL")
+
+
+@app.command()
+def status(hive: Hive, json_out: Json = False) -> None:
+    """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run)."""
+    config = HiveConfig.load(hive)
+    names = config.agent_names()
+    with operations.connected(config) as link:
+        states = lifecycle.probe(config, link, names)
+    Renderer(json_out).status(hive, config.transport, states)
+    if any(s.status != "running" for s in states):
+        raise typer.Exit(EXIT_NOT_RUNNING)
+
+
+@app.command()
+def logs(
+    hive: Hive,
+    agent: AgentOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    lines: Annotated[int, typer.Option(min=0, help="Lines from the end.")] = 50,
+) -> None:
+    """Print agents' logs (logs/AGENT.log in the hive); --follow until Ctrl-C."""
+    config = HiveConfig.load(hive)
+    names = lifecycle.select_agents(config, [agent] if agent else None)
+    paths = {a: supervisor.log_path(config, a) for a in names}
+    if agent and not paths[agent].exists():
+        raise CliFailure(f"agent {agent} has no log yet ({paths[agent]})")
+    prefix = len(names) > 1
+    for name, path in paths.items():
+        for line in operations.tail(path, lines) if path.exists() else ():
+            sys.stdout.write(f"{name} | {line}\n" if prefix else f"{line}\n")
+    sys.stdout.flush()
+    if follow:
+        try:
+            operations.follow(paths, prefix)
+        except KeyboardInterrupt:
+            return
+
+
+# -- memory ----------------------------------------------------------------------------------
+@app.command()
+def learn(
+    hive: Hive,
+    source: Annotated[str | None, typer.Argument(help="'-' to read stdin.")] = None,
+    file: Annotated[Path | None, typer.Option(help="One turn per line, or JSONL.")] = None,
+    text: Annotated[str | None, typer.Option(help="Turns given inline (one per line).")] = None,
+    agent: AgentOpt = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per LEARN batch.")] = 120.0,
+    parallel: Annotated[int, typer.Option(
+        min=1, max=256, help="Agents learning at the same time.")] = operations.LEARN_PARALLEL,
+    batch: Annotated[int, typer.Option(
+        min=1, max=1000, help="Turns per LEARN message.")] = operations.LEARN_BATCH,
+    json_out: Json = False,
+) -> None:
+    """Teach the hive: turn i goes to running agent i mod N, which places facts on the ring."""
+    given = [x for x in (source, file, text) if x is not None]
+    if len(given) != 1:
+        raise UsageProblem("give exactly one of --file F, --text T or - (stdin)")
+    if source is not None and source != "-":
+        raise UsageProblem(f"unexpected argument {source!r}: use --file to learn a file")
+    config = HiveConfig.load(hive)
+    check_available(config)
+    if file is not None and not file.exists():
+        raise UsageProblem(f"--file {file}: no such file")
+    turns = inputs.read_turns(Path("-") if source == "-" else file, text)
+    out = Renderer(json_out)
+    live = operations.require_live(config, agent)
+    with operations.connected(config) as link:
+        running = operations.running_among(config, link, live, agent)
+        per_agent = inputs.round_robin(turns, running)
+        with out.progress("turns learned", len(turns)) as bar:
+            doc = operations.learn(link, per_agent, timeout, bar, batch, parallel)
+    out.learned(doc)
+    if doc["failed_shards"]:
+        raise CliFailure(f"some facts are missing replicas: shard(s) "
+                         f"{', '.join(doc['failed_shards'])} failed to store them")
+
+
+@app.command()
+def ask(
+    hive: Hive,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    agent: AgentOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Facts to return.")] = 10,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 30.0,
+    json_out: Json = False,
+) -> None:
+    """Ask one agent; it answers from the whole hive and shows the facts it used."""
+    if not question.strip():
+        raise UsageProblem("the question is empty")
+    config = HiveConfig.load(hive)
+    check_available(config)
+    live = operations.require_live(config, agent)
+    with operations.connected(config) as link:
+        who = operations.running_among(config, link, live, agent)[0]
+        doc = operations.ask(link, who, question, limit, timeout)
+    Renderer(json_out).answer(doc)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv``; returns the exit code (errors printed as one line)."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="amplihack-hive", standalone_mode=False)
+        return int(code) if isinstance(code, int) else 0
+    except typer.Abort:
+        sys.stderr.write("amplihack-hive: error: aborted\n")
+        return 1
+    except Exception as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # bare command or group: show its help
+            return _fail(exc)
+        sys.stdout.write(str(exc.format_message()) + "\n")
+        return exit_code_for(exc)
+    except KeyboardInterrupt as exc:
+        return _fail(exc)
+
+
+def _fail(exc: BaseException) -> int:
+    if os.environ.get("AMPLIHACK_DEBUG") and not isinstance(exc, KeyboardInterrupt):
+        raise exc
+    sys.stderr.write(f"amplihack-hive: error: {one_line(exc)}\n")
+    return exit_code_for(exc)
+
+
+def main() -> None:
+    """Console-script entry point (``amplihack-hive``)."""
+    sys.exit(run())

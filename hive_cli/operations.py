@@ -1,0 +1,241 @@
+"""What the commands do, minus argument parsing and printing (those live in app/render).
+
+Each function takes a loaded :class:`~hive_core.hive_config.HiveConfig` (or a name), performs
+one operation and returns plain data for the renderer, raising a :mod:`hive_cli.errors` or
+:mod:`hive_core.errors` exception with a one-line message when it cannot.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hive_cli import supervisor
+from hive_cli.agent_link import AgentLink, describe
+from hive_cli.errors import CliFailure
+from hive_cli.lifecycle import AgentState, probe, select_agents
+from hive_cli.transport_factory import open_transport
+from hive_core.errors import HiveError
+from hive_core.hive_config import HiveConfig, hive_dir, hives_root
+
+LEARN_BATCH = 50
+LEARN_PARALLEL = 4
+FOLLOW_POLL_S = 0.2
+
+
+@contextmanager
+def connected(config: HiveConfig) -> Iterator[AgentLink]:
+    transport = open_transport(config)
+    try:
+        yield AgentLink(config.name, transport)
+    finally:
+        transport.close()
+
+
+def live_agents(config: HiveConfig) -> list[str]:
+    """Agents whose process is alive (PID and start time match); no messages sent."""
+    return [a for a in config.agent_names()
+            if supervisor.live_process(supervisor.read_pid(config, a)) is not None]
+
+
+def require_stopped(config: HiveConfig, agents: Sequence[str], action: str) -> None:
+    live = [a for a in agents if a in live_agents(config)]
+    if live:
+        raise CliFailure(f"cannot {action}: agent(s) {', '.join(live)} of hive {config.name!r} "
+                         "are running; stop them first")
+
+
+def running_states(config: HiveConfig, link: AgentLink, agents: Sequence[str]
+                   ) -> list[AgentState]:
+    return [s for s in probe(config, link, agents) if s.status == "running"]
+
+
+# -- list / delete ---------------------------------------------------------------------------
+def list_hives() -> list[dict[str, Any]]:
+    root = hives_root()
+    rows: list[dict[str, Any]] = []
+    if not root.is_dir():
+        return rows
+    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()):
+        try:
+            cfg = HiveConfig.load(folder.name)
+        except HiveError as exc:
+            rows.append({"name": folder.name, "transport": None, "agents": None,
+                         "running": None, "error": describe(exc)})
+            continue
+        rows.append({"name": cfg.name, "transport": cfg.transport, "agents": len(cfg.agents),
+                     "running": len(live_agents(cfg)), "error": None})
+    return rows
+
+
+def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
+    """Remove config, logs and run files; shard data too with ``purge_data``."""
+    require_stopped(config, config.agent_names(), f"delete hive {config.name!r}")
+    removed: list[str] = []
+    if purge_data:
+        for agent in config.agent_names():
+            removed.extend(_remove_shard(config.shard_path(agent)))
+        if config.storage_path is None:
+            removed.extend(_remove_tree(config.data_dir))
+    for path in (config.logs_dir, config.run_dir):
+        removed.extend(_remove_tree(path))
+    config.config_path.unlink()
+    removed.append(str(config.config_path))
+    folder = hive_dir(config.name)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    kept = None if purge_data else str(config.data_dir)
+    return {"hive": config.name, "deleted": True, "purged_data": purge_data,
+            "kept_data": kept, "removed": removed}
+
+
+def _remove_tree(path: Path) -> list[str]:
+    if path.is_dir():
+        shutil.rmtree(path)
+        return [str(path)]
+    return []
+
+
+def _remove_shard(path: Path) -> list[str]:
+    """A shard is a Kuzu database file or folder plus its sidecar files (``.wal`` ...)."""
+    out = _remove_tree(path)
+    if path.is_file():
+        path.unlink()
+        out.append(str(path))
+    for sidecar in path.parent.glob(path.name + ".*") if path.parent.is_dir() else ():
+        if sidecar.is_file():
+            sidecar.unlink()
+            out.append(str(sidecar))
+    return out
+
+
+# -- learn / ask -----------------------------------------------------------------------------
+def learn(
+    link: AgentLink,
+    per_agent: dict[str, list[str]],
+    timeout: float,
+    advance: Callable[[int], None],
+    batch: int = LEARN_BATCH,
+    parallel: int = LEARN_PARALLEL,
+) -> dict[str, Any]:
+    """Send each agent its turns, ``batch`` per LEARN message, ``parallel`` agents at a time.
+
+    Each learning agent fans its facts out to RF owners and to its terms' owners, so a
+    hive where every agent learns at once on a small machine misses its store deadlines;
+    ``parallel`` bounds that load. ``facts`` counts what the agents extracted;
+    ``unique_facts`` counts distinct fact ids (one sentence learned twice is one fact).
+    """
+    t0 = time.monotonic()
+    total = sum(len(t) for t in per_agent.values())
+    facts: dict[str, int] = dict.fromkeys(per_agent, 0)
+    failed: set[str] = set()
+    fact_ids: set[str] = set()
+    done = 0
+    longest = max((len(t) for t in per_agent.values()), default=0)
+    for offset in range(0, longest, batch):
+        jobs = [(a, t[offset:offset + batch]) for a, t in per_agent.items()
+                if t[offset:offset + batch]]
+        for i in range(0, len(jobs), parallel):
+            group = dict(jobs[i:i + parallel])
+            for agent, result in link.learn(group, timeout).items():
+                if isinstance(result, HiveError):
+                    reason = describe(result)
+                    reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
+                    raise CliFailure(f"learning stopped after {done} of {total} turns: "
+                                     f"{reason}")
+                facts[agent] += int(result["facts"])
+                fact_ids.update(str(f) for f in result.get("fact_ids") or ())
+                failed.update(str(s) for s in result.get("failed_shards") or ())
+                done += len(group[agent])
+                advance(len(group[agent]))
+    return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
+            "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
+            "seconds": round(time.monotonic() - t0, 3)}
+
+
+def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
+        ) -> dict[str, Any]:
+    reply = link.ask(agent, question, limit, timeout)
+    keys = ("question", "agent", "answer", "facts", "shards_queried", "shards_failed", "partial")
+    missing = [k for k in keys if k not in reply]
+    if missing:
+        raise CliFailure(f"agent {agent} sent an incomplete answer (missing {', '.join(missing)})")
+    doc = {k: reply[k] for k in keys}
+    doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "score")}
+                    for f in reply["facts"]]
+    return doc
+
+
+def require_live(config: HiveConfig, wanted: str | None) -> list[str]:
+    """The selected agents whose process is alive; fails (before any message) if none is."""
+    agents = select_agents(config, [wanted] if wanted else None)
+    live = [a for a in agents if a in live_agents(config)]
+    if not live:
+        raise not_running(config, wanted)
+    return live
+
+
+def not_running(config: HiveConfig, wanted: str | None) -> CliFailure:
+    who = f"agent {wanted!r}" if wanted else f"hive {config.name!r}"
+    return CliFailure(f"{who} is not running; start it with: amplihack-hive start "
+                      f"--hive {config.name}")
+
+
+def running_among(config: HiveConfig, link: AgentLink, agents: Sequence[str],
+                  wanted: str | None) -> list[str]:
+    """Of ``agents``, those that answer status as ready; fails if none does."""
+    running = [s.name for s in running_states(config, link, agents)]
+    if not running:
+        raise not_running(config, wanted)
+    return running
+
+
+# -- logs ------------------------------------------------------------------------------------
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a log, reading only its end."""
+    if lines <= 0:
+        return []
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        chunk = 64 * 1024
+        data = b""
+        while size > 0 and data.count(b"\n") <= lines:
+            step = min(chunk, size)
+            size -= step
+            fh.seek(size)
+            data = fh.read(step) + data
+    text = data.decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+def follow(paths: dict[str, Path], prefix: bool, stop: Callable[[], bool] = lambda: False
+           ) -> None:
+    """Print lines appended to the logs until Ctrl-C (or ``stop()``); handles truncation."""
+    offsets = {a: (p.stat().st_size if p.exists() else 0) for a, p in paths.items()}
+    while not stop():
+        for agent, path in paths.items():
+            if not path.exists():
+                continue
+            size = path.stat().st_size
+            if size < offsets[agent]:
+                offsets[agent] = 0
+            if size == offsets[agent]:
+                continue
+            with path.open("rb") as fh:
+                fh.seek(offsets[agent])
+                data = fh.read(size - offsets[agent])
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                continue
+            offsets[agent] += cut
+            for line in data[:cut].decode("utf-8", errors="replace").splitlines():
+                sys.stdout.write(f"{agent} | {line}\n" if prefix else f"{line}\n")
+            sys.stdout.flush()
+        time.sleep(FOLLOW_POLL_S)
+

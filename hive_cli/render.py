@@ -1,0 +1,166 @@
+"""All output of the CLI: Rich for humans, plain JSON for programs.
+
+Humans get one :class:`rich.console.Console` on stdout (tables, answers) and one on stderr
+(progress bars, errors), so piping stdout never captures a progress bar. ``--json`` bypasses
+Rich entirely: exactly one ``json.dumps`` document on stdout. Rich honours ``NO_COLOR``, and
+progress bars are shown only on a terminal and never with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hive_cli.lifecycle import AgentState, StartResult
+from hive_cli.supervisor import StopResult
+
+STATUS_STYLE = {"running": "green", "starting": "yellow", "stopped": "dim", "crashed": "red"}
+
+
+class Renderer:
+    """Where a command's results go; one per invocation."""
+
+    def __init__(self, json_mode: bool = False, out: Console | None = None,
+                 err: Console | None = None) -> None:
+        self.json_mode = json_mode
+        self.out = out or Console(highlight=False, soft_wrap=False)
+        self.err = err or Console(stderr=True, highlight=False)
+
+    # -- primitives ----------------------------------------------------------------------------
+    def json(self, document: Any) -> None:
+        sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def message(self, text: str) -> None:
+        """A human line on stdout (skipped in --json mode, where the document says it all)."""
+        if not self.json_mode:
+            self.out.print(text, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        """A side remark on stderr (shown in both modes)."""
+        self.err.print(text)
+
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Any]:
+        """Yields ``advance(n)``; a bar on stderr only when it is a terminal and not --json."""
+        if self.json_mode or not self.err.is_terminal:
+            yield lambda n=1: None
+            return
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=self.err, transient=True)
+        with bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n=1: bar.advance(task, n)
+
+    def _line(self, text: str) -> None:
+        """A line of prose: never wrapped at the console width (it may be piped or grepped)."""
+        self.out.print(text, soft_wrap=True)
+
+    # -- per command ---------------------------------------------------------------------------
+    def hives(self, rows: list[dict[str, Any]]) -> None:
+        if self.json_mode:
+            return self.json({"hives": rows})
+        if not rows:
+            return self.out.print("no hives (create one with: amplihack-hive create --name NAME)")
+        table = Table("hive", "transport", "agents", "running", "note")
+        for r in rows:
+            table.add_row(escape(r["name"]), r.get("transport") or "-", str(r.get("agents", "-")),
+                          str(r.get("running", "-")), escape(r.get("error") or ""))
+        self.out.print(table)
+
+    def config(self, doc: dict[str, Any]) -> None:
+        if self.json_mode:
+            return self.json(doc)
+        table = Table("setting", "value", show_header=False)
+        for key, value in doc.items():
+            if key != "agents":
+                table.add_row(key, escape("-" if value is None else str(value)))
+        self.out.print(table)
+        agents = Table("agent", "prompt", "kuzu_db")
+        for a in doc["agents"]:
+            agents.add_row(escape(a["name"]), escape(a["prompt"] or ""), escape(a["kuzu_db"] or ""))
+        self.out.print(agents)
+
+    def status(self, hive: str, transport: str, states: list[AgentState]) -> None:
+        if self.json_mode:
+            return self.json({"hive": hive, "transport": transport,
+                              "agents": [s.to_json() for s in states]})
+        table = Table("agent", "status", "pid", "uptime", "facts", "rss MB", "detail",
+                      title=f"hive {escape(hive)} ({transport})")
+        for s in states:
+            style = STATUS_STYLE.get(s.status, "")
+            table.add_row(escape(s.name), f"[{style}]{s.status}[/]", _num(s.pid),
+                          _uptime(s.uptime_s), _num(s.facts), _num(s.rss_mb), escape(s.detail))
+        self.out.print(table)
+        total = sum(s.facts or 0 for s in states)
+        running = sum(s.status == "running" for s in states)
+        self._line(f"{running}/{len(states)} running, {total} facts held "
+                       "(counting every replica)")
+
+    def started(self, hive: str, results: list[StartResult]) -> None:
+        if self.json_mode:
+            return self.json({"hive": hive, "agents": [r.to_json() for r in results],
+                              "ok": all(r.ok for r in results)})
+        table = Table("agent", "result", "pid", "ready after", "detail", title=f"start {hive}")
+        for r in results:
+            style = "red" if not r.ok else "green"
+            ready = "-" if r.ready_s is None else f"{r.ready_s:.1f}s"
+            table.add_row(escape(r.agent), f"[{style}]{r.outcome}[/]", _num(r.pid), ready,
+                          escape(r.detail))
+        self.out.print(table)
+
+    def stopped(self, hive: str, results: list[StopResult]) -> None:
+        if self.json_mode:
+            return self.json({"hive": hive, "agents": [
+                {"agent": r.agent, "outcome": r.outcome, "pid": r.pid} for r in results]})
+        table = Table("agent", "result", "pid", title=f"stop {hive}")
+        for r in results:
+            style = "red" if r.outcome == "stuck" else ""
+            table.add_row(escape(r.agent), f"[{style}]{r.outcome}[/]" if style else r.outcome,
+                          _num(r.pid))
+        self.out.print(table)
+
+    def learned(self, doc: dict[str, Any]) -> None:
+        if self.json_mode:
+            return self.json(doc)
+        per = ", ".join(f"{a}: {n}" for a, n in doc["per_agent"].items())
+        self._line(f"learned {doc['turns']} turns -> {doc['facts']} facts "
+                   f"({doc['unique_facts']} distinct) "
+                   f"in {doc['seconds']:.1f}s ({escape(per)})")
+        if doc["failed_shards"]:
+            self._line(f"[red]shards that failed to store: "
+                           f"{escape(', '.join(doc['failed_shards']))}[/]")
+
+    def answer(self, doc: dict[str, Any]) -> None:
+        if self.json_mode:
+            return self.json(doc)
+        self._line(f"[bold]{escape(doc['agent'])}[/] answers: {escape(str(doc['answer']))}")
+        table = Table("#", "score", "source agent", "fact", title="facts used")
+        for i, f in enumerate(doc["facts"], start=1):
+            table.add_row(str(i), f"{float(f['score']):.3f}", escape(str(f["source_agent"])),
+                          escape(str(f["content"])))
+        self.out.print(table)
+        queried = ", ".join(doc["shards_queried"]) or "-"
+        self._line(f"shards queried ({len(doc['shards_queried'])}): {escape(queried)}")
+        if doc.get("partial"):
+            failed = ", ".join(doc.get("shards_failed") or [])
+            self._line(f"[red]partial answer: shards failed: {escape(failed)}[/]")
+
+
+def _num(value: float | int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,0 +1,213 @@
+"""Agent processes of a hive: spawn them, know them again, signal them, reap them.
+
+One OS process per agent, started in its own session so a Ctrl-C in the terminal that ran
+``start`` does not reach it. Its stdout and stderr are appended to ``logs/AGENT.log``.
+
+A PID alone does not identify a process: after an agent dies its PID can be handed to any
+other program. So ``run/AGENT.pid`` records the PID *and* the process start time (psutil's
+``create_time``); a process counts as the agent only when both match, and only then is it
+signalled or reported as alive. A zombie counts as gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from hive_core.errors import AgentError
+from hive_core.hive_config import HiveConfig, amplihack_home
+
+CREATE_TIME_TOLERANCE_S = 0.05
+KILL_WAIT_S = 5.0
+POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class PidRecord:
+    """What ``run/AGENT.pid`` holds: enough to recognise the process later."""
+
+    pid: int
+    create_time: float
+    started_at: float
+
+    def to_json(self) -> str:
+        return json.dumps({"pid": self.pid, "create_time": self.create_time,
+                           "started_at": self.started_at})
+
+
+def pid_path(config: HiveConfig, agent: str) -> Path:
+    return config.run_dir / f"{agent}.pid"
+
+
+def log_path(config: HiveConfig, agent: str) -> Path:
+    return config.logs_dir / f"{agent}.log"
+
+
+def agent_command(hive: str, agent: str) -> list[str]:
+    """The agent process, exactly as the runtime's contract names it."""
+    return [sys.executable, "-m", "agent_runtime", "--hive", hive, "--agent", agent]
+
+
+def read_pid(config: HiveConfig, agent: str) -> PidRecord | None:
+    path = pid_path(config, agent)
+    try:
+        raw = json.loads(path.read_text())
+        return PidRecord(int(raw["pid"]), float(raw["create_time"]), float(raw["started_at"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"{path} is corrupt ({exc}); remove it if no agent is running") from exc
+
+
+def write_pid(config: HiveConfig, agent: str, record: PidRecord) -> None:
+    """Atomically (temp file + rename), mode 0600."""
+    path = pid_path(config, agent)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{agent}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(record.to_json())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def clear_pid(config: HiveConfig, agent: str) -> None:
+    pid_path(config, agent).unlink(missing_ok=True)
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    """True once the process has exited (a zombie has exited too; reap it if it is ours)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def live_process(record: PidRecord | None) -> psutil.Process | None:
+    """The running process the record describes, or None (gone, zombie, or PID reused)."""
+    if record is None:
+        return None
+    try:
+        proc = psutil.Process(record.pid)
+        same = abs(proc.create_time() - record.create_time) <= CREATE_TIME_TOLERANCE_S
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    if not same or is_gone(proc):
+        return None
+    return proc
+
+
+def rss_mb(proc: psutil.Process) -> float | None:
+    try:
+        return round(proc.memory_info().rss / (1024 * 1024), 1)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _open_log(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def spawn(
+    config: HiveConfig,
+    agent: str,
+    command: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> PidRecord:
+    """Start one agent process and record it; ``command`` defaults to the agent runtime."""
+    config.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cmd = list(command) if command is not None else agent_command(config.name, agent)
+    child_env = dict(os.environ if env is None else env)
+    child_env["AMPLIHACK_HOME"] = str(amplihack_home())
+    child_env["PYTHONUNBUFFERED"] = "1"
+    log_fd = _open_log(log_path(config, agent))
+    try:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        os.write(log_fd, f"--- amplihack-hive: starting {agent} at {stamp}\n".encode())
+        child = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+            start_new_session=True, env=child_env, close_fds=True,
+        )
+    finally:
+        os.close(log_fd)
+    try:
+        created = psutil.Process(child.pid).create_time()
+    except psutil.NoSuchProcess as exc:  # pragma: no cover - reaped by someone else at once
+        raise AgentError(f"agent {agent} exited at once; see {log_path(config, agent)}") from exc
+    record = PidRecord(child.pid, created, time.time())
+    write_pid(config, agent, record)
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    agent: str
+    outcome: str  # "stopped" | "killed" | "not running" | "crashed" | "stuck"
+    pid: int | None
+
+
+def _wait_gone(procs: Mapping[str, psutil.Process], deadline: float) -> set[str]:
+    """Names whose process is still alive at ``deadline``."""
+    alive = set(procs)
+    while alive:
+        alive = {a for a in alive if not is_gone(procs[a])}
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    return alive
+
+
+def stop(config: HiveConfig, agents: Sequence[str], timeout: float) -> list[StopResult]:
+    """SIGTERM every live agent, wait ``timeout`` s, SIGKILL the rest, verify all are gone.
+
+    Stale PID files (process gone or PID reused) are removed and reported as ``crashed``.
+    """
+    results: dict[str, StopResult] = {}
+    live: dict[str, psutil.Process] = {}
+    for agent in agents:
+        record = read_pid(config, agent)
+        proc = live_process(record)
+        if record is None:
+            results[agent] = StopResult(agent, "not running", None)
+        elif proc is None:
+            clear_pid(config, agent)
+            results[agent] = StopResult(agent, "crashed", record.pid)
+        else:
+            live[agent] = proc
+    for proc in live.values():
+        _signal(proc, signal.SIGTERM)
+    survivors = _wait_gone(live, time.monotonic() + timeout)
+    for agent in survivors:
+        _signal(live[agent], signal.SIGKILL)
+    stuck = _wait_gone({a: live[a] for a in survivors}, time.monotonic() + KILL_WAIT_S)
+    for agent, proc in live.items():
+        if agent in stuck:
+            results[agent] = StopResult(agent, "stuck", proc.pid)
+            continue
+        clear_pid(config, agent)
+        results[agent] = StopResult(agent, "killed" if agent in survivors else "stopped",
+                                    proc.pid)
+    return [results[a] for a in agents]
+
+
+def _signal(proc: psutil.Process, sig: signal.Signals) -> None:
+    """psutil re-checks the process identity before sending, so a reused PID is safe."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc.send_signal(sig)

@@ -1,0 +1,35 @@
+"""The one place where the CLI turns a hive's ``transport`` setting into a transport object.
+
+The CLI only *requests* (status, learn, ask); it never binds a handler. ``local`` hives talk
+over Unix sockets in the hive's ``run/`` folder. Other transports are configured per hive but
+not yet reachable from the CLI; choosing one fails with a clear line instead of a fallback.
+"""
+
+from __future__ import annotations
+
+from hive_cli.errors import CliFailure
+from hive_core.hive_config import HiveConfig
+from hive_core.transports.base import ShardTransport
+
+AVAILABLE = ("local",)
+
+
+class TransportUnavailable(CliFailure):
+    """The hive's transport exists in the schema but the CLI cannot use it yet."""
+
+
+def check_available(config: HiveConfig) -> None:
+    """Fail before any side effect when the hive's transport cannot be used."""
+    if config.transport not in AVAILABLE:
+        raise TransportUnavailable(
+            f"transport {config.transport!r} of hive {config.name!r} is not available yet "
+            f"(available: {', '.join(AVAILABLE)})"
+        )
+
+
+def open_transport(config: HiveConfig) -> ShardTransport:
+    """A transport the CLI can ``request`` on; the caller closes it."""
+    check_available(config)
+    from hive_core.transports.unix import UnixSocketTransport
+
+    return UnixSocketTransport(config.run_dir)

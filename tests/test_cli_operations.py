@@ -1,0 +1,128 @@
+"""``logs`` (tail and follow) and ``learn`` input parsing, without agent processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from cli_helpers import cli
+
+from hive_cli import inputs, operations
+from hive_core.hive_config import HiveConfig
+
+
+def test_round_robin_sends_turn_i_to_agent_i_mod_n():
+    turns = [f"t{i}" for i in range(7)]
+    assert inputs.round_robin(turns, ["a", "b", "c"]) == {
+        "a": ["t0", "t3", "t6"], "b": ["t1", "t4"], "c": ["t2", "t5"]}
+
+
+def test_plain_and_jsonl_turns(tmp_path):
+    plain = tmp_path / "t.txt"
+    plain.write_text("first turn\n\n  second turn  \n")
+    assert inputs.read_turns(plain, None) == ["first turn", "second turn"]
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"content": "one", "speaker": "x"}\n\n{"content": "two"}\n')
+    assert inputs.read_turns(jsonl, None) == ["one", "two"]
+    sniffed = tmp_path / "t.log"
+    sniffed.write_text('{"content": "json by its first line"}\n')
+    assert inputs.read_turns(sniffed, None) == ["json by its first line"]
+    assert inputs.read_turns(None, "a\nb") == ["a", "b"]
+
+
+def test_oversized_line_is_named_before_anything_is_read_further(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("ok\n" * 3 + "y" * (inputs.MAX_TURN_BYTES + 1) + "\n")
+    with pytest.raises(inputs.BadInput, match="line 4 is"):
+        inputs.read_turns(big, None)
+
+
+@pytest.fixture
+def hive_with_logs(amplihack_home, capsys):
+    assert cli(capsys, "create", "--name", "lg", "--agents", "2").code == 0
+    cfg = HiveConfig.load("lg")
+    cfg.logs_dir.mkdir()
+    for agent in cfg.agent_names():
+        (cfg.logs_dir / f"{agent}.log").write_text("".join(f"{agent} line {i}\n"
+                                                           for i in range(100)))
+    return cfg
+
+
+def test_logs_tail_one_and_all(hive_with_logs, capsys):
+    one = cli(capsys, "logs", "--hive", "lg", "--agent", "agent_1", "--lines", "3")
+    assert one.code == 0
+    assert one.out.splitlines() == ["agent_1 line 97", "agent_1 line 98", "agent_1 line 99"]
+    both = cli(capsys, "logs", "--hive", "lg", "--lines", "2")
+    assert both.out.splitlines() == ["agent_0 | agent_0 line 98", "agent_0 | agent_0 line 99",
+                                     "agent_1 | agent_1 line 98", "agent_1 | agent_1 line 99"]
+    default = cli(capsys, "logs", "--hive", "lg", "--agent", "agent_0")
+    assert len(default.out.splitlines()) == 50
+
+
+def test_follow_prints_appended_lines_and_survives_truncation(hive_with_logs, capsys):
+    path = hive_with_logs.logs_dir / "agent_0.log"
+    done = threading.Event()
+    worker = threading.Thread(
+        target=operations.follow, args=({"agent_0": path}, False, done.is_set))
+    capsys.readouterr()
+    worker.start()
+    seen: list[str] = []
+
+    def wait_for(line: str) -> None:
+        deadline = time.monotonic() + 10
+        while line not in seen:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+            seen.extend(capsys.readouterr().out.splitlines())
+
+    time.sleep(3 * operations.FOLLOW_POLL_S)  # let follow take the starting offsets
+    with path.open("a") as fh:
+        fh.write("appended one\nappended two\npartial")
+    wait_for("appended two")
+    path.write_text("after truncation\n")
+    wait_for("after truncation")
+    done.set()
+    worker.join(5)
+    seen.extend(capsys.readouterr().out.splitlines())
+    assert seen == ["appended one", "appended two", "after truncation"]
+
+
+def test_learn_batches_round_robin_turns_with_bounded_parallelism():
+    from hive_cli.agent_link import AgentLink
+    from hive_core.messages import Envelope
+    from hive_core.transports.local import LocalEventBus
+
+    agents = [f"a{i}" for i in range(5)]
+    received: dict[str, list[list[str]]] = {a: [] for a in agents}
+    active: set[str] = set()
+    peak = 0
+    lock = threading.Lock()
+
+    def handle(env: Envelope) -> Envelope:
+        nonlocal peak
+        with lock:
+            assert env.target not in active  # never two batches to one agent at once
+            active.add(env.target)
+            peak = max(peak, len(active))
+        time.sleep(0.01)
+        turns = env.payload["turns"]
+        received[env.target].append(turns)
+        with lock:
+            active.discard(env.target)
+        return env.reply({"turns": len(turns), "facts": len(turns),
+                          "fact_ids": [f"f{t[1:]}" for t in turns], "failed_shards": []})
+
+    bus = LocalEventBus()
+    for a in agents:
+        bus.bind(a, handle)
+    turns = [f"t{i}" for i in range(103)]
+    ticks: list[int] = []
+    doc = operations.learn(AgentLink("h", bus), inputs.round_robin(turns, agents), 5,
+                           ticks.append, batch=4, parallel=2)
+    bus.close()
+    assert peak <= 2 and sum(ticks) == 103
+    for i, agent in enumerate(agents):
+        flat = [t for b in received[agent] for t in b]
+        assert flat == turns[i::5] and all(len(b) <= 4 for b in received[agent])
+    assert (doc["turns"], doc["facts"], doc["unique_facts"]) == (103, 103, 103)
