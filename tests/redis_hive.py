@@ -20,6 +20,8 @@ from agent_runtime.learning import RuleBasedExtractor
 from hive_core.errors import TransportError
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
+from hive_core.placement import place
+from hive_core.ring import HashRing
 from hive_core.transports.base import check_reply
 from hive_core.transports.redis import RedisShardTransport
 
@@ -31,6 +33,13 @@ def redis_config(hive: str, names: list[str], url: str, prefix: str, rf: int = 3
     return HiveConfig(name=hive, transport="redis", connection_string=url, key_prefix=prefix,
                       shard_backend="memory", replication_factor=rf,
                       agents=tuple(AgentConfig(n) for n in names))
+
+
+def placed_counts(config: HiveConfig, turns: list[str]) -> dict[str, int]:
+    """Facts each shard must hold: the primary replicas the ring gives it."""
+    ring = HashRing(config.agent_names(), replication_factor=config.replication_factor)
+    per = {a: len(b.primary) for a, b in place(expected_facts(turns).values(), ring).items()}
+    return {n: per.get(n, 0) for n in config.agent_names()}
 
 
 def expected_facts(turns: list[str]) -> dict[str, object]:

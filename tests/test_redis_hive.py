@@ -10,13 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
+from redis_hive import RedisHive, expected_facts, placed_counts, redis_config
 
-from hive_core.hive_config import HiveConfig
 from hive_core.messages import MessageType
-from hive_core.placement import place
-from hive_core.ring import HashRing
-from tests.redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
-from tests.redis_hive import RedisHive, expected_facts, redis_config
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +38,6 @@ def hives() -> Iterator[list[RedisHive]]:
     yield made
     for hive in made:
         hive.stop_all()
-
-
-def placed_counts(config: HiveConfig, turns: list[str]) -> dict[str, int]:
-    """Facts each shard must hold: the primary replicas the ring gives it."""
-    ring = HashRing(config.agent_names(), replication_factor=config.replication_factor)
-    per = {a: len(b.primary) for a, b in place(expected_facts(turns).values(), ring).items()}
-    return {n: per.get(n, 0) for n in config.agent_names()}
 
 
 def test_two_hives_share_one_redis_without_crosstalk(tmp_path: Path, prefix: str,

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_helpers import PrivateRedis
+from redis_hive import RedisHive, expected_facts, placed_counts, redis_config
 
 from hive_core.errors import TransportError
 from hive_core.messages import MessageType
-from tests.redis_helpers import PrivateRedis
-from tests.redis_hive import RedisHive, expected_facts, redis_config
-from tests.test_redis_hive import placed_counts
 
 pytestmark = pytest.mark.slow
 

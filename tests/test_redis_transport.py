@@ -17,13 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from hive_core.errors import AgentError, ConfigError, ConnectionLost
-from hive_core.hive_config import HiveConfig, redact_secret
-from hive_core.messages import Envelope, MessageType
-from hive_core.transports.base import check_reply
-from hive_core.transports.redis import RedisShardTransport
-from tests.redis_helpers import (
+from redis_helpers import (
     REDIS_URL,
     PrivateRedis,
     delete_prefix,
@@ -31,6 +25,12 @@ from tests.redis_helpers import (
     shared_redis,
     unique_prefix,
 )
+
+from hive_core.errors import AgentError, ConfigError, ConnectionLost
+from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.messages import Envelope, MessageType
+from hive_core.transports.base import check_reply
+from hive_core.transports.redis import RedisShardTransport
 
 REPO = Path(__file__).resolve().parents[1]
 

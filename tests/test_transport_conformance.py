@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
 
 from hive_core.errors import ConnectionLost, DeadlineExceeded, MessageRejected
 from hive_core.messages import Envelope, MessageType
@@ -22,7 +23,6 @@ from hive_core.transports.base import ShardTransport, check_reply
 from hive_core.transports.local import LocalEventBus
 from hive_core.transports.redis import RedisShardTransport
 from hive_core.transports.unix import UnixSocketTransport
-from tests.redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
 
 LIMIT = 64 * 1024  # a small message limit keeps the oversize test cheap
 SLACK = 1.0
