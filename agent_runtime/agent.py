@@ -4,7 +4,9 @@ It owns one shard (Kuzu on disk by default, or memory) and a view of the whole h
 :class:`~hive_core.distributed.DistributedHiveGraph` whose ring holds every agent of the
 hive's config, itself local and the others remote (reached over the transport). Membership is
 the config; liveness is whether a peer answers, so a dead peer is just a failed shard: reads
-route around it (the graph suspects it), writes report it.
+route around it (the graph suspects it), writes report it. With the ``redis`` transport the
+agent also watches the hive's live members in Redis and routes around the ones that are not
+live before asking them (:mod:`agent_runtime.membership`, which documents the ring rule).
 
 On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
 
@@ -33,6 +35,7 @@ import psutil
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
 from agent_runtime.learning import Extractor, make_extractor
+from agent_runtime.membership import LivenessWatcher, MembershipSource
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import ConfigError
@@ -54,11 +57,18 @@ DEFAULT_ASK_LIMIT = 5
 
 
 def make_transport(config: HiveConfig) -> ShardTransport:
-    """The transport named in the config (only ``local`` runs between processes today)."""
+    """The transport named in the config: ``local`` (Unix sockets) or ``redis``."""
     if config.transport == "local":
         return UnixSocketTransport(config.run_dir)
+    if config.transport == "redis":
+        from hive_core.transports.redis import RedisShardTransport
+
+        assert config.connection_string is not None  # HiveConfig validates it
+        return RedisShardTransport(config.connection_string, config.name,
+                                   key_prefix=config.key_prefix)
     raise ConfigError(
-        f"transport {config.transport!r} is not available to agent processes yet; use 'local'"
+        f"transport {config.transport!r} is not available to agent processes yet; "
+        "use 'local' or 'redis'"
     )
 
 
@@ -97,6 +107,7 @@ class Agent:
         self.settings = settings or CoreSettings.from_env()
         self.graph: DistributedHiveGraph | None = None
         self.server: ShardServer | None = None
+        self.watcher: LivenessWatcher | None = None
         self._started = time.monotonic()
         self._process = psutil.Process()
         self._stopping = threading.Event()
@@ -119,6 +130,10 @@ class Agent:
             self.server = graph.add_local_agent(self.name, store, bind=False)
             self.graph = graph
             self.transport.bind(self.name, self.handle)
+            if isinstance(self.transport, MembershipSource):
+                self.watcher = LivenessWatcher(self.transport, graph, self.name,
+                                               self.config.agent_names())
+                self.watcher.start()
         except BaseException:
             self.graph = None
             store.close()
@@ -158,6 +173,9 @@ class Agent:
         if self._gossip is not None:
             self._gossip.join(timeout=self.settings.store_timeout + 1.0)
         try:
+            if self.watcher is not None:
+                self.watcher.stop()
+                self.watcher = None
             if self.graph is not None:
                 # Unbinds first, which waits for requests in flight (they still use the
                 # graph), then closes the store. Only then is the graph dropped.
@@ -213,6 +231,7 @@ class Agent:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "transport": self.config.transport,
             "gossip_rounds": self.gossip_rounds,
+            "live_peers": sorted(self.watcher.live) if self.watcher is not None else None,
         }
 
     def learn(self, payload: Mapping[str, Any]) -> dict[str, Any]:

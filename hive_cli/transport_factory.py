@@ -1,8 +1,10 @@
 """The one place where the CLI turns a hive's ``transport`` setting into a transport object.
 
 The CLI only *requests* (status, learn, ask); it never binds a handler. ``local`` hives talk
-over Unix sockets in the hive's ``run/`` folder. Other transports are configured per hive but
-not yet reachable from the CLI; choosing one fails with a clear line instead of a fallback.
+over Unix sockets in the hive's ``run/`` folder; ``redis`` hives through Redis Streams under
+the hive's key prefix (the CLI gets a reply stream of its own, which expires after use).
+Other transports are configured per hive but not yet reachable from the CLI; choosing one
+fails with a clear line instead of a fallback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from hive_cli.errors import CliFailure
 from hive_core.hive_config import HiveConfig
 from hive_core.transports.base import ShardTransport
 
-AVAILABLE = ("local",)
+AVAILABLE = ("local", "redis")
 
 
 class TransportUnavailable(CliFailure):
@@ -30,6 +32,12 @@ def check_available(config: HiveConfig) -> None:
 def open_transport(config: HiveConfig) -> ShardTransport:
     """A transport the CLI can ``request`` on; the caller closes it."""
     check_available(config)
+    if config.transport == "redis":
+        from hive_core.transports.redis import RedisShardTransport
+
+        assert config.connection_string is not None  # HiveConfig validates it
+        return RedisShardTransport(config.connection_string, config.name,
+                                   key_prefix=config.key_prefix)
     from hive_core.transports.unix import UnixSocketTransport
 
     return UnixSocketTransport(config.run_dir)

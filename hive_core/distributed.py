@@ -193,9 +193,14 @@ class DistributedHiveGraph(BaseHiveGraph):
                            timeout=self.settings.search_timeout)
 
     def _suspect(self, agents: Sequence[str] | set[str]) -> None:
-        until = time.monotonic() + SUSPECT_SECONDS
+        self.suspect(agents)
+
+    def suspect(self, agents: Sequence[str] | set[str], seconds: float = SUSPECT_SECONDS) -> None:
+        """Route reads around ``agents`` for ``seconds`` (a failure seen, or a membership
+        service saying they are not live). Writes still go to every owner and report them."""
+        until = time.monotonic() + seconds
         for agent in agents:
-            self._suspects[agent] = until
+            self._suspects[agent] = max(until, self._suspects.get(agent, 0.0))
 
     def _avoid(self) -> frozenset[str]:
         now = time.monotonic()

@@ -30,7 +30,9 @@ from hive_core.errors import ConfigError, HiveNotFound
 TRANSPORTS = ("local", "redis", "azure_event_hubs", "azure_service_bus")
 SHARD_BACKENDS = ("kuzu", "memory")
 NEEDS_CONNECTION_STRING = ("redis", "azure_event_hubs", "azure_service_bus")
+REDIS_SCHEMES = ("redis://", "rediss://")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 def validate_name(kind: str, name: str) -> str:
@@ -75,6 +77,9 @@ class HiveConfig:
     replication_factor: int = DEFAULT_REPLICATION_FACTOR
     query_fanout: int = DEFAULT_QUERY_FANOUT
     search_timeout: float = DEFAULTS.search_timeout
+    # Redis keys of this hive live under "{key_prefix}:{name}:" (two deployments sharing one
+    # Redis pick different prefixes; two hives differ by name already).
+    key_prefix: str = "amplihack"
     agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -86,6 +91,17 @@ class HiveConfig:
         if self.transport in NEEDS_CONNECTION_STRING and not self.connection_string:
             raise ConfigError(
                 f"transport {self.transport!r} needs a connection string (--connection-string)"
+            )
+        if self.transport == "redis" and not str(self.connection_string).startswith(
+                REDIS_SCHEMES):
+            raise ConfigError(
+                f"invalid Redis connection string {redact_secret(str(self.connection_string))!r}"
+                ": use redis://[:password@]host:port/db or rediss:// for TLS"
+            )
+        if not isinstance(self.key_prefix, str) or not _KEY_PREFIX.match(self.key_prefix):
+            raise ConfigError(
+                f"invalid key_prefix {self.key_prefix!r}: use 1-64 letters, digits, "
+                "'_', '.', ':' or '-'"
             )
         if self.shard_backend not in SHARD_BACKENDS:
             raise ConfigError(
@@ -212,6 +228,8 @@ class HiveConfig:
             changes["transport"] = env["AMPLIHACK_MEMORY_TRANSPORT"]
         if env.get("AMPLIHACK_MEMORY_CONNECTION_STRING"):
             changes["connection_string"] = env["AMPLIHACK_MEMORY_CONNECTION_STRING"]
+        if env.get("AMPLIHACK_MEMORY_KEY_PREFIX"):
+            changes["key_prefix"] = env["AMPLIHACK_MEMORY_KEY_PREFIX"]
         if env.get("AMPLIHACK_MEMORY_STORAGE_PATH"):
             changes["storage_path"] = env["AMPLIHACK_MEMORY_STORAGE_PATH"]
         if env.get("AMPLIHACK_MEMORY_SEARCH_TIMEOUT"):

@@ -12,11 +12,12 @@ from cli_helpers import cli_process, config_snapshot
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
-    """One home with a good local hive, a redis hive and a hive with a broken config."""
+    """One home with a good local hive, an Event Hubs hive (a transport the CLI cannot use
+    yet) and a hive with a broken config."""
     home = tmp_path_factory.mktemp("bad") / "home"
     assert cli_process(home, "create", "--name", "good", "--agents", "3").code == 0
-    assert cli_process(home, "create", "--name", "rhive", "--transport", "redis",
-                       "--connection-string", "redis://127.0.0.1:6379/0").code == 0
+    assert cli_process(home, "create", "--name", "ehive", "--transport", "azure_event_hubs",
+                       "--connection-string", "Endpoint=sb://ns/;SharedAccessKey=k").code == 0
     assert cli_process(home, "create", "--name", "broken").code == 0
     (home / "hives" / "broken" / "config.yaml").write_text("name: broken\nagents: [oops\n")
     files = home.parent / "files"
@@ -81,7 +82,7 @@ CASES = [
      "no agent 'ghost'"),
     ("empty-agents-list", ["stop", "--hive", "good", "--agents", ",,"], 2, "agent names"),
     ("unknown-target", ["start", "--hive", "good", "--target", "cloud"], 2, "--target"),
-    ("transport-not-available", ["start", "--hive", "rhive"], 1, "not available yet"),
+    ("transport-not-available", ["start", "--hive", "ehive"], 1, "not available yet"),
     ("remove-unknown-agent", ["remove-agent", "--hive", "good", "--agent-name", "ghost"], 1,
      "no agent 'ghost'"),
     ("logs-without-log", ["logs", "--hive", "good", "--agent", "agent_0"], 1, "no log yet"),

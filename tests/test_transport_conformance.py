@@ -2,8 +2,9 @@
 
 Each test runs once per entry of ``FABRICS``. A fabric makes transports that reach each other:
 the in-process bus is one shared object; Unix sockets are separate instances in one run
-folder (so server and client really are different endpoints). A Redis transport joins by
-adding one more fabric to the list.
+folder (so server and client really are different endpoints); Redis transports are separate
+instances (separate connections, reply streams and heartbeats) on the real Redis at
+127.0.0.1:6379 under a key prefix of their own, deleted at teardown.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
 
 from hive_core.errors import ConnectionLost, DeadlineExceeded, MessageRejected
 from hive_core.messages import Envelope, MessageType
 from hive_core.transports.base import ShardTransport, check_reply
 from hive_core.transports.local import LocalEventBus
+from hive_core.transports.redis import RedisShardTransport
 from hive_core.transports.unix import UnixSocketTransport
 
 LIMIT = 64 * 1024  # a small message limit keeps the oversize test cheap
@@ -28,8 +31,10 @@ SLACK = 1.0
 class Fabric:
     """Makes transports that reach each other; closes them all at teardown."""
 
-    def __init__(self, make: Callable[[], ShardTransport]) -> None:
+    def __init__(self, make: Callable[[], ShardTransport],
+                 cleanup: Callable[[], object] | None = None) -> None:
         self._make = make
+        self._cleanup = cleanup
         self.made: list[ShardTransport] = []
 
     def new(self) -> ShardTransport:
@@ -41,6 +46,8 @@ class Fabric:
     def close(self) -> None:
         for transport in self.made:
             transport.close()
+        if self._cleanup is not None:
+            self._cleanup()
 
 
 def local_fabric(_tmp: Path) -> Fabric:
@@ -52,7 +59,20 @@ def unix_fabric(tmp: Path) -> Fabric:
     return Fabric(lambda: UnixSocketTransport(tmp / "run", max_message_bytes=LIMIT))
 
 
-FABRICS = [pytest.param(local_fabric, id="local"), pytest.param(unix_fabric, id="unix")]
+def redis_fabric(_tmp: Path) -> Fabric:
+    admin = shared_redis()
+    prefix = unique_prefix()
+
+    def cleanup() -> None:
+        delete_prefix(admin, prefix)
+        admin.close()
+
+    return Fabric(lambda: RedisShardTransport(REDIS_URL, "h", key_prefix=prefix,
+                                              max_message_bytes=LIMIT), cleanup)
+
+
+FABRICS = [pytest.param(local_fabric, id="local"), pytest.param(unix_fabric, id="unix"),
+           pytest.param(redis_fabric, id="redis")]
 
 
 @pytest.fixture(params=FABRICS)

@@ -2,9 +2,10 @@
 
 from hive_core.transports.base import Handler, ShardTransport, check_reply, safe_handle
 from hive_core.transports.local import LocalEventBus
+from hive_core.transports.redis import RedisShardTransport
 from hive_core.transports.unix import UnixSocketTransport
 
 __all__ = [
-    "Handler", "LocalEventBus", "ShardTransport", "UnixSocketTransport", "check_reply",
-    "safe_handle",
+    "Handler", "LocalEventBus", "RedisShardTransport", "ShardTransport", "UnixSocketTransport",
+    "check_reply", "safe_handle",
 ]
