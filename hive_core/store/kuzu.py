@@ -80,13 +80,16 @@ _SCHEMA = (
 _ROW = (*BODY, "tf")
 _SET_ROW = ", ".join(f"f.{c} = ${c}[i]" for c in _ROW)
 _CREATE_ROW = ", ".join(f"{c}: ${c}[i]" for c in _ROW)
+_CREATE = ("UNWIND range(1, $n) AS i CREATE (:Fact {id: $id[i], is_primary: true, "
+           f"tombstoned: false, seq: $seq, {_CREATE_ROW}}})")
+_CREATE_LOG = ("CREATE (:Fact {id: $log_id, seq: $seq, log: $log, is_primary: false, "
+               "tombstoned: false})")
 _STATEMENTS = {
-    "create": "UNWIND range(1, $n) AS i CREATE (:Fact {id: $id[i], is_primary: true, "
-              f"tombstoned: false, seq: $seq, {_CREATE_ROW}}})",
+    "create": _CREATE,
+    "create_log": f"{_CREATE} WITH count(*) AS c {_CREATE_LOG}",  # a put in one statement
     "promote": "UNWIND range(1, $n) AS i MATCH (f:Fact {id: $id[i]}) "
                f"SET f.is_primary = true, f.seq = $seq, {_SET_ROW}",
-    "log": "CREATE (:Fact {id: $id, seq: $seq, log: $log, is_primary: false, "
-           "tombstoned: false})",
+    "log": _CREATE_LOG,
     "demote": "MATCH (f:Fact {id: $id}) SET f.is_primary = false",
     "tombstone": "MERGE (f:Fact {id: $id}) SET f.tombstoned = true, f.is_primary = false",
     "anchor": "MERGE (f:Fact {id: $id}) ON CREATE SET f.tombstoned = false, "
@@ -202,6 +205,9 @@ class KuzuShardStore:
     def _transaction(self, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         if not steps:
             return
+        if len(steps) == 1:  # one statement is a transaction of its own
+            self._run(*steps[0])
+            return
         self._conn.execute("BEGIN TRANSACTION")
         try:
             for name, params in steps:
@@ -275,8 +281,12 @@ class KuzuShardStore:
             promoting = set(promote)
             logged = {fid: fact for fid, fact in new.items() if fid not in promoting}
             if logged or postings:
-                steps.append(("log", {"id": log_id(seq), "seq": seq,
-                                      "log": put_entry(logged, tfs, postings)}))
+                entry = {"log_id": log_id(seq), "seq": seq,
+                         "log": put_entry(logged, tfs, postings)}
+                if steps and steps[0][0] == "create":  # the common put: one statement
+                    steps[0] = ("create_log", {**steps[0][1], **entry})
+                else:
+                    steps.append(("log", entry))
             self._transaction(steps)
             self._seq = seq
             self._rows.update(created)
@@ -305,7 +315,7 @@ class KuzuShardStore:
                 return
             self._seq += 1
             steps: list[tuple[str, Mapping[str, Any]]] = [
-                ("log", {"id": log_id(self._seq), "seq": self._seq,
+                ("log", {"log_id": log_id(self._seq), "seq": self._seq,
                          "log": drop_entry(fact_id, lost, forgotten)})]
             if primary and was_primary:
                 steps.append(("demote", {"id": fact_id}))

@@ -14,8 +14,9 @@ smaller, which is what keeps kuzu's per-database write buffers small), then base
 kuzu 0.11.3 accepts no ``bytes`` parameter::
 
     put:  {"f": [[fact_id, content, concept, confidence, source_agent, tags, status,
-                  created_at, metadata, content_hash, tf], ...],
-           "p": {term: [fact_id, ...]}}
+                  created_at, metadata, tf], ...],      # content_hash: recomputed on replay
+           "t": [[term, ...], ...],                     # postings added, per fact of "f"
+           "p": {term: [fact_id, ...]}}                 # postings added for facts held before
     drop: {"d": fact_id, "t": [term, ...], "x": forgotten}   # x: no role was left after it
 """
 
@@ -24,13 +25,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hive_core.errors import ShardCorrupt
-from hive_core.facts import PROMOTED
+from hive_core.facts import PROMOTED, content_hash
 
 # Body fields in log order (everything in HiveFact.to_dict but fact_id), with defaults for
 # plain-data facts that omit some.
@@ -39,7 +41,9 @@ BODY = ("content", "concept", "confidence", "source_agent", "tags", "status", "c
 _DEFAULTS: dict[str, Any] = {"concept": "", "confidence": 1.0, "source_agent": "", "tags": [],
                              "status": PROMOTED, "created_at": 0.0, "metadata": {},
                              "content_hash": ""}
+LOGGED = BODY[:-1]  # content_hash is a function of content: recomputed on replay
 LOG_PREFIX = "#log/"
+FRAGMENT_MEMO_SIZE = 8192  # > facts per SHARD_STORE message (FACTS_PER_MESSAGE = 2000)
 
 
 def log_id(seq: int) -> str:
@@ -60,9 +64,42 @@ def normalized(fact: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _encode(obj: Any) -> str:
-    raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
+def _fragment(fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> str:
+    """JSON of one fact's log record: ``[fact_id, <BODY but content_hash>, tf]``."""
+    body = normalized(fact)
+    return json.dumps([fid, *(body[k] for k in LOGGED), tf], separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+class _Fragments:
+    """Process-wide memo of :func:`_fragment`, keyed by fact id and checked by identity.
+
+    In one process a placed fact is the *same* dict (and term-count dict) in every shard's
+    batch, ~25 of them at 100 shards, so it is encoded once, not once per shard. An entry
+    is used only if it was made from these very objects (it holds them, so their ids cannot
+    be reused); a fact that arrived over the wire simply misses. Bounded: oldest out first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._memo: dict[str, tuple[Mapping[str, Any], Mapping[str, int], str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> str:
+        hit = self._memo.get(fid)
+        if hit is not None and hit[0] is fact and hit[1] is tf:
+            return hit[2]
+        text = _fragment(fid, fact, tf)
+        with self._lock:
+            memo = self._memo
+            memo.pop(fid, None)
+            memo[fid] = (fact, tf, text)
+            while len(memo) > self.size:
+                del memo[next(iter(memo))]
+        return text
+
+
+_FRAGMENTS = _Fragments(FRAGMENT_MEMO_SIZE)
 
 
 def decode(text: str) -> dict[str, Any]:
@@ -72,21 +109,35 @@ def decode(text: str) -> dict[str, Any]:
         raise ShardCorrupt(f"unreadable log entry: {exc}") from None
 
 
+def _pack(raw: str) -> str:
+    return base64.b64encode(zlib.compress(raw.encode("utf-8"), 1)).decode("ascii")
+
+
 def put_entry(
     bodies: Mapping[str, Mapping[str, Any]], tfs: Mapping[str, Mapping[str, int]],
     postings: Mapping[str, Sequence[str]],
 ) -> str:
     """Entry for a put: ``bodies`` (with their ``tfs``) of facts newly held without a primary
-    row, and the ``postings`` the put added."""
-    rows = []
-    for fid, fact in bodies.items():
-        body = normalized(fact)
-        rows.append([fid, *(body[k] for k in BODY), tfs[fid]])
-    return _encode({"f": rows, "p": postings})
+    row, and the ``postings`` the put added: those of the facts in ``bodies`` as a term list
+    per fact (``t``, so the random-looking ids are written once), the rest in ``p``."""
+    position = {fid: i for i, fid in enumerate(bodies)}
+    terms: list[list[str]] = [[] for _ in position]
+    others: dict[str, list[str]] = {}
+    for term, fids in postings.items():
+        for fid in fids:
+            i = position.get(fid)
+            if i is None:
+                others.setdefault(term, []).append(fid)
+            else:
+                terms[i].append(term)
+    memo = _FRAGMENTS.get
+    frags = ",".join(memo(fid, fact, tfs[fid]) for fid, fact in bodies.items())
+    tail = json.dumps({"t": terms, "p": others}, separators=(",", ":"), ensure_ascii=False)
+    return _pack(f'{{"f":[{frags}],{tail[1:]}')
 
 
 def drop_entry(fact_id: str, terms: Iterable[str], forgotten: bool) -> str:
-    return _encode({"d": fact_id, "t": sorted(terms), "x": forgotten})
+    return _pack(json.dumps({"d": fact_id, "t": sorted(terms), "x": forgotten}))
 
 
 @dataclass(slots=True)
@@ -120,8 +171,11 @@ class Replay:
             if data["x"]:
                 self.roles.pop(fid, None)
             return
-        for fid, *values, tf in data["f"]:
-            self.row({"fact_id": fid, **dict(zip(BODY, values, strict=True))}, tf)
+        for (fid, *values, tf), terms in zip(data["f"], data["t"], strict=True):
+            body = {"fact_id": fid, **dict(zip(LOGGED, values, strict=True))}
+            body["content_hash"] = content_hash(body["content"])
+            self.row(body, tf)
+            self.roles[fid].update(terms)
         for term, fids in data["p"].items():
             for fid in fids:
                 self.roles[fid].add(term)
