@@ -34,7 +34,7 @@ reopen, in this process or another, reproduces the same facts and search results
 read only when a shard opens, and for edges.
 
 Writes: one transaction per ``put``/``drop``/``retract`` with at most three statements
-(``UNWIND`` over parameter lists). They are prepared once per store: in kuzu 0.11.3 an
+(``UNWIND`` over parameter lists). They are prepared once per store, on first use: in kuzu 0.11.3 an
 unprepared parameterised ``execute`` is re-planned each call and keeps ~1 KB per parameter
 row resident in the connection, which on ingest grew 100 shards by gigabytes.
 """
@@ -182,20 +182,27 @@ class KuzuShardStore:
             if "lock" in str(exc).lower():
                 raise ShardInUse(f"shard {self.path} is locked by another program: {exc}") from None
             raise ShardCorrupt(f"cannot open Kuzu shard {self.path}: {exc}") from None
-        with warnings.catch_warnings():
-            # kuzu deprecates prepare(); it is still the only way to avoid per-call re-planning
-            # and the per-call memory growth described in the module docstring.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self._stmts = {name: self._conn.prepare(q) for name, q in _STATEMENTS.items()}
+        self._stmts: dict[str, Any] = {}
         found = [row[0] for row in self._run("columns", {})]
         if found != [name for name, _ in _COLUMNS]:
             self._conn.close()
             self._db.close()
             raise ShardCorrupt(f"shard {self.path} has another schema (Fact columns {found})")
 
+    def _statement(self, name: str) -> Any:
+        """Prepared on first use: each costs ~40 KB resident, and most shards use a few."""
+        stmt = self._stmts.get(name)
+        if stmt is None:
+            with warnings.catch_warnings():
+                # kuzu deprecates prepare(); it is still the only way to avoid per-call
+                # re-planning and the per-call memory growth described in the module docstring.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stmt = self._stmts[name] = self._conn.prepare(_STATEMENTS[name])
+        return stmt
+
     def _run(self, name: str, params: Mapping[str, Any]) -> list[list[Any]]:
         try:
-            result = self._conn.execute(self._stmts[name], dict(params))
+            result = self._conn.execute(self._statement(name), dict(params))
             rows = result.get_all()
             result.close()
         except RuntimeError as exc:
@@ -247,7 +254,7 @@ class KuzuShardStore:
                 replay.entry(payload)
             else:
                 replay.row(*payload)
-        live = [fid for fid in replay.roles if fid not in self._tombstones]
+        live = replay.live(self._tombstones)
         self._bodies = {fid: replay.bodies[fid] for fid in live}
         self._index.merge_batch(StoreBatch(
             self._bodies, {fid: replay.tf[fid] for fid in live}, replay.postings(live),

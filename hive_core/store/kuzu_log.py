@@ -27,7 +27,7 @@ import binascii
 import json
 import threading
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,11 +144,14 @@ def drop_entry(fact_id: str, terms: Iterable[str], forgotten: bool) -> str:
 class Replay:
     """Shard state rebuilt from events applied in write order.
 
-    Events: a ``Fact`` row's body (written when the fact became primary here) and log
-    entries. A body is written only when a fact is new to the shard, so the last body
-    written for an id is the one the shard held. Roles: postings added by puts, removed by
-    drops; a drop that left no role forgets the fact until a later write brings it back.
-    The primary flags and tombstones are current state on the rows, applied by the caller.
+    Events: a ``Fact`` row's body (at the write that last set it, when the fact became
+    primary here) and log entries. A body is written when a fact is new to the shard, or
+    copied from the one held when a known fact becomes primary, so the last body written
+    for an id is the one the shard holds. Roles: postings added by puts, removed by drops;
+    a drop that left no role forgets the fact until a later write brings it back. A posting
+    may name a fact whose only body event is a row rewritten later (demoted, then primary
+    again): the role is kept and the body arrives with that row. The primary flags and
+    tombstones are current state on the rows, applied by the caller.
     """
 
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -177,8 +180,16 @@ class Replay:
             self.row(body, tf)
             self.roles[fid].update(terms)
         for term, fids in data["p"].items():
-            for fid in fids:
-                self.roles[fid].add(term)
+            for fid in fids:  # its body may be on a Fact row rewritten by a later write
+                self.roles.setdefault(fid, set()).add(term)
+
+    def live(self, tombstones: Collection[str]) -> list[str]:
+        """Ids the shard holds: known, not retracted; each must have a body."""
+        out = [fid for fid in self.roles if fid not in tombstones]
+        missing = [fid for fid in out if fid not in self.bodies]
+        if missing:
+            raise ShardCorrupt(f"indexed facts without a body: {missing[:5]}")
+        return out
 
     def postings(self, live: Iterable[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
