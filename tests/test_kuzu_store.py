@@ -17,6 +17,7 @@ from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import ShardInUse
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.scoring import DEFAULT_BM25
+from hive_core.store.base import StoreBatch
 from hive_core.store.kuzu import KuzuShardStore, buffer_pool_for
 from hive_core.store.shard_lock import LOCK_FILE
 
@@ -171,3 +172,115 @@ def test_distributed_memory_and_kuzu_hives_agree(tmp_path):
     finally:
         for hive in hives:
             hive.close()
+
+
+def state(store) -> dict:
+    """Everything a reader can see of a shard, as plain data."""
+    return {
+        "records": sorted((r.fact_id, dict(r.fact), sorted(r.terms), r.primary,
+                           sorted(r.tf.items())) for r in store.records()),
+        "tombstones": sorted(store.tombstones()), "count": store.count(),
+        "index_size": store.index_size(),
+        "search": [[(h.fact.fact_id, h.score) for h in store.search(q, 10)] for q in QUESTIONS],
+    }
+
+
+def test_reopen_replays_puts_drops_retractions_and_returns(tmp_path):
+    """Roles given up, facts forgotten and brought back with another body, retractions:
+    a reopened shard is the memory store that saw the same writes."""
+    from hive_core.store.memory import MemoryShardStore
+
+    facts = generated_corpus(120)
+    path = tmp_path / "shard"
+    kz, mem = open_store(path), MemoryShardStore("s")
+
+    def both(op, *args):
+        for s in (kz, mem):
+            getattr(s, op)(*args)
+
+    batch = [rec(f, primary=i % 3 == 0) for i, f in enumerate(facts[:80])]
+    for s in (kz, mem):
+        put(s, batch)
+        put(s, [rec(f, terms=set(), primary=True) for f in facts[40:60]])  # known -> primary
+        put(s, [rec(f, primary=False) for f in facts[70:120]])
+    first = rec(facts[1])
+    both("drop", facts[1].fact_id, list(first.terms), True)  # forgotten entirely
+    moved = facts[1].with_source("agent-9")  # same id, another body
+    for s in (kz, mem):
+        put(s, [rec(moved, terms={first.terms[0]}, primary=False)])
+    both("drop", facts[3].fact_id, [], True)  # primary given up, postings kept
+    both("drop", facts[6].fact_id, list(rec(facts[6]).terms)[:1], False)  # one posting off
+    both("retract", facts[9].fact_id)
+    both("retract", facts[75].fact_id)
+    assert state(kz) == state(mem)
+    expected = state(mem)
+    assert kz.get(facts[1].fact_id).source_agent == "agent-9"
+    kz.close()
+
+    again = open_store(path)
+    try:
+        assert state(again) == expected
+        assert again.get(facts[1].fact_id) == moved
+        assert put(again, [rec(facts[9])]) == 0 and again.get(facts[9].fact_id) is None
+        assert put(again, [rec(facts[3], terms=set(), primary=True)]) == 1  # primary again
+        put(mem, [rec(facts[3], terms=set(), primary=True)])
+        expected = state(mem)
+    finally:
+        again.close()
+    third = open_store(path)
+    try:
+        assert state(third) == expected
+    finally:
+        third.close()
+
+
+def test_batch_with_duplicates_and_redelivery_write_once(tmp_path):
+    facts = generated_corpus(10)
+    fid = facts[0].fact_id
+    tf = rec(facts[0]).tf
+    dup = StoreBatch({fid: facts[0].to_dict()}, {fid: tf},
+                     {t: [fid, fid] for t in tf}, [fid, fid])
+    store = open_store(tmp_path / "dup")
+    try:
+        assert store.put(dup) == 1
+        assert store.count() == 1 and store.index_size() == len(tf)
+        writes = store._seq
+        assert store.put(dup) == 0 and store._seq == writes  # nothing new: nothing written
+    finally:
+        store.close()
+    again = open_store(tmp_path / "dup")
+    try:
+        assert again.count() == 1 and again.index_size() == len(tf)
+        (only,) = list(again.records())
+        assert sorted(only.terms) == sorted(tf) and only.primary
+    finally:
+        again.close()
+
+
+def test_one_log_row_per_put_and_primary_rows_only_for_primaries(tmp_path):
+    facts = generated_corpus(50)
+    store = open_store(tmp_path / "rows")
+    try:
+        put(store, [rec(f, primary=i < 5) for i, f in enumerate(facts)])
+        rows = store._conn.execute(
+            "MATCH (f:Fact) RETURN f.id, f.log IS NOT NULL, f.is_primary").get_all()
+        assert sorted(r[0] for r in rows if not r[1]) == sorted(f.fact_id for f in facts[:5])
+        assert [r[0] for r in rows if r[1]] == ["#log/000000000001"]
+        assert all(r[2] for r in rows if not r[1])
+    finally:
+        store.close()
+
+
+def test_unreadable_log_entry_is_a_clear_corruption(tmp_path):
+    from hive_core.errors import ShardCorrupt
+
+    path = tmp_path / "bad"
+    store = open_store(path)
+    put(store, [rec(f, primary=False) for f in generated_corpus(5)])
+    store._conn.execute("MATCH (f:Fact) WHERE f.log IS NOT NULL SET f.log = 'not base64!'")
+    store.close()
+    with pytest.raises(ShardCorrupt, match="log entry"):
+        open_store(path)
+    open_store(tmp_path / "fresh").close()  # the failed open released its claim
+    with pytest.raises(ShardCorrupt):
+        open_store(path)

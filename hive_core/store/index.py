@@ -99,6 +99,20 @@ class TermIndex:
         return False
 
     # -- reads --------------------------------------------------------------------------------
+    def unseen(
+        self, postings: Mapping[str, Iterable[str]], refused: Collection[str] = ()
+    ) -> dict[str, list[str]]:
+        """The part of ``postings`` not held yet (deduplicated, ``refused`` left out): what a
+        store that persists only changes has to write."""
+        out: dict[str, list[str]] = {}
+        held_by = self._postings
+        for term, fids in postings.items():
+            held = held_by.get(term, ())
+            fresh = [f for f in dict.fromkeys(fids) if f not in held and f not in refused]
+            if fresh:
+                out[term] = fresh
+        return out
+
     def __contains__(self, fid: object) -> bool:
         return fid in self.tf
 

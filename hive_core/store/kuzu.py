@@ -4,38 +4,49 @@ Layout: one directory per shard holding ``shard.kuzu`` (+ its WAL) and ``shard.l
 :mod:`hive_core.store.shard_lock`). Schema, deliberately one node table::
 
     Fact(id PK, content, concept, confidence, source_agent, tags STRING[], status,
-         created_at, metadata (JSON), content_hash,      -- every HiveFact field
-         tf (JSON term counts), terms STRING[],          -- postings: index roles on this shard
-         is_primary, tombstoned)                         -- primary role, sticky retraction
+         created_at, metadata (JSON), content_hash,     -- every HiveFact field
+         tf (JSON term counts), is_primary, tombstoned, -- primary role, sticky retraction
+         seq INT64,                                     -- write that last set the body / entry
+         log STRING)                                    -- index-role log entry (log rows only)
     Edge(FROM Fact TO Fact, edge_type, properties (JSON), created_at)
 
-Why postings are a ``terms`` list on the fact's row and not a table of their own: in Kuzu
-0.11.3 every node table costs ~6 MB resident per open database (its hash index), and a
-posting table doubles the rows written per record; with 100 shards in one process both
-matter more than a join we never run. Retracted facts keep a row with ``tombstoned`` set,
-and an edge to a fact this shard does not hold keeps a role-less "anchor" row.
+Rows of ``Fact`` are of four kinds: a fact held in the primary role (``is_primary``, every
+field filled: the hive's authoritative copy, RF rows per fact); a retracted id
+(``tombstoned``); a role-less "anchor" for an edge endpoint (or a fact whose primary role
+moved away); and a *log row* (id ``#log/<seq>``, ``log`` set) holding one compressed entry
+of the index-role log of :mod:`hive_core.store.kuzu_log`: the postings a put added and the
+bodies and term counts of the facts it brought that have no primary row here.
 
-What is cached, and why: the scoring index (roles, term counts, postings, per-term max
-tf-part: :class:`~hive_core.store.index.TermIndex`, shared with the memory store so both
-rank identically) and the set of tombstones. Scoring touches every posting of a term, so it
-runs in Python on that index; the index is rebuilt from disk on open and updated only after
-a write has committed, so disk stays the source of truth. Fact bodies and edges are read
-from Kuzu (``get``, the top hits of ``score``, ``records``, ``get_edges``).
+Why this shape, measured on kuzu 0.11.3: a row per (fact, shard) pair is ~25 rows per fact at
+100 shards and RF=3, and kuzu writes ~55k rows/s, so ingest was capped near 1,000 facts/s; a
+put now writes RF/N primary rows per fact plus one log row. Every node table costs ~5.7 MB
+resident per open database (its primary-key hash index, whatever the columns or buffer
+pool) and a database ~1.1 MB, while rel tables cost nothing measurable: with 100 shards in a
+process, a second node table would add ~570 MB, so log rows share the ``Fact`` table.
 
-Writes: one transaction per ``put`` with at most three batched statements (``UNWIND`` over
-parameter lists). They are prepared once per store: in kuzu 0.11.3 an unprepared
-parameterised ``execute`` is re-planned each call and keeps ~1 KB per parameter row
-resident in the connection, which on ingest grew 100 shards by gigabytes.
+What is cached, and why: everything reads need, derived from disk and never ahead of it --
+the scoring index (:class:`~hive_core.store.index.TermIndex`, shared with the memory store so
+both rank identically), the fact bodies (``score`` returns whole facts and a Kuzu round trip
+per call cost more than the query latency target), the tombstones, and which ids have a
+row. A write commits its Kuzu transaction first and updates the cache after; opening a shard
+replays rows and log in sequence order (:class:`~hive_core.store.kuzu_log.Replay`), so a
+reopen, in this process or another, reproduces the same facts and search results. Kuzu is
+read only when a shard opens, and for edges.
+
+Writes: one transaction per ``put``/``drop``/``retract`` with at most three statements
+(``UNWIND`` over parameter lists). They are prepared once per store, on first use: in kuzu 0.11.3 an
+unprepared parameterised ``execute`` is re-planned each call and keeps ~1 KB per parameter
+row resident in the connection, which on ingest grew 100 shards by gigabytes.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,43 +57,51 @@ from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord, TermStats
 from hive_core.store.index import TermIndex
+from hive_core.store.kuzu_log import BODY, Replay, drop_entry, log_id, normalized, put_entry
 from hive_core.store.shard_lock import ShardLock
 
 DB_FILE = "shard.kuzu"
 MIB = 1024 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-BODY = ("content", "concept", "confidence", "source_agent", "tags", "status", "created_at",
-        "metadata", "content_hash")
+_COLUMNS = (
+    ("id", "STRING"), ("content", "STRING"), ("concept", "STRING"), ("confidence", "DOUBLE"),
+    ("source_agent", "STRING"), ("tags", "STRING[]"), ("status", "STRING"),
+    ("created_at", "DOUBLE"), ("metadata", "STRING"), ("content_hash", "STRING"),
+    ("tf", "STRING"), ("is_primary", "BOOLEAN"), ("tombstoned", "BOOLEAN"), ("seq", "INT64"),
+    ("log", "STRING"),
+)
 _SCHEMA = (
-    "CREATE NODE TABLE IF NOT EXISTS Fact(id STRING, content STRING, concept STRING, "
-    "confidence DOUBLE, source_agent STRING, tags STRING[], status STRING, created_at DOUBLE, "
-    "metadata STRING, content_hash STRING, tf STRING, terms STRING[], is_primary BOOLEAN, "
-    "tombstoned BOOLEAN, PRIMARY KEY(id))",
+    "CREATE NODE TABLE IF NOT EXISTS Fact("
+    + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS) + ", PRIMARY KEY(id))",
     "CREATE REL TABLE IF NOT EXISTS Edge(FROM Fact TO Fact, edge_type STRING, "
     "properties STRING, created_at DOUBLE)",
 )
-_ROLES = "f.terms = $terms[i], f.is_primary = $is_primary[i]"
-_SET_BODY = ", ".join(f"f.{c} = ${c}[i]" for c in (*BODY, "tf"))
-_CREATE_PROPS = ", ".join(f"{c}: ${c}[i]" for c in (*BODY, "tf", "terms", "is_primary"))
-_RETURN_BODY = "f.id, " + ", ".join(f"f.{c}" for c in BODY)
+_ROW = (*BODY, "tf")
+_SET_ROW = ", ".join(f"f.{c} = ${c}[i]" for c in _ROW)
+_CREATE_ROW = ", ".join(f"{c}: ${c}[i]" for c in _ROW)
+_CREATE = ("UNWIND range(1, $n) AS i CREATE (:Fact {id: $id[i], is_primary: true, "
+           f"tombstoned: false, seq: $seq, {_CREATE_ROW}}})")
+_CREATE_LOG = ("CREATE (:Fact {id: $log_id, seq: $seq, log: $log, is_primary: false, "
+               "tombstoned: false})")
 _STATEMENTS = {
-    "create": "UNWIND range(1, $n) AS i "
-              f"CREATE (:Fact {{id: $id[i], tombstoned: false, {_CREATE_PROPS}}})",
-    "rebody": f"UNWIND range(1, $n) AS i MATCH (f:Fact {{id: $id[i]}}) SET {_SET_BODY}, {_ROLES}",
-    "roles": f"UNWIND range(1, $n) AS i MATCH (f:Fact {{id: $id[i]}}) SET {_ROLES}",
-    "tombstone": "MERGE (f:Fact {id: $id}) SET f.tombstoned = true, f.is_primary = false, "
-                 "f.terms = CAST([] AS STRING[])",
+    "create": _CREATE,
+    "create_log": f"{_CREATE} WITH count(*) AS c {_CREATE_LOG}",  # a put in one statement
+    "promote": "UNWIND range(1, $n) AS i MATCH (f:Fact {id: $id[i]}) "
+               f"SET f.is_primary = true, f.seq = $seq, {_SET_ROW}",
+    "log": _CREATE_LOG,
+    "demote": "MATCH (f:Fact {id: $id}) SET f.is_primary = false",
+    "tombstone": "MERGE (f:Fact {id: $id}) SET f.tombstoned = true, f.is_primary = false",
     "anchor": "MERGE (f:Fact {id: $id}) ON CREATE SET f.tombstoned = false, "
-              "f.is_primary = false, f.terms = CAST([] AS STRING[])",
+              "f.is_primary = false",
     "edge": "MATCH (a:Fact {id: $src}), (b:Fact {id: $dst}) "
             "MERGE (a)-[e:Edge {edge_type: $type}]->(b) SET e.properties = $props, "
             "e.created_at = $at",
     "edges_of": "MATCH (a:Fact)-[e:Edge]->(b:Fact) WHERE a.id = $id OR b.id = $id "
                 "RETURN a.id, b.id, e.edge_type, e.properties, e.created_at",
-    "fetch": f"UNWIND $ids AS x MATCH (f:Fact {{id: x}}) RETURN {_RETURN_BODY}",
-    "bodies": f"MATCH (f:Fact) WHERE f.tombstoned = false RETURN {_RETURN_BODY}",
-    "scan": "MATCH (f:Fact) RETURN f.id, f.tf, f.terms, f.is_primary, f.tombstoned",
+    "scan": "MATCH (f:Fact) RETURN f.id, " + ", ".join(f"f.{c}" for c in BODY)
+            + ", f.tf, f.is_primary, f.tombstoned, f.seq, f.log",
+    "columns": "CALL table_info('Fact') RETURN name",
 }
 
 
@@ -100,14 +119,6 @@ def buffer_pool_for(shard_count: int, settings: CoreSettings) -> int:
     return max(KUZU_MIN_BUFFER_POOL_SIZE, size // MIB * MIB)
 
 
-def _fact_dict(row: Sequence[Any]) -> dict[str, Any]:
-    fid, content, concept, confidence, source, tags, status, created, meta, digest = row
-    return {"fact_id": fid, "content": content, "concept": concept, "confidence": confidence,
-            "source_agent": source, "tags": list(tags or ()), "status": status,
-            "created_at": created, "metadata": json.loads(meta) if meta else {},
-            "content_hash": digest}
-
-
 def _typed(lists: list[list[str]]) -> list[list[str]]:
     """``lists`` plus one trailing ``[""]`` that the statements never read (they stop at $n).
 
@@ -118,17 +129,18 @@ def _typed(lists: list[list[str]]) -> list[list[str]]:
     return [*lists, [""]]
 
 
-@dataclass(slots=True)
-class _Pending:
-    """What one put will write for one fact: its full roles after the merge."""
-
-    kind: str  # "create" | "rebody" | "roles"
-    fact: Mapping[str, Any]
-    tf: Mapping[str, int]
-    terms: set[str]
-    primary: bool
-    changed: bool = False
-    new_terms: set[str] = field(default_factory=set)
+def _row_columns(
+    ids: list[str], bodies: Mapping[str, Mapping[str, Any]],
+    tfs: Mapping[str, Mapping[str, int]], seq: int,
+) -> dict[str, Any]:
+    facts = [normalized(bodies[fid]) for fid in ids]
+    cols: dict[str, Any] = {"n": len(ids), "id": ids, "seq": seq}
+    for key in BODY:
+        cols[key] = [f[key] for f in facts]
+    cols["tags"] = _typed(cols["tags"])
+    cols["metadata"] = [json.dumps(m) for m in cols["metadata"]]
+    cols["tf"] = [json.dumps(tfs[fid]) for fid in ids]
+    return cols
 
 
 class KuzuShardStore:
@@ -143,8 +155,10 @@ class KuzuShardStore:
         self.bm25 = bm25
         self._lock = threading.RLock()
         self._index = TermIndex(bm25)
+        self._bodies: dict[str, Mapping[str, Any]] = {}  # fact_id -> body, every live fact
         self._tombstones: set[str] = set()
-        self._idle: set[str] = set()  # rows with no role: dropped facts and edge anchors
+        self._rows: set[str] = set()  # ids with a non-log row (primary, demoted, anchor, ...)
+        self._seq = 0  # sequence number of the last write
         self.path.mkdir(parents=True, exist_ok=True)
         self._claim: ShardLock | None = ShardLock.acquire(self.path)
         try:
@@ -168,15 +182,27 @@ class KuzuShardStore:
             if "lock" in str(exc).lower():
                 raise ShardInUse(f"shard {self.path} is locked by another program: {exc}") from None
             raise ShardCorrupt(f"cannot open Kuzu shard {self.path}: {exc}") from None
-        with warnings.catch_warnings():
-            # kuzu deprecates prepare(); it is still the only way to avoid per-call re-planning
-            # and the per-call memory growth described in the module docstring.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self._stmts = {name: self._conn.prepare(q) for name, q in _STATEMENTS.items()}
+        self._stmts: dict[str, Any] = {}
+        found = [row[0] for row in self._run("columns", {})]
+        if found != [name for name, _ in _COLUMNS]:
+            self._conn.close()
+            self._db.close()
+            raise ShardCorrupt(f"shard {self.path} has another schema (Fact columns {found})")
+
+    def _statement(self, name: str) -> Any:
+        """Prepared on first use: each costs ~40 KB resident, and most shards use a few."""
+        stmt = self._stmts.get(name)
+        if stmt is None:
+            with warnings.catch_warnings():
+                # kuzu deprecates prepare(); it is still the only way to avoid per-call
+                # re-planning and the per-call memory growth described in the module docstring.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stmt = self._stmts[name] = self._conn.prepare(_STATEMENTS[name])
+        return stmt
 
     def _run(self, name: str, params: Mapping[str, Any]) -> list[list[Any]]:
         try:
-            result = self._conn.execute(self._stmts[name], dict(params))
+            result = self._conn.execute(self._statement(name), dict(params))
             rows = result.get_all()
             result.close()
         except RuntimeError as exc:
@@ -185,6 +211,9 @@ class KuzuShardStore:
 
     def _transaction(self, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         if not steps:
+            return
+        if len(steps) == 1:  # one statement is a transaction of its own
+            self._run(*steps[0])
             return
         self._conn.execute("BEGIN TRANSACTION")
         try:
@@ -200,128 +229,122 @@ class KuzuShardStore:
         self._conn.execute("COMMIT")
 
     def _rebuild(self) -> None:
-        tfs: dict[str, Mapping[str, int]] = {}
-        postings: dict[str, list[str]] = {}
+        """Replay rows and log entries in write order (see :class:`Replay`)."""
+        events: list[tuple[int, int, Any]] = []
         primary: list[str] = []
-        for fid, tf_json, terms, is_primary, tombstoned in self._run("scan", {}):
+        for row in self._run("scan", {}):
+            fid, body, (tf_json, is_primary, tombstoned, seq, log) = row[0], row[1:10], row[10:]
+            self._seq = max(self._seq, seq or 0)
             if tombstoned:
                 self._tombstones.add(fid)
-            elif is_primary or terms:
-                tfs[fid] = json.loads(tf_json)
-                for term in terms:
-                    postings.setdefault(term, []).append(fid)
-                if is_primary:
-                    primary.append(fid)
+            if log is not None:
+                events.append((seq, 1, log))
+                continue
+            self._rows.add(fid)
+            if body[0] is not None:  # content: a body was written (else an anchor)
+                fact = {"fact_id": fid, **dict(zip(BODY, body, strict=True))}
+                fact["tags"] = list(fact["tags"] or ())
+                fact["metadata"] = json.loads(fact["metadata"]) if fact["metadata"] else {}
+                events.append((seq, 0, (fact, json.loads(tf_json))))
+            if is_primary:
+                primary.append(fid)
+        replay = Replay()
+        for _, kind, payload in heapq.nsmallest(len(events), events, key=lambda e: e[:2]):
+            if kind:
+                replay.entry(payload)
             else:
-                self._idle.add(fid)
-        self._index.merge_batch(StoreBatch({fid: {} for fid in tfs}, tfs, postings, primary))
+                replay.row(*payload)
+        live = replay.live(self._tombstones)
+        self._bodies = {fid: replay.bodies[fid] for fid in live}
+        self._index.merge_batch(StoreBatch(
+            self._bodies, {fid: replay.tf[fid] for fid in live}, replay.postings(live),
+            [fid for fid in primary if fid in self._bodies]))
 
     # -- writes -------------------------------------------------------------------------------
-    def _plan(self, records: Sequence[StoreRecord]) -> dict[str, _Pending]:
-        plan: dict[str, _Pending] = {}
-        for rec in records:
-            fid = rec.fact_id
-            if fid in self._tombstones or rec.fact.get("status") == RETRACTED:
-                continue
-            pending = plan.get(fid)
-            if pending is None:
-                index = self._index
-                if fid not in index:
-                    kind = "rebody" if fid in self._idle else "create"
-                    pending = _Pending(kind, rec.fact, rec.tf, set(), False, changed=True)
-                else:
-                    pending = _Pending("roles", rec.fact, index.tf[fid], set(index.roles(fid)),
-                                       fid in index.primary)
-                plan[fid] = pending
-            new_terms = set(rec.terms) - pending.terms
-            if new_terms or (rec.primary and not pending.primary):
-                pending.terms |= new_terms
-                pending.new_terms |= new_terms
-                pending.primary = pending.primary or rec.primary
-                pending.changed = True
-        return plan
-
-    @staticmethod
-    def _columns(items: list[tuple[str, _Pending]], body: bool) -> dict[str, Any]:
-        cols: dict[str, Any] = {"n": len(items), "id": [fid for fid, _ in items],
-                                "terms": _typed([sorted(p.terms) for _, p in items]),
-                                "is_primary": [p.primary for _, p in items]}
-        if body:
-            facts = [p.fact for _, p in items]
-            cols["content"] = [f["content"] for f in facts]
-            cols["concept"] = [f.get("concept", "") for f in facts]
-            cols["confidence"] = [float(f.get("confidence", 1.0)) for f in facts]
-            cols["source_agent"] = [f.get("source_agent", "") for f in facts]
-            cols["tags"] = _typed([[str(t) for t in f.get("tags", ())] for f in facts])
-            cols["status"] = [f.get("status", "") for f in facts]
-            cols["created_at"] = [float(f.get("created_at", 0.0)) for f in facts]
-            cols["metadata"] = [json.dumps(f.get("metadata") or {}) for f in facts]
-            cols["content_hash"] = [f.get("content_hash", "") for f in facts]
-            cols["tf"] = [json.dumps(p.tf) for _, p in items]
-        return cols
-
     def put(self, batch: StoreBatch) -> int:
         with self._lock:
-            plan = self._plan(batch.records())
-            steps = []
-            for kind in ("create", "rebody", "roles"):
-                items = [(f, p) for f, p in plan.items() if p.kind == kind and p.changed]
-                if items:
-                    steps.append((kind, self._columns(items, body=kind != "roles")))
+            index, tombstones = self._index, self._tombstones
+            refused = {fid for fid, fact in batch.facts.items() if fid in tombstones or (
+                fid not in index and fact.get("status") == RETRACTED)}
+            new = {fid: fact for fid, fact in batch.facts.items()
+                   if fid not in index and fid not in refused}
+            postings = index.unseen(batch.postings, refused)
+            promote = [fid for fid in dict.fromkeys(batch.primary)
+                       if fid not in refused and fid not in index.primary]
+            if not (new or postings or promote):
+                return 0
+            seq = self._seq + 1
+            tfs = {fid: batch.tf[fid] for fid in new}
+            # a known fact keeps the body and term counts it has here (as in the memory store)
+            bodies = {fid: new[fid] if fid in new else self._bodies[fid] for fid in promote}
+            row_tf = {fid: tfs[fid] if fid in new else index.tf[fid] for fid in promote}
+            steps: list[tuple[str, Mapping[str, Any]]] = []
+            created = [fid for fid in promote if fid not in self._rows]
+            if created:
+                steps.append(("create", _row_columns(created, bodies, row_tf, seq)))
+            promoted = [fid for fid in promote if fid in self._rows]
+            if promoted:
+                steps.append(("promote", _row_columns(promoted, bodies, row_tf, seq)))
+            promoting = set(promote)
+            logged = {fid: fact for fid, fact in new.items() if fid not in promoting}
+            if logged or postings:
+                entry = {"log_id": log_id(seq), "seq": seq,
+                         "log": put_entry(logged, tfs, postings)}
+                if steps and steps[0][0] == "create":  # the common put: one statement
+                    steps[0] = ("create_log", {**steps[0][1], **entry})
+                else:
+                    steps.append(("log", entry))
             self._transaction(steps)
-            changed = {fid: p for fid, p in plan.items() if p.changed}
-            postings: dict[str, list[str]] = {}
-            for fid, p in changed.items():
-                for term in p.new_terms:
-                    postings.setdefault(term, []).append(fid)
-                self._idle.discard(fid)
-            return self._index.merge_batch(StoreBatch(
-                {f: p.fact for f, p in changed.items()}, {f: p.tf for f, p in changed.items()},
-                postings, [f for f, p in changed.items() if p.primary]))
+            self._seq = seq
+            self._rows.update(created)
+            self._bodies.update(new)
+            return index.merge_batch(StoreBatch(new, tfs, postings, promote))
 
     def retract(self, fact_id: str) -> bool:
         with self._lock:
             self._transaction([("tombstone", {"id": fact_id})])
             self._tombstones.add(fact_id)
-            self._idle.discard(fact_id)
+            self._rows.add(fact_id)
+            self._bodies.pop(fact_id, None)
             return self._index.remove(fact_id)
 
     def drop(self, fact_id: str, terms: Iterable[str], primary: bool) -> None:
         with self._lock:
-            if fact_id not in self._index:
+            index = self._index
+            if fact_id not in index:
                 return
-            left = set(self._index.roles(fact_id)) - set(terms)
-            keep_primary = fact_id in self._index.primary and not primary
-            self._transaction([("roles", {"n": 1, "id": [fact_id], "terms": _typed([sorted(left)]),
-                                          "is_primary": [keep_primary]})])
-            if self._index.drop(fact_id, terms, primary):
-                self._idle.add(fact_id)
+            held = set(index.roles(fact_id))
+            lost = held.intersection(terms)
+            was_primary = fact_id in index.primary
+            keeps_primary = was_primary and not primary
+            forgotten = not keeps_primary and not (held - lost)
+            if not (lost or (primary and was_primary) or forgotten):
+                return
+            self._seq += 1
+            steps: list[tuple[str, Mapping[str, Any]]] = [
+                ("log", {"log_id": log_id(self._seq), "seq": self._seq,
+                         "log": drop_entry(fact_id, lost, forgotten)})]
+            if primary and was_primary:
+                steps.append(("demote", {"id": fact_id}))
+            self._transaction(steps)
+            if index.drop(fact_id, lost, primary):
+                del self._bodies[fact_id]
 
     def add_edge(self, edge: HiveEdge) -> None:
         with self._lock:
-            steps: list[tuple[str, Mapping[str, Any]]] = [
-                ("anchor", {"id": fid}) for fid in dict.fromkeys((edge.source_id, edge.target_id))
-            ]
+            ends = list(dict.fromkeys((edge.source_id, edge.target_id)))
+            steps: list[tuple[str, Mapping[str, Any]]] = [("anchor", {"id": fid}) for fid in ends]
             steps.append(("edge", {"src": edge.source_id, "dst": edge.target_id,
                                    "type": edge.edge_type, "props": json.dumps(edge.properties),
                                    "at": float(edge.created_at)}))
             self._transaction(steps)
-            for fid in (edge.source_id, edge.target_id):
-                if fid not in self._index and fid not in self._tombstones:
-                    self._idle.add(fid)
+            self._rows.update(ends)
 
     # -- reads --------------------------------------------------------------------------------
-    def _fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        if not ids:
-            return {}
-        return {row[0]: _fact_dict(row) for row in self._run("fetch", {"ids": list(ids)})}
-
     def get(self, fact_id: str) -> HiveFact | None:
         with self._lock:
-            if fact_id not in self._index:
-                return None
-            fact = self._fetch([fact_id]).get(fact_id)
-            return HiveFact.from_dict(fact) if fact is not None else None
+            fact = self._bodies.get(fact_id)
+        return HiveFact.from_dict(dict(fact)) if fact is not None else None
 
     def is_tombstoned(self, fact_id: str) -> bool:
         return fact_id in self._tombstones
@@ -335,11 +358,9 @@ class KuzuShardStore:
     ) -> list[ScoredFact]:
         with self._lock:
             best = self._index.top(terms, weights, limit)
-            bodies = self._fetch([fid for fid, _ in best])
-        missing = [fid for fid, _ in best if fid not in bodies]
-        if missing:
-            raise ShardCorrupt(f"shard {self.path}: indexed facts missing on disk: {missing}")
-        return [ScoredFact(HiveFact.from_dict(bodies[fid]), s) for fid, s in best]
+            bodies = [self._bodies[fid] for fid, _ in best]
+        return [ScoredFact(HiveFact.from_dict(dict(body)), s)
+                for body, (_, s) in zip(bodies, best, strict=True)]
 
     def search(self, query: str, limit: int = 10) -> list[ScoredFact]:
         from hive_core.search import search_single_store
@@ -356,14 +377,8 @@ class KuzuShardStore:
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
             index = self._index
-            if not index.tf:
-                return iter(())
-            out = []
-            for row in self._run("bodies", {}):
-                fid = row[0]
-                if fid in index:
-                    out.append(StoreRecord(_fact_dict(row), index.tf[fid], index.roles(fid),
-                                           fid in index.primary))
+            out = [StoreRecord(fact, index.tf[fid], index.roles(fid), fid in index.primary)
+                   for fid, fact in self._bodies.items()]
         return iter(out)
 
     def tombstones(self) -> Iterator[str]:
