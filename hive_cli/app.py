@@ -86,6 +86,8 @@ def create(
     shard_backend: Annotated[str, typer.Option(help="kuzu | memory")] = "kuzu",
     replication_factor: Annotated[int, typer.Option(help="Copies of each fact.")] = 3,
     query_fanout: Annotated[int, typer.Option(help="Max shards one question asks.")] = 5,
+    key_prefix: Annotated[str, typer.Option(
+        help="Namespace of this hive's keys on a shared broker (redis).")] = "amplihack",
     force: Annotated[bool, typer.Option(help="Overwrite an existing hive's config.")] = False,
     json_out: Json = False,
 ) -> None:
@@ -94,7 +96,7 @@ def create(
         name=name, transport=transport, connection_string=connection_string,
         storage_path=str(storage_path.resolve()) if storage_path else None,
         shard_backend=shard_backend, replication_factor=replication_factor,
-        query_fanout=query_fanout,
+        query_fanout=query_fanout, key_prefix=key_prefix,
         agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents))))
     if config.config_path.exists():
         if not force:

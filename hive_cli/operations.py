@@ -20,11 +20,13 @@ from hive_cli.agent_link import AgentLink, describe
 from hive_cli.errors import CliFailure
 from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
-from hive_core.errors import HiveError
+from hive_core.errors import HiveError, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, hive_dir, hives_root
+from hive_core.transports.retry import Backoff, RetryState
 
 LEARN_BATCH = 50
 LEARN_PARALLEL = 4
+LEARN_RETRIES = 3  # per batch, for transport failures only (LEARN is idempotent)
 FOLLOW_POLL_S = 0.2
 
 
@@ -142,7 +144,7 @@ def learn(
                 if t[offset:offset + batch]]
         for i in range(0, len(jobs), parallel):
             group = dict(jobs[i:i + parallel])
-            for agent, result in link.learn(group, timeout).items():
+            for agent, result in _learn_with_retry(link, group, timeout).items():
                 if isinstance(result, HiveError):
                     reason = describe(result)
                     reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
@@ -156,6 +158,28 @@ def learn(
     return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
             "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
             "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _learn_with_retry(
+    link: AgentLink, group: dict[str, list[str]], timeout: float
+) -> dict[str, Any]:
+    """LEARN a group; batches that met a transport failure (a broker restarting, an agent
+    busy past the deadline) are sent again with backoff. Facts are content-addressed, so a
+    batch that did arrive the first time is stored once however often it is sent. A batch the
+    agent itself rejected is not retried: that error is the answer."""
+    results: dict[str, Any] = link.learn(group, timeout)
+    retry = RetryState(Backoff(base=0.2, cap=2.0))
+    for _ in range(LEARN_RETRIES):
+        again = {a: group[a] for a, r in results.items() if _transient(r)}
+        if not again:
+            break
+        retry.failed()
+        results.update(link.learn(again, timeout))
+    return results
+
+
+def _transient(result: Any) -> bool:
+    return isinstance(result, TransportError) and not isinstance(result, MessageRejected)
 
 
 def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float

@@ -59,6 +59,8 @@ CASES = [
     ("zero-agents", ["create", "--name", "t4", "--agents", "0"], 2, "--agents"),
     ("rf-zero", ["create", "--name", "t5", "--replication-factor", "0"], 2,
      "replication_factor"),
+    ("bad-key-prefix", ["create", "--name", "t6", "--key-prefix", "a b"], 2,
+     "invalid key_prefix"),
     ("stop-when-stopped", ["stop", "--hive", "good"], 1, "not running"),
     ("ask-when-stopped", ["ask", "--hive", "good", "who leads the project?"], 1,
      "not running"),

@@ -33,12 +33,14 @@ def test_create_writes_0600_config_under_amplihack_home(amplihack_home, capsys):
 def test_create_options_are_stored(amplihack_home, tmp_path, capsys):
     store = tmp_path / "shards"
     res = cli(capsys, "create", "--name", "b", "--agents", "2", "--storage-path", str(store),
-              "--shard-backend", "memory", "--replication-factor", "2", "--query-fanout", "4")
+              "--shard-backend", "memory", "--replication-factor", "2", "--query-fanout", "4",
+              "--key-prefix", "team-a")
     assert res.code == 0, res.err
     assert "created hive b with 2 agents" in res.out
     cfg = HiveConfig.load("b")
     assert (cfg.storage_path, cfg.shard_backend) == (str(store), "memory")
     assert (cfg.replication_factor, cfg.query_fanout) == (2, 4)
+    assert cfg.key_prefix == "team-a"
 
 
 def test_create_existing_needs_force(amplihack_home, capsys):

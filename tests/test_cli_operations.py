@@ -126,3 +126,33 @@ def test_learn_batches_round_robin_turns_with_bounded_parallelism():
         flat = [t for b in received[agent] for t in b]
         assert flat == turns[i::5] and all(len(b) <= 4 for b in received[agent])
     assert (doc["turns"], doc["facts"], doc["unique_facts"]) == (103, 103, 103)
+
+
+def test_learn_resends_a_batch_after_a_transport_failure_but_not_a_rejection():
+    from hive_cli.agent_link import AgentLink
+    from hive_cli.errors import CliFailure
+    from hive_core.messages import Envelope
+    from hive_core.transports.local import LocalEventBus
+
+    received: list[list[str]] = []
+
+    def agent(env: Envelope) -> Envelope:
+        turns = env.payload["turns"]
+        received.append(turns)
+        return env.reply({"turns": len(turns), "facts": len(turns), "fact_ids": turns,
+                          "failed_shards": []})
+
+    bus = LocalEventBus()
+    # a0 is unreachable at first (its broker restarting): ConnectionLost, then it is back.
+    threading.Timer(0.15, bus.bind, args=("a0", agent)).start()
+    bus.bind("a1", lambda env: env.error("ValueError: LEARN needs turns"))
+    link = AgentLink("h", bus)
+    doc = operations.learn(link, {"a0": ["x", "y"]}, 5, lambda n: None)
+    assert doc["facts"] == 2 and received == [["x", "y"]]
+    try:
+        operations.learn(link, {"a1": ["z"]}, 5, lambda n: None)
+    except CliFailure as exc:
+        assert "LEARN needs turns" in str(exc)
+    else:
+        raise AssertionError("a rejected batch must fail the learn")
+    bus.close()
