@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from bench.common import pct, turn
 from hive_core.errors import TransportError
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
@@ -26,17 +27,6 @@ from hive_core.transports.base import check_reply
 from hive_core.transports.unix import UnixSocketTransport
 
 HIVE = "bench"
-
-
-def turn(i: int) -> str:
-    return (f"Incident INC-{1000 + i} was caused by CVE-2024-{3000 + i} on host h{i}.example. "
-            f"It was patched on 2024-03-{1 + i % 28:02d}, and service S-{i % 50} was "
-            f"restarted in rack R{i % 7}.")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def call(client: UnixSocketTransport, kind: MessageType, target: str, payload: dict) -> dict:

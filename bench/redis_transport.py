@@ -28,23 +28,13 @@ import uuid
 import redis
 
 from agent_runtime.agent import Agent
+from bench.common import pct, turn
 from hive_core.hive_config import AgentConfig, HiveConfig, redact_secret
 from hive_core.messages import Envelope, MessageType
 from hive_core.transports.base import check_reply
 from hive_core.transports.redis import RedisShardTransport
 
 URL = os.environ.get("AMPLIHACK_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def turn(i: int) -> str:
-    return (f"Incident INC-{1000 + i} was caused by CVE-2024-{3000 + i} on host h{i}.example. "
-            f"It was patched on 2024-03-{1 + i % 28:02d}, and service S-{i % 50} was "
-            f"restarted in rack R{i % 7}.")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run(n: int, turns: int, questions: int, seconds: float) -> None:

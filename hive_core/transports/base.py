@@ -17,10 +17,11 @@ Contract:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from hive_core.errors import MessageRejected, TransportError
+from hive_core.errors import ConnectionLost, MessageRejected, TransportError
 from hive_core.messages import Envelope, MessageType
 
 Handler = Callable[[Envelope], Envelope | None]
@@ -40,6 +41,18 @@ class ShardTransport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def check_request(closed: bool, timeout: float) -> float:
+    """The checks every ``request`` starts with; returns the absolute (monotonic) deadline.
+
+    A timeout of 0 or less is refused: in the system this follows it meant "wait forever".
+    """
+    if closed:
+        raise ConnectionLost("the transport is closed")
+    if timeout <= 0:
+        raise ValueError("timeout must be > 0 (a wait without a deadline is not allowed)")
+    return time.monotonic() + timeout
 
 
 def safe_handle(handler: Handler, envelope: Envelope) -> Envelope | None:

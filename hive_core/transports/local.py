@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConnectionLost, DeadlineExceeded, TransportError
 from hive_core.messages import Envelope, decode, encode
-from hive_core.transports.base import Handler, Reply, safe_handle
+from hive_core.transports.base import Handler, Reply, check_request, safe_handle
 
 
 class LocalEventBus:
@@ -56,10 +56,7 @@ class LocalEventBus:
         return None if reply is None else self._wire(reply)
 
     def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
-        if self._closed:
-            raise ConnectionLost("the bus is closed")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 (a wait without a deadline is not allowed)")
+        check_request(self._closed, timeout)
         futures = [self._pool.submit(self._deliver, env) for env in envelopes]
         cf.wait(futures, timeout=timeout)
         out: list[Reply] = []

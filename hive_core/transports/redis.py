@@ -45,7 +45,7 @@ from hive_core.errors import (
 )
 from hive_core.hive_config import redact_secret
 from hive_core.messages import Envelope, decode, encode
-from hive_core.transports.base import Handler, Reply
+from hive_core.transports.base import Handler, Reply, check_request
 from hive_core.transports.redis_consumer import StreamConsumer
 from hive_core.transports.redis_membership import (
     ALIVE_TTL,
@@ -224,11 +224,7 @@ class RedisShardTransport:
 
     # -- requesting ---------------------------------------------------------------------------
     def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
-        if self._closed:
-            raise ConnectionLost("the transport is closed")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 (a wait without a deadline is not allowed)")
-        deadline = time.monotonic() + timeout
+        deadline = check_request(self._closed, timeout)
         self._start_reader()
         batch = _Batch(len(envelopes))
         outgoing: list[tuple[int, Envelope, bytes]] = []

@@ -36,7 +36,7 @@ from hive_core.errors import (
     TransportError,
 )
 from hive_core.messages import Envelope, MessageType, decode, encode
-from hive_core.transports.base import Handler, Reply
+from hive_core.transports.base import Handler, Reply, check_request
 from hive_core.transports.framing import FrameReader, frame
 from hive_core.transports.unix_listener import UnixListener, socket_path
 
@@ -117,11 +117,7 @@ class UnixSocketTransport:
 
     # -- requesting ---------------------------------------------------------------------------
     def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
-        if self._closed:
-            raise ConnectionLost("the transport is closed")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 (a wait without a deadline is not allowed)")
-        deadline = time.monotonic() + timeout
+        deadline = check_request(self._closed, timeout)
         calls = [_Call(env, self.max_message_bytes) for env in envelopes]
         for call in calls:
             try:

@@ -1,0 +1,16 @@
+"""Helpers shared by the process and transport benchmarks."""
+
+from __future__ import annotations
+
+
+def turn(i: int) -> str:
+    """A synthetic incident turn with identifiers, numbers and dates (unique per ``i``)."""
+    return (f"Incident INC-{1000 + i} was caused by CVE-2024-{3000 + i} on host h{i}.example. "
+            f"It was patched on 2024-03-{1 + i % 28:02d}, and service S-{i % 50} was "
+            f"restarted in rack R{i % 7}.")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
