@@ -284,3 +284,27 @@ def test_unreadable_log_entry_is_a_clear_corruption(tmp_path):
     open_store(tmp_path / "fresh").close()  # the failed open released its claim
     with pytest.raises(ShardCorrupt):
         open_store(path)
+
+
+def test_term_counts_other_than_the_contents_survive_a_reopen(tmp_path):
+    """Rows and log records omit term counts equal to ``term_counts(content)`` and recompute
+    them on replay; any other counts a batch carries are written and read back as given."""
+    facts = generated_corpus(4)
+    own = {f.fact_id: {"alpha": 2, "beta": 1} for f in facts[:2]}
+    tfs = {f.fact_id: own.get(f.fact_id) or rec(f).tf for f in facts}
+    batch = StoreBatch({f.fact_id: f.to_dict() for f in facts}, tfs,
+                       {"alpha": [f.fact_id for f in facts], "beta": [facts[0].fact_id]},
+                       [facts[0].fact_id, facts[2].fact_id])  # one custom primary, one logged
+    store = open_store(tmp_path / "tf")
+    try:
+        store.put(batch)
+        expected = state(store)
+    finally:
+        store.close()
+    again = open_store(tmp_path / "tf")
+    try:
+        assert state(again) == expected
+        got = {r.fact_id: dict(r.tf) for r in again.records()}
+        assert got == {fid: dict(tf) for fid, tf in tfs.items()}
+    finally:
+        again.close()

@@ -14,7 +14,8 @@ smaller, which is what keeps kuzu's per-database write buffers small), then base
 kuzu 0.11.3 accepts no ``bytes`` parameter::
 
     put:  {"f": [[fact_id, content, concept, confidence, source_agent, tags, status,
-                  created_at, metadata, tf], ...],      # content_hash: recomputed on replay
+                  created_at, metadata, tf], ...],      # content_hash: recomputed on replay;
+                                                        # tf null: term_counts(content)
            "t": [[term, ...], ...],                     # postings added, per fact of "f"
            "p": {term: [fact_id, ...]}}                 # postings added for facts held before
     drop: {"d": fact_id, "t": [term, ...], "x": forgotten}   # x: no role was left after it
@@ -29,10 +30,11 @@ import threading
 import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hive_core.errors import ShardCorrupt
 from hive_core.facts import PROMOTED, content_hash
+from hive_core.text import term_counts
 
 # Body fields in log order (everything in HiveFact.to_dict but fact_id), with defaults for
 # plain-data facts that omit some.
@@ -64,15 +66,28 @@ def normalized(fact: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fragment(fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> str:
-    """JSON of one fact's log record: ``[fact_id, <BODY but content_hash>, tf]``."""
+class Encoded(NamedTuple):
+    """A fact as the log and the ``Fact`` rows write it."""
+
+    fragment: str  # JSON log record: ``[fact_id, <BODY but content_hash>, tf or null]``
+    tf: str | None  # term counts as JSON, or None when they are ``term_counts(content)``
+
+
+def stored_tf(tf_json: str | None, content: str) -> dict[str, int]:
+    """The term counts a row or log record holds: written, or recomputed from the content."""
+    return term_counts(content) if tf_json is None else json.loads(tf_json)
+
+
+def _encode(fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> Encoded:
     body = normalized(fact)
-    return json.dumps([fid, *(body[k] for k in LOGGED), tf], separators=(",", ":"),
-                      ensure_ascii=False)
+    own = None if tf == term_counts(body["content"]) else tf
+    return Encoded(json.dumps([fid, *(body[k] for k in LOGGED), own], separators=(",", ":"),
+                              ensure_ascii=False),
+                   None if own is None else json.dumps(own))
 
 
 class _Fragments:
-    """Process-wide memo of :func:`_fragment`, keyed by fact id and checked by identity.
+    """Process-wide memo of :func:`_encode`, keyed by fact id and checked by identity.
 
     In one process a placed fact is the *same* dict (and term-count dict) in every shard's
     batch, ~25 of them at 100 shards, so it is encoded once, not once per shard. An entry
@@ -82,24 +97,25 @@ class _Fragments:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._memo: dict[str, tuple[Mapping[str, Any], Mapping[str, int], str]] = {}
+        self._memo: dict[str, tuple[Mapping[str, Any], Mapping[str, int], Encoded]] = {}
         self._lock = threading.Lock()
 
-    def get(self, fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> str:
+    def get(self, fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> Encoded:
         hit = self._memo.get(fid)
         if hit is not None and hit[0] is fact and hit[1] is tf:
             return hit[2]
-        text = _fragment(fid, fact, tf)
+        enc = _encode(fid, fact, tf)
         with self._lock:
             memo = self._memo
             memo.pop(fid, None)
-            memo[fid] = (fact, tf, text)
+            memo[fid] = (fact, tf, enc)
             while len(memo) > self.size:
                 del memo[next(iter(memo))]
-        return text
+        return enc
 
 
 _FRAGMENTS = _Fragments(FRAGMENT_MEMO_SIZE)
+encoded = _FRAGMENTS.get
 
 
 def decode(text: str) -> dict[str, Any]:
@@ -130,8 +146,7 @@ def put_entry(
                 others.setdefault(term, []).append(fid)
             else:
                 terms[i].append(term)
-    memo = _FRAGMENTS.get
-    frags = ",".join(memo(fid, fact, tfs[fid]) for fid, fact in bodies.items())
+    frags = ",".join(encoded(fid, fact, tfs[fid]).fragment for fid, fact in bodies.items())
     tail = json.dumps({"t": terms, "p": others}, separators=(",", ":"), ensure_ascii=False)
     return _pack(f'{{"f":[{frags}],{tail[1:]}')
 
@@ -177,7 +192,7 @@ class Replay:
         for (fid, *values, tf), terms in zip(data["f"], data["t"], strict=True):
             body = {"fact_id": fid, **dict(zip(LOGGED, values, strict=True))}
             body["content_hash"] = content_hash(body["content"])
-            self.row(body, tf)
+            self.row(body, term_counts(body["content"]) if tf is None else tf)
             self.roles[fid].update(terms)
         for term, fids in data["p"].items():
             for fid in fids:  # its body may be on a Fact row rewritten by a later write
