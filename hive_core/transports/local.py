@@ -24,7 +24,7 @@ class LocalEventBus:
     """In-process ShardTransport shared by every shard of one DistributedHiveGraph."""
 
     def __init__(
-        self, *, strict: bool = False, max_workers: int = 16,
+        self, *, strict: bool = False, max_workers: int = 8,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.strict = strict
