@@ -79,6 +79,12 @@ def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
     """Remove config, logs and run files; shard data too with ``purge_data``."""
     require_stopped(config, config.agent_names(), f"delete hive {config.name!r}")
     removed: list[str] = []
+    if purge_data and config.transport == "redis":
+        from hive_core.transports.redis import purge_hive_keys
+
+        assert config.connection_string is not None  # HiveConfig validates it
+        count = purge_hive_keys(config.connection_string, config.name, config.key_prefix)
+        removed.append(f"{count} Redis key(s) under {config.key_prefix}:{config.name}:")
     if purge_data:
         for agent in config.agent_names():
             removed.extend(_remove_shard(config.shard_path(agent)))

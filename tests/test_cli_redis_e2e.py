@@ -75,3 +75,15 @@ def test_redis_hive_life_cycle(redis_hive) -> None:
         assert probe.live_members() == set()  # every agent left on SIGTERM
     finally:
         probe.close()
+    admin = shared_redis()
+    try:
+        assert list(admin.scan_iter(match=f"{prefix}:{hive.name}:*"))  # inboxes remain
+        other = f"{prefix}:{hive.name}x:inbox:agent_0"  # a neighbour hive's key survives
+        admin.xadd(other, {"k": "v"})
+        purged = hive("delete", "--hive", hive.name, "--purge-data", "--json")
+        assert purged.code == 0, purged.err
+        assert list(admin.scan_iter(match=f"{prefix}:{hive.name}:*")) == []
+        assert admin.exists(other) == 1
+        assert any("Redis key(s)" in r for r in purged.json()["removed"])
+    finally:
+        admin.close()

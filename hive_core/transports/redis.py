@@ -97,6 +97,32 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis:
                           f"{redact_secret(str(exc))}") from exc
 
 
+def purge_hive_keys(url: str, hive: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> int:
+    """Delete every key of one hive (inboxes, reply streams, membership); returns how many.
+
+    Only keys under ``{key_prefix}:{hive}:`` are touched, so other hives on the same Redis
+    keep theirs. Used by ``amplihack-hive delete --purge-data``.
+    """
+    client = connect(url, socket_timeout=5.0)
+    pattern = f"{RedisKeys(key_prefix, hive).namespace}:*"
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += int(client.delete(*batch))
+                batch = []
+        if batch:
+            deleted += int(client.delete(*batch))
+    except redis.RedisError as exc:
+        raise ConnectionLost(f"could not purge hive {hive!r} from Redis: "
+                             f"{redact_secret(str(exc))}") from exc
+    finally:
+        client.close()
+    return deleted
+
+
 class _Batch:
     """Results of one ``request`` call, filled by the sender and the reply thread."""
 
