@@ -4,6 +4,7 @@ The CLI writes it, agent processes read it; this module is the one definition of
 and of the hive's folder layout::
 
     $AMPLIHACK_HOME (default ~/.amplihack)/hives/NAME/
+        (the folder)         mode 0700: facts, logs and sockets are its owner's only
         config.yaml          mode 0600 (may hold a connection string)
         data/AGENT/          the agent's shard (Kuzu) unless storage_path/kuzu_db say otherwise
         logs/AGENT.log       everything the agent process writes
@@ -191,9 +192,13 @@ class HiveConfig:
             raise ConfigError(f"invalid config: {exc}") from exc
 
     def save(self) -> Path:
-        """Atomically write config.yaml with mode 0600."""
+        """Atomically write config.yaml with mode 0600, in a hive folder of mode 0700.
+
+        The folder holds facts (shards, logs) and sockets: only its owner may enter it.
+        """
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
         try:

@@ -23,6 +23,7 @@ def test_create_writes_0600_config_under_amplihack_home(amplihack_home, capsys):
     assert doc["config"] == str(path)
     assert doc["agents"] == ["agent_0", "agent_1", "agent_2"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     raw = yaml.safe_load(path.read_text())
     assert raw["transport"] == "local" and raw["shard_backend"] == "kuzu"
     assert raw["replication_factor"] == 3 and raw["query_fanout"] == 5
