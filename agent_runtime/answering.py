@@ -30,12 +30,21 @@ class ExtractiveAnswerer:
         self.min_relative_score = min_relative_score
 
     def chosen(self, result: SearchResult) -> list[int]:
-        """Indexes of the facts the answer quotes."""
+        """Indexes of the facts the answer quotes, in the order quoted.
+
+        The best fact first, then the other matching facts of its *episode* (the turn it was
+        learned from) whatever their score: an answer often needs two sentences of one turn
+        (an incident's IOCs and its CVE). Then the rest that score close to the best.
+        """
         if not result.facts:
             return []
+        episode = result.facts[0].metadata.get("episode")
+        same_turn = [i for i, f in enumerate(result.facts)
+                     if i > 0 and episode is not None and f.metadata.get("episode") == episode]
         floor = result.scores[0] * self.min_relative_score
-        keep = [i for i, score in enumerate(result.scores) if score >= floor]
-        return keep[: self.max_facts]
+        close = [i for i, score in enumerate(result.scores)
+                 if i > 0 and score >= floor and i not in same_turn]
+        return [0, *same_turn, *close][: self.max_facts]
 
     def answer(self, question: str, result: SearchResult) -> str:
         lines = []

@@ -37,3 +37,17 @@ def test_partial_search_is_reported_in_the_answer() -> None:
     res = result([("Atlas ships in June.", "a0", 3.0)], failed=["a4"])
     assert ExtractiveAnswerer().answer("When does Atlas ship?", res).endswith(
         "(partial: no answer from shard(s) a4)")
+
+
+def test_the_best_facts_episode_comes_with_it() -> None:
+    turn = {"episode": "e-17"}
+    facts = [
+        HiveFact("INC-2041 was caused by CVE-2024-3094.", source_agent="a0", metadata=turn),
+        HiveFact("Atlas ships in June.", source_agent="a1", metadata={"episode": "e-2"}),
+        HiveFact("The IOCs of INC-2041 are 10.0.1.7 and evil.example.", source_agent="a0",
+                 metadata=turn),
+    ]
+    res = SearchResult(facts=facts, scores=[10.0, 6.0, 1.0])
+    answerer = ExtractiveAnswerer()
+    assert answerer.chosen(res) == [0, 2, 1]  # the same turn's low-scoring IOC fact is kept
+    assert answerer.chosen(SearchResult(facts=facts[:2], scores=[10.0, 6.0])) == [0, 1]
