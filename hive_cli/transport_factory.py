@@ -30,7 +30,12 @@ def check_available(config: HiveConfig) -> None:
 
 
 def open_transport(config: HiveConfig) -> ShardTransport:
-    """A transport the CLI can ``request`` on; the caller closes it."""
+    """A transport the CLI can ``request`` on; the caller closes it.
+
+    The ``AMPLIHACK_MEMORY_*`` overrides apply here exactly as in the agent processes (which
+    inherit this environment), so the CLI reaches agents where they actually listen.
+    """
+    config = config.with_env_overrides()
     check_available(config)
     if config.transport == "redis":
         from hive_core.transports.redis import RedisShardTransport
