@@ -1,22 +1,30 @@
 """KuzuShardStore: one agent's shard in a Kuzu database on disk, bounded and reopenable.
 
 Layout: one directory per shard holding ``shard.kuzu`` (+ its WAL) and ``shard.lock`` (see
-:mod:`hive_core.store.shard_lock`). Schema, deliberately one node table::
+:mod:`hive_core.store.shard_lock`). Schema, deliberately one node table of four columns::
 
-    Fact(id PK, content, concept, confidence, source_agent, tags STRING[], status,
-         created_at, metadata (JSON), content_hash,     -- every HiveFact field
-         tf (JSON term counts; null when they are term_counts(content)),
-         is_primary, tombstoned,                         -- primary role, sticky retraction
-         seq INT64,                                     -- write that last set the body / entry
-         log STRING)                                    -- index-role log entry (log rows only)
+    Fact(id STRING PK,
+         body STRING,      -- a fact record (JSON, every HiveFact field, see kuzu_log), or
+                           -- the compressed text of a log entry (log rows)
+         state INT64,      -- HELD 0, PRIMARY 1, TOMBSTONED 2 (sticky retraction), LOG 3
+         seq INT64)        -- write that last set the body / the entry's sequence number
     Edge(FROM Fact TO Fact, edge_type, properties (JSON), created_at)
 
-Rows of ``Fact`` are of four kinds: a fact held in the primary role (``is_primary``, every
-field filled: the hive's authoritative copy, RF rows per fact); a retracted id
-(``tombstoned``); a role-less "anchor" for an edge endpoint (or a fact whose primary role
-moved away); and a *log row* (id ``#log/<seq>``, ``log`` set) holding one compressed entry
-of the index-role log of :mod:`hive_core.store.kuzu_log`: the postings a put added and the
-bodies and term counts of the facts it brought that have no primary row here.
+Rows of ``Fact`` are of four kinds: a fact held in the primary role (``PRIMARY``, its body
+written: the hive's authoritative copy, RF rows per fact); a retracted id (``TOMBSTONED``);
+a role-less row (``HELD``: an edge endpoint's anchor, or a fact whose primary role moved
+away); and a *log row* (id ``#log/<seq>``, ``LOG``) holding one compressed entry of the
+index-role log of :mod:`hive_core.store.kuzu_log`: the postings a put added and the bodies
+and term counts of the facts it brought that have no primary row here.
+
+Why a body record rather than a column per field: kuzu's costs grow with columns, not
+bytes. Reads never query a field in Kuzu (the cache below answers them) and a body is
+always written whole, so a column per field bought nothing, while each costs ~1-2.5 us per
+row written and ~90 KB per database on the first insert. Going from 15 columns to these 4
+raised bench ingest (100 shards, 20k facts) from ~3,400-4,400 to ~5,500 facts/s and lowered
+peak RSS by ~45 MB. The record is the very text of the log's records, encoded once per
+process for the ~25 shards a fact lands on, and round-trips every field exactly (floats
+through ``repr``; ``content_hash`` and term counts stored only when not derivable).
 
 Why this shape, measured on kuzu 0.11.3: a row per (fact, shard) pair is ~25 rows per fact at
 100 shards and RF=3, and kuzu writes ~55k rows/s, so ingest was capped near 1,000 facts/s; a
@@ -30,7 +38,7 @@ Where a put's time and memory go (kuzu 0.11.3, bench batches, 2 shared cores, in
 ``fdatasync``, kept: a put is durable when it returns), ~1-2.5 us per row and column after
 that (the ``$col[i]`` UNWIND shape beat ``UNWIND $rows`` of structs by 1.2-1.6x), a 16 KB
 log string ~0.1 ms. kuzu releases the GIL in ``execute``. Memory: the first insert into a
-database allocates ~1.2 MB of column chunks (~90 KB per column written); uncommitted and
+database allocates ~90 KB of column chunks per column written; uncommitted and
 un-checkpointed data lives in the buffer pool (~2.5-3x its bytes), and a ``CHECKPOINT``
 raises resident memory rather than lowering it. Term counts equal to ``term_counts(content)``
 (all of them, for facts placed by this code) are stored as null and recomputed on open:
@@ -70,14 +78,12 @@ from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord, TermStats
 from hive_core.store.index import TermIndex
 from hive_core.store.kuzu_log import (
-    BODY,
     Replay,
     drop_entry,
     encoded,
     log_id,
-    normalized,
     put_entry,
-    stored_tf,
+    row_record,
 )
 from hive_core.store.shard_lock import ShardLock
 
@@ -85,43 +91,34 @@ DB_FILE = "shard.kuzu"
 MIB = 1024 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-_COLUMNS = (
-    ("id", "STRING"), ("content", "STRING"), ("concept", "STRING"), ("confidence", "DOUBLE"),
-    ("source_agent", "STRING"), ("tags", "STRING[]"), ("status", "STRING"),
-    ("created_at", "DOUBLE"), ("metadata", "STRING"), ("content_hash", "STRING"),
-    ("tf", "STRING"), ("is_primary", "BOOLEAN"), ("tombstoned", "BOOLEAN"), ("seq", "INT64"),
-    ("log", "STRING"),
-)
+_COLUMNS = (("id", "STRING"), ("body", "STRING"), ("state", "INT64"), ("seq", "INT64"))
+# Fact.state: what a row is. A role-less row (anchor, or a fact whose primary role moved
+# away) may still carry a body; a retracted id keeps its row and stays retracted.
+HELD, PRIMARY, TOMBSTONED, LOG = 0, 1, 2, 3
 _SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Fact("
     + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS) + ", PRIMARY KEY(id))",
     "CREATE REL TABLE IF NOT EXISTS Edge(FROM Fact TO Fact, edge_type STRING, "
     "properties STRING, created_at DOUBLE)",
 )
-_ROW = (*BODY, "tf")
-_SET_ROW = ", ".join(f"f.{c} = ${c}[i]" for c in _ROW)
-_CREATE_ROW = ", ".join(f"{c}: ${c}[i]" for c in _ROW)
-_CREATE = ("UNWIND range(1, $n) AS i CREATE (:Fact {id: $id[i], is_primary: true, "
-           f"tombstoned: false, seq: $seq, {_CREATE_ROW}}})")
-_CREATE_LOG = ("CREATE (:Fact {id: $log_id, seq: $seq, log: $log, is_primary: false, "
-               "tombstoned: false})")
+_CREATE = (f"UNWIND range(1, $n) AS i CREATE (:Fact {{id: $id[i], body: $body[i], "
+           f"state: {PRIMARY}, seq: $seq}})")
+_CREATE_LOG = f"CREATE (:Fact {{id: $log_id, body: $log, state: {LOG}, seq: $seq}})"
 _STATEMENTS = {
     "create": _CREATE,
     "create_log": f"{_CREATE} WITH count(*) AS c {_CREATE_LOG}",  # a put in one statement
     "promote": "UNWIND range(1, $n) AS i MATCH (f:Fact {id: $id[i]}) "
-               f"SET f.is_primary = true, f.seq = $seq, {_SET_ROW}",
+               f"SET f.state = {PRIMARY}, f.seq = $seq, f.body = $body[i]",
     "log": _CREATE_LOG,
-    "demote": "MATCH (f:Fact {id: $id}) SET f.is_primary = false",
-    "tombstone": "MERGE (f:Fact {id: $id}) SET f.tombstoned = true, f.is_primary = false",
-    "anchor": "MERGE (f:Fact {id: $id}) ON CREATE SET f.tombstoned = false, "
-              "f.is_primary = false",
+    "demote": f"MATCH (f:Fact {{id: $id}}) WHERE f.state = {PRIMARY} SET f.state = {HELD}",
+    "tombstone": f"MERGE (f:Fact {{id: $id}}) SET f.state = {TOMBSTONED}",
+    "anchor": f"MERGE (f:Fact {{id: $id}}) ON CREATE SET f.state = {HELD}",
     "edge": "MATCH (a:Fact {id: $src}), (b:Fact {id: $dst}) "
             "MERGE (a)-[e:Edge {edge_type: $type}]->(b) SET e.properties = $props, "
             "e.created_at = $at",
     "edges_of": "MATCH (a:Fact)-[e:Edge]->(b:Fact) WHERE a.id = $id OR b.id = $id "
                 "RETURN a.id, b.id, e.edge_type, e.properties, e.created_at",
-    "scan": "MATCH (f:Fact) RETURN f.id, " + ", ".join(f"f.{c}" for c in BODY)
-            + ", f.tf, f.is_primary, f.tombstoned, f.seq, f.log",
+    "scan": "MATCH (f:Fact) RETURN f.id, f.body, f.state, f.seq",
     "columns": "CALL table_info('Fact') RETURN name",
 }
 
@@ -140,29 +137,12 @@ def buffer_pool_for(shard_count: int, settings: CoreSettings) -> int:
     return max(KUZU_MIN_BUFFER_POOL_SIZE, size // MIB * MIB)
 
 
-def _typed(lists: list[list[str]]) -> list[list[str]]:
-    """``lists`` plus one trailing ``[""]`` that the statements never read (they stop at $n).
-
-    kuzu infers a parameter's type from its value, and a list of only empty lists has no
-    element type ("Data type of expression ... should not be modified"); the extra element
-    makes every list parameter a STRING[][] whatever the batch holds.
-    """
-    return [*lists, [""]]
-
-
 def _row_columns(
     ids: list[str], bodies: Mapping[str, Mapping[str, Any]],
     tfs: Mapping[str, Mapping[str, int]], seq: int,
 ) -> dict[str, Any]:
-    facts = [normalized(bodies[fid]) for fid in ids]
-    cols: dict[str, Any] = {"n": len(ids), "id": ids, "seq": seq}
-    for key in BODY:
-        cols[key] = [f[key] for f in facts]
-    cols["tags"] = _typed(cols["tags"])
-    cols["metadata"] = [json.dumps(m) for m in cols["metadata"]]
-    # null when recomputable (always, for facts placed by this code): ~1/3 fewer bytes
-    cols["tf"] = [*(encoded(fid, bodies[fid], tfs[fid]).tf for fid in ids), ""]
-    return cols
+    return {"n": len(ids), "id": ids, "seq": seq,
+            "body": [encoded(fid, bodies[fid], tfs[fid]) for fid in ids]}
 
 
 class KuzuShardStore:
@@ -254,28 +234,26 @@ class KuzuShardStore:
         """Replay rows and log entries in write order (see :class:`Replay`)."""
         events: list[tuple[int, int, Any]] = []
         primary: list[str] = []
-        for row in self._run("scan", {}):
-            fid, body, (tf_json, is_primary, tombstoned, seq, log) = row[0], row[1:10], row[10:]
+        for fid, body, state, seq in self._run("scan", {}):
             self._seq = max(self._seq, seq or 0)
-            if tombstoned:
-                self._tombstones.add(fid)
-            if log is not None:
-                events.append((seq, 1, log))
+            if state == LOG:
+                events.append((seq, 1, body))
                 continue
+            if state not in (HELD, PRIMARY, TOMBSTONED):
+                raise ShardCorrupt(f"shard {self.path}: row {fid!r} has unknown state {state}")
             self._rows.add(fid)
-            if body[0] is not None:  # content: a body was written (else an anchor)
-                fact = {"fact_id": fid, **dict(zip(BODY, body, strict=True))}
-                fact["tags"] = list(fact["tags"] or ())
-                fact["metadata"] = json.loads(fact["metadata"]) if fact["metadata"] else {}
-                events.append((seq, 0, (fact, stored_tf(tf_json, fact["content"]))))
-            if is_primary:
+            if state == TOMBSTONED:
+                self._tombstones.add(fid)
+            if body is not None:  # else an anchor
+                events.append((seq, 0, (fid, body)))
+            if state == PRIMARY:
                 primary.append(fid)
         replay = Replay()
         for _, kind, payload in heapq.nsmallest(len(events), events, key=lambda e: e[:2]):
             if kind:
                 replay.entry(payload)
             else:
-                replay.row(*payload)
+                replay.row(*row_record(*payload))
         live = replay.live(self._tombstones)
         self._bodies = {fid: replay.bodies[fid] for fid in live}
         self._index.merge_batch(StoreBatch(
