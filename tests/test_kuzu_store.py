@@ -311,23 +311,25 @@ def test_term_counts_other_than_the_contents_survive_a_reopen(tmp_path):
 
 
 def test_every_body_field_survives_a_reopen_exactly(tmp_path):
-    """A row's body and a log record hold every field as given, even a content hash that is
-    not the content's (a plain-data fact may carry any) and floats that need every digit."""
-    facts = generated_corpus(4)
-    bodies = {}
+    """A row's body and a log record hold every field as given, even an id or a content hash
+    that is not the content's (plain data may carry any) and floats that need every digit."""
+    facts = generated_corpus(6)
+    bodies, tfs = {}, {}
     for i, f in enumerate(facts):
         body = f.to_dict()
         body.update(confidence=0.1 + 0.2, created_at=1_700_000_000.123456789 + i,
                     tags=["a", "ü", ""], metadata={"k": [1, 2.5, None], "é": {"x": True}})
         if i % 2:
             body["content_hash"] = "not-the-hash"
-        bodies[f.fact_id] = body
-    tfs = {f.fact_id: rec(f).tf for f in facts}
+        if i in (2, 3):
+            body["fact_id"] = f"custom-{i}"
+        bodies[body["fact_id"]] = body
+        tfs[body["fact_id"]] = rec(f).tf
     postings: dict[str, list[str]] = {}
     for fid, tf in tfs.items():
         for term in tf:
             postings.setdefault(term, []).append(fid)
-    primary = [facts[0].fact_id, facts[1].fact_id]  # two rows, two logged records
+    primary = list(bodies)[:3]  # three rows (one with a custom id), three logged records
     store = open_store(tmp_path / "exact")
     try:
         store.put(StoreBatch(bodies, tfs, postings, primary))
@@ -335,8 +337,9 @@ def test_every_body_field_survives_a_reopen_exactly(tmp_path):
         store.close()
     again = open_store(tmp_path / "exact")
     try:
-        got = {r.fact.get("fact_id"): dict(r.fact) for r in again.records()}
+        got = {r.fact["fact_id"]: dict(r.fact) for r in again.records()}
         assert got == bodies
         assert {r.fact["fact_id"] for r in again.records() if r.primary} == set(primary)
+        assert {r.fact["fact_id"]: dict(r.tf) for r in again.records()} == tfs
     finally:
         again.close()
