@@ -277,11 +277,16 @@ class KuzuShardStore:
     # -- writes -------------------------------------------------------------------------------
     def put(self, batch: StoreBatch) -> int:
         with self._lock:
-            index, tombstones = self._index, self._tombstones
-            refused = {fid for fid, fact in batch.facts.items() if fid in tombstones or (
-                fid not in index and fact.get("status") == RETRACTED)}
-            new = {fid: fact for fid, fact in batch.facts.items()
-                   if fid not in index and fid not in refused}
+            index, tombstones, held = self._index, self._tombstones, self._bodies
+            refused: set[str] = set()
+            new: dict[str, Mapping[str, Any]] = {}
+            for fid, fact in batch.facts.items():  # one pass: ingest calls this ~25x per fact
+                if fid in held:  # the facts the index holds
+                    continue
+                if fid in tombstones or fact.get("status") == RETRACTED:
+                    refused.add(fid)
+                else:
+                    new[fid] = fact
             postings = index.unseen(batch.postings, refused)
             promote = [fid for fid in dict.fromkeys(batch.primary)
                        if fid not in refused and fid not in index.primary]
