@@ -20,7 +20,7 @@ and term counts of the facts it brought that have no primary row here.
 Why a body record rather than a column per field: kuzu's costs grow with columns, not
 bytes. Reads never query a field in Kuzu (the cache below answers them) and a body is
 always written whole, so a column per field bought nothing, while each costs ~1-2.5 us per
-row written and ~90 KB per database on the first insert. Going from 15 columns to these 4
+row written. Going from 15 columns to these 4
 raised bench ingest (100 shards, 20k facts) from ~3,400-4,400 to ~5,500 facts/s and lowered
 peak RSS by ~45 MB. The record is the very text of the log's records, encoded once per
 process for the ~25 shards a fact lands on, and round-trips every field exactly (floats
@@ -29,16 +29,19 @@ through ``repr``; id, ``content_hash`` and term counts stored only when not deri
 Why this shape, measured on kuzu 0.11.3: a row per (fact, shard) pair is ~25 rows per fact at
 100 shards and RF=3, and kuzu writes ~55k rows/s, so ingest was capped near 1,000 facts/s; a
 put now writes RF/N primary rows per fact plus one log row. Every node table costs ~5.7 MB
-resident per open database (its primary-key hash index, whatever the columns or buffer
-pool) and a database ~1.1 MB, while rel tables cost nothing measurable: with 100 shards in a
-process, a second node table would add ~570 MB, so log rows share the ``Fact`` table.
+resident per open database (its primary-key hash index, whatever the columns, buffer pool
+or key type: INT64 and SERIAL keys measured the same) and a database ~0.8-1.1 MB, while rel
+tables cost no measurable memory (``Edge``: ~0.5 ms per shard at creation): with 100 shards
+in a process, a second node table would add ~570 MB, so log rows share the ``Fact`` table.
+A new database is neither checked nor scanned on open.
 
 Where a put's time and memory go (kuzu 0.11.3, bench batches, 2 shared cores, indicative):
 ~0.3-0.45 ms per write transaction whatever it holds (commit: ~5 ``pwrite`` + one
 ``fdatasync``, kept: a put is durable when it returns), ~1-2.5 us per row and column after
 that (the ``$col[i]`` UNWIND shape beat ``UNWIND $rows`` of structs by 1.2-1.6x), a 16 KB
 log string ~0.1 ms. kuzu releases the GIL in ``execute``. Memory: the first insert into a
-database allocates ~90 KB of column chunks per column written; uncommitted and
+database allocates ~0.1 MB whatever its columns (the ~1.2 MB once measured here was the
+statement's shape, see Writes); uncommitted and
 un-checkpointed data lives in the buffer pool (~2.5-3x its bytes), and a ``CHECKPOINT``
 raises resident memory rather than lowering it. Term counts equal to ``term_counts(content)``
 (all of them, for facts placed by this code) are stored as null and recomputed on open:
