@@ -18,7 +18,7 @@ from hive_core.errors import ShardInUse
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.scoring import DEFAULT_BM25
 from hive_core.store.base import StoreBatch
-from hive_core.store.kuzu import KuzuShardStore, buffer_pool_for
+from hive_core.store.kuzu import LOG, PRIMARY, KuzuShardStore, buffer_pool_for
 from hive_core.store.shard_lock import LOCK_FILE
 
 MIB = 1024 * 1024
@@ -263,7 +263,7 @@ def test_one_log_row_per_put_and_primary_rows_only_for_primaries(tmp_path):
     try:
         put(store, [rec(f, primary=i < 5) for i, f in enumerate(facts)])
         rows = store._conn.execute(
-            "MATCH (f:Fact) RETURN f.id, f.log IS NOT NULL, f.is_primary").get_all()
+            f"MATCH (f:Fact) RETURN f.id, f.state = {LOG}, f.state = {PRIMARY}").get_all()
         assert sorted(r[0] for r in rows if not r[1]) == sorted(f.fact_id for f in facts[:5])
         assert [r[0] for r in rows if r[1]] == ["#log/000000000001"]
         assert all(r[2] for r in rows if not r[1])
@@ -277,7 +277,7 @@ def test_unreadable_log_entry_is_a_clear_corruption(tmp_path):
     path = tmp_path / "bad"
     store = open_store(path)
     put(store, [rec(f, primary=False) for f in generated_corpus(5)])
-    store._conn.execute("MATCH (f:Fact) WHERE f.log IS NOT NULL SET f.log = 'not base64!'")
+    store._conn.execute(f"MATCH (f:Fact) WHERE f.state = {LOG} SET f.body = 'not base64!'")
     store.close()
     with pytest.raises(ShardCorrupt, match="log entry"):
         open_store(path)
@@ -306,5 +306,40 @@ def test_term_counts_other_than_the_contents_survive_a_reopen(tmp_path):
         assert state(again) == expected
         got = {r.fact_id: dict(r.tf) for r in again.records()}
         assert got == {fid: dict(tf) for fid, tf in tfs.items()}
+    finally:
+        again.close()
+
+
+def test_every_body_field_survives_a_reopen_exactly(tmp_path):
+    """A row's body and a log record hold every field as given, even an id or a content hash
+    that is not the content's (plain data may carry any) and floats that need every digit."""
+    facts = generated_corpus(6)
+    bodies, tfs = {}, {}
+    for i, f in enumerate(facts):
+        body = f.to_dict()
+        body.update(confidence=0.1 + 0.2, created_at=1_700_000_000.123456789 + i,
+                    tags=["a", "ü", ""], metadata={"k": [1, 2.5, None], "é": {"x": True}})
+        if i % 2:
+            body["content_hash"] = "not-the-hash"
+        if i in (2, 3):
+            body["fact_id"] = f"custom-{i}"
+        bodies[body["fact_id"]] = body
+        tfs[body["fact_id"]] = rec(f).tf
+    postings: dict[str, list[str]] = {}
+    for fid, tf in tfs.items():
+        for term in tf:
+            postings.setdefault(term, []).append(fid)
+    primary = list(bodies)[:3]  # three rows (one with a custom id), three logged records
+    store = open_store(tmp_path / "exact")
+    try:
+        store.put(StoreBatch(bodies, tfs, postings, primary))
+    finally:
+        store.close()
+    again = open_store(tmp_path / "exact")
+    try:
+        got = {r.fact["fact_id"]: dict(r.fact) for r in again.records()}
+        assert got == bodies
+        assert {r.fact["fact_id"] for r in again.records() if r.primary} == set(primary)
+        assert {r.fact["fact_id"]: dict(r.tf) for r in again.records()} == tfs
     finally:
         again.close()

@@ -1,36 +1,47 @@
 """KuzuShardStore: one agent's shard in a Kuzu database on disk, bounded and reopenable.
 
 Layout: one directory per shard holding ``shard.kuzu`` (+ its WAL) and ``shard.lock`` (see
-:mod:`hive_core.store.shard_lock`). Schema, deliberately one node table::
+:mod:`hive_core.store.shard_lock`). Schema, deliberately one node table of four columns::
 
-    Fact(id PK, content, concept, confidence, source_agent, tags STRING[], status,
-         created_at, metadata (JSON), content_hash,     -- every HiveFact field
-         tf (JSON term counts; null when they are term_counts(content)),
-         is_primary, tombstoned,                         -- primary role, sticky retraction
-         seq INT64,                                     -- write that last set the body / entry
-         log STRING)                                    -- index-role log entry (log rows only)
+    Fact(id STRING PK,
+         body STRING,      -- a fact record (JSON, every HiveFact field, see kuzu_log), or
+                           -- the compressed text of a log entry (log rows)
+         state INT64,      -- HELD 0, PRIMARY 1, TOMBSTONED 2 (sticky retraction), LOG 3
+         seq INT64)        -- write that last set the body / the entry's sequence number
     Edge(FROM Fact TO Fact, edge_type, properties (JSON), created_at)
 
-Rows of ``Fact`` are of four kinds: a fact held in the primary role (``is_primary``, every
-field filled: the hive's authoritative copy, RF rows per fact); a retracted id
-(``tombstoned``); a role-less "anchor" for an edge endpoint (or a fact whose primary role
-moved away); and a *log row* (id ``#log/<seq>``, ``log`` set) holding one compressed entry
-of the index-role log of :mod:`hive_core.store.kuzu_log`: the postings a put added and the
-bodies and term counts of the facts it brought that have no primary row here.
+Rows of ``Fact`` are of four kinds: a fact held in the primary role (``PRIMARY``, its body
+written: the hive's authoritative copy, RF rows per fact); a retracted id (``TOMBSTONED``);
+a role-less row (``HELD``: an edge endpoint's anchor, or a fact whose primary role moved
+away); and a *log row* (id ``#log/<seq>``, ``LOG``) holding one compressed entry of the
+index-role log of :mod:`hive_core.store.kuzu_log`: the postings a put added and the bodies
+and term counts of the facts it brought that have no primary row here.
+
+Why a body record rather than a column per field: kuzu's costs grow with columns, not
+bytes. Reads never query a field in Kuzu (the cache below answers them) and a body is
+always written whole, so a column per field bought nothing, while each costs ~1-2.5 us per
+row written. Going from 15 columns to these 4
+raised bench ingest (100 shards, 20k facts) from ~3,400-4,400 to ~5,500 facts/s and lowered
+peak RSS by ~45 MB. The record is the very text of the log's records, encoded once per
+process for the ~25 shards a fact lands on, and round-trips every field exactly (floats
+through ``repr``; id, ``content_hash`` and term counts stored only when not derivable).
 
 Why this shape, measured on kuzu 0.11.3: a row per (fact, shard) pair is ~25 rows per fact at
 100 shards and RF=3, and kuzu writes ~55k rows/s, so ingest was capped near 1,000 facts/s; a
 put now writes RF/N primary rows per fact plus one log row. Every node table costs ~5.7 MB
-resident per open database (its primary-key hash index, whatever the columns or buffer
-pool) and a database ~1.1 MB, while rel tables cost nothing measurable: with 100 shards in a
-process, a second node table would add ~570 MB, so log rows share the ``Fact`` table.
+resident per open database (its primary-key hash index, whatever the columns, buffer pool
+or key type: INT64 and SERIAL keys measured the same) and a database ~0.8-1.1 MB, while rel
+tables cost no measurable memory (``Edge``: ~0.5 ms per shard at creation): with 100 shards
+in a process, a second node table would add ~570 MB, so log rows share the ``Fact`` table.
+A new database is neither checked nor scanned on open.
 
 Where a put's time and memory go (kuzu 0.11.3, bench batches, 2 shared cores, indicative):
 ~0.3-0.45 ms per write transaction whatever it holds (commit: ~5 ``pwrite`` + one
 ``fdatasync``, kept: a put is durable when it returns), ~1-2.5 us per row and column after
 that (the ``$col[i]`` UNWIND shape beat ``UNWIND $rows`` of structs by 1.2-1.6x), a 16 KB
 log string ~0.1 ms. kuzu releases the GIL in ``execute``. Memory: the first insert into a
-database allocates ~1.2 MB of column chunks (~90 KB per column written); uncommitted and
+database allocates ~0.1 MB whatever its columns (the ~1.2 MB once measured here was the
+statement's shape, see Writes); uncommitted and
 un-checkpointed data lives in the buffer pool (~2.5-3x its bytes), and a ``CHECKPOINT``
 raises resident memory rather than lowering it. Term counts equal to ``term_counts(content)``
 (all of them, for facts placed by this code) are stored as null and recomputed on open:
@@ -45,10 +56,18 @@ replays rows and log in sequence order (:class:`~hive_core.store.kuzu_log.Replay
 reopen, in this process or another, reproduces the same facts and search results. Kuzu is
 read only when a shard opens, and for edges.
 
-Writes: one transaction per ``put``/``drop``/``retract`` with at most three statements
-(``UNWIND`` over parameter lists). They are prepared once per store, on first use: in kuzu 0.11.3 an
-unprepared parameterised ``execute`` is re-planned each call and keeps ~1 KB per parameter
-row resident in the connection, which on ingest grew 100 shards by gigabytes.
+Writes: one transaction per ``put``/``drop``/``retract``, a put usually one statement: a
+single ``UNWIND`` over parameter lists creating its primary rows *and* its log row (``state``
+is a list too). Shape matters for memory: the first ``UNWIND`` or ``MERGE`` a database runs
+allocates ~0.55 MB it keeps (a plain ``CREATE`` or ``MATCH ... SET`` ~0.1 MB), and the former
+``UNWIND ... WITH count(*) CREATE`` log row doubled that (~1.2 MB per database, ~120 MB over
+100 shards); folding the log row into the one ``UNWIND`` cut bench peak RSS by ~50 MB.
+Splitting rows into ``CREATE`` statements of k patterns avoided it entirely but cost ~0.2 ms
+per extra statement, ingest fell by a third. Tombstones and anchors ``CREATE`` the row when
+there is none (``_rows``) instead of ``MERGE``. Statements are prepared once per store, on
+first use: in kuzu 0.11.3 an unprepared parameterised ``execute`` is re-planned each call
+and keeps ~1 KB per parameter row resident in the connection, which on ingest grew 100
+shards by gigabytes.
 """
 
 from __future__ import annotations
@@ -70,14 +89,12 @@ from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord, TermStats
 from hive_core.store.index import TermIndex
 from hive_core.store.kuzu_log import (
-    BODY,
     Replay,
     drop_entry,
     encoded,
     log_id,
-    normalized,
     put_entry,
-    stored_tf,
+    row_record,
 )
 from hive_core.store.shard_lock import ShardLock
 
@@ -85,43 +102,33 @@ DB_FILE = "shard.kuzu"
 MIB = 1024 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-_COLUMNS = (
-    ("id", "STRING"), ("content", "STRING"), ("concept", "STRING"), ("confidence", "DOUBLE"),
-    ("source_agent", "STRING"), ("tags", "STRING[]"), ("status", "STRING"),
-    ("created_at", "DOUBLE"), ("metadata", "STRING"), ("content_hash", "STRING"),
-    ("tf", "STRING"), ("is_primary", "BOOLEAN"), ("tombstoned", "BOOLEAN"), ("seq", "INT64"),
-    ("log", "STRING"),
-)
+_COLUMNS = (("id", "STRING"), ("body", "STRING"), ("state", "INT64"), ("seq", "INT64"))
+# Fact.state: what a row is. A role-less row (anchor, or a fact whose primary role moved
+# away) may still carry a body; a retracted id keeps its row and stays retracted.
+HELD, PRIMARY, TOMBSTONED, LOG = 0, 1, 2, 3
 _SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Fact("
     + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS) + ", PRIMARY KEY(id))",
     "CREATE REL TABLE IF NOT EXISTS Edge(FROM Fact TO Fact, edge_type STRING, "
     "properties STRING, created_at DOUBLE)",
 )
-_ROW = (*BODY, "tf")
-_SET_ROW = ", ".join(f"f.{c} = ${c}[i]" for c in _ROW)
-_CREATE_ROW = ", ".join(f"{c}: ${c}[i]" for c in _ROW)
-_CREATE = ("UNWIND range(1, $n) AS i CREATE (:Fact {id: $id[i], is_primary: true, "
-           f"tombstoned: false, seq: $seq, {_CREATE_ROW}}})")
-_CREATE_LOG = ("CREATE (:Fact {id: $log_id, seq: $seq, log: $log, is_primary: false, "
-               "tombstoned: false})")
 _STATEMENTS = {
-    "create": _CREATE,
-    "create_log": f"{_CREATE} WITH count(*) AS c {_CREATE_LOG}",  # a put in one statement
+    # a put's rows, its log row included: one statement, one pipeline (see the docstring)
+    "create": "UNWIND range(1, $n) AS i CREATE (:Fact {id: $id[i], body: $body[i], "
+              "state: $state[i], seq: $seq})",
     "promote": "UNWIND range(1, $n) AS i MATCH (f:Fact {id: $id[i]}) "
-               f"SET f.is_primary = true, f.seq = $seq, {_SET_ROW}",
-    "log": _CREATE_LOG,
-    "demote": "MATCH (f:Fact {id: $id}) SET f.is_primary = false",
-    "tombstone": "MERGE (f:Fact {id: $id}) SET f.tombstoned = true, f.is_primary = false",
-    "anchor": "MERGE (f:Fact {id: $id}) ON CREATE SET f.tombstoned = false, "
-              "f.is_primary = false",
+               f"SET f.state = {PRIMARY}, f.seq = $seq, f.body = $body[i]",
+    "log": f"CREATE (:Fact {{id: $log_id, body: $log, state: {LOG}, seq: $seq}})",
+    "demote": f"MATCH (f:Fact {{id: $id}}) WHERE f.state = {PRIMARY} SET f.state = {HELD}",
+    "tombstone": f"MATCH (f:Fact {{id: $id}}) SET f.state = {TOMBSTONED}",
+    "new_tombstone": f"CREATE (:Fact {{id: $id, state: {TOMBSTONED}}})",
+    "anchor": f"CREATE (:Fact {{id: $id, state: {HELD}}})",
     "edge": "MATCH (a:Fact {id: $src}), (b:Fact {id: $dst}) "
             "MERGE (a)-[e:Edge {edge_type: $type}]->(b) SET e.properties = $props, "
             "e.created_at = $at",
     "edges_of": "MATCH (a:Fact)-[e:Edge]->(b:Fact) WHERE a.id = $id OR b.id = $id "
                 "RETURN a.id, b.id, e.edge_type, e.properties, e.created_at",
-    "scan": "MATCH (f:Fact) RETURN f.id, " + ", ".join(f"f.{c}" for c in BODY)
-            + ", f.tf, f.is_primary, f.tombstoned, f.seq, f.log",
+    "scan": "MATCH (f:Fact) RETURN f.id, f.body, f.state, f.seq",
     "columns": "CALL table_info('Fact') RETURN name",
 }
 
@@ -140,29 +147,8 @@ def buffer_pool_for(shard_count: int, settings: CoreSettings) -> int:
     return max(KUZU_MIN_BUFFER_POOL_SIZE, size // MIB * MIB)
 
 
-def _typed(lists: list[list[str]]) -> list[list[str]]:
-    """``lists`` plus one trailing ``[""]`` that the statements never read (they stop at $n).
-
-    kuzu infers a parameter's type from its value, and a list of only empty lists has no
-    element type ("Data type of expression ... should not be modified"); the extra element
-    makes every list parameter a STRING[][] whatever the batch holds.
-    """
-    return [*lists, [""]]
-
-
-def _row_columns(
-    ids: list[str], bodies: Mapping[str, Mapping[str, Any]],
-    tfs: Mapping[str, Mapping[str, int]], seq: int,
-) -> dict[str, Any]:
-    facts = [normalized(bodies[fid]) for fid in ids]
-    cols: dict[str, Any] = {"n": len(ids), "id": ids, "seq": seq}
-    for key in BODY:
-        cols[key] = [f[key] for f in facts]
-    cols["tags"] = _typed(cols["tags"])
-    cols["metadata"] = [json.dumps(m) for m in cols["metadata"]]
-    # null when recomputable (always, for facts placed by this code): ~1/3 fewer bytes
-    cols["tf"] = [*(encoded(fid, bodies[fid], tfs[fid]).tf for fid in ids), ""]
-    return cols
+def _rows(ids: list[str], bodies: list[str], seq: int, **more: Any) -> dict[str, Any]:
+    return {"n": len(ids), "id": ids, "body": bodies, "seq": seq, **more}
 
 
 class KuzuShardStore:
@@ -184,16 +170,22 @@ class KuzuShardStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._claim: ShardLock | None = ShardLock.acquire(self.path)
         try:
-            self._open(buffer_pool_size, max_db_size, max_num_threads)
-            self._rebuild()
+            if self._open(buffer_pool_size, max_db_size, max_num_threads):
+                self._rebuild()
         except BaseException:
             self._claim.release()
             self._claim = None
             raise
 
-    def _open(self, buffer_pool_size: int, max_db_size: int, threads: int) -> None:
+    def _open(self, buffer_pool_size: int, max_db_size: int, threads: int) -> bool:
+        """Open (or create) the database; True if it existed, so there is state to replay.
+
+        A new database is neither checked nor scanned: at 100 shards those two queries kept
+        ~0.3 MB per database resident for nothing.
+        """
         kz = _kuzu_module()
         target = self.path / DB_FILE
+        existed = target.exists()
         try:
             self._db = kz.Database(str(target), buffer_pool_size=buffer_pool_size,
                                    max_db_size=max_db_size, max_num_threads=threads)
@@ -205,11 +197,14 @@ class KuzuShardStore:
                 raise ShardInUse(f"shard {self.path} is locked by another program: {exc}") from None
             raise ShardCorrupt(f"cannot open Kuzu shard {self.path}: {exc}") from None
         self._stmts: dict[str, Any] = {}
+        if not existed:
+            return False
         found = [row[0] for row in self._run("columns", {})]
         if found != [name for name, _ in _COLUMNS]:
             self._conn.close()
             self._db.close()
             raise ShardCorrupt(f"shard {self.path} has another schema (Fact columns {found})")
+        return True
 
     def _statement(self, name: str) -> Any:
         """Prepared on first use: each costs ~40 KB resident, and most shards use a few."""
@@ -223,8 +218,10 @@ class KuzuShardStore:
         return stmt
 
     def _run(self, name: str, params: Mapping[str, Any]) -> list[list[Any]]:
+        """Run a statement; one without parameters (the open-time scans) is not kept prepared."""
+        query = self._statement(name) if params else _STATEMENTS[name]
         try:
-            result = self._conn.execute(self._statement(name), dict(params))
+            result = self._conn.execute(query, dict(params))
             rows = result.get_all()
             result.close()
         except RuntimeError as exc:
@@ -254,28 +251,26 @@ class KuzuShardStore:
         """Replay rows and log entries in write order (see :class:`Replay`)."""
         events: list[tuple[int, int, Any]] = []
         primary: list[str] = []
-        for row in self._run("scan", {}):
-            fid, body, (tf_json, is_primary, tombstoned, seq, log) = row[0], row[1:10], row[10:]
+        for fid, body, state, seq in self._run("scan", {}):
             self._seq = max(self._seq, seq or 0)
-            if tombstoned:
-                self._tombstones.add(fid)
-            if log is not None:
-                events.append((seq, 1, log))
+            if state == LOG:
+                events.append((seq, 1, body))
                 continue
+            if state not in (HELD, PRIMARY, TOMBSTONED):
+                raise ShardCorrupt(f"shard {self.path}: row {fid!r} has unknown state {state}")
             self._rows.add(fid)
-            if body[0] is not None:  # content: a body was written (else an anchor)
-                fact = {"fact_id": fid, **dict(zip(BODY, body, strict=True))}
-                fact["tags"] = list(fact["tags"] or ())
-                fact["metadata"] = json.loads(fact["metadata"]) if fact["metadata"] else {}
-                events.append((seq, 0, (fact, stored_tf(tf_json, fact["content"]))))
-            if is_primary:
+            if state == TOMBSTONED:
+                self._tombstones.add(fid)
+            if body is not None:  # else an anchor
+                events.append((seq, 0, (fid, body)))
+            if state == PRIMARY:
                 primary.append(fid)
         replay = Replay()
         for _, kind, payload in heapq.nsmallest(len(events), events, key=lambda e: e[:2]):
             if kind:
                 replay.entry(payload)
             else:
-                replay.row(*payload)
+                replay.row(*row_record(*payload))
         live = replay.live(self._tombstones)
         self._bodies = {fid: replay.bodies[fid] for fid in live}
         self._index.merge_batch(StoreBatch(
@@ -285,11 +280,16 @@ class KuzuShardStore:
     # -- writes -------------------------------------------------------------------------------
     def put(self, batch: StoreBatch) -> int:
         with self._lock:
-            index, tombstones = self._index, self._tombstones
-            refused = {fid for fid, fact in batch.facts.items() if fid in tombstones or (
-                fid not in index and fact.get("status") == RETRACTED)}
-            new = {fid: fact for fid, fact in batch.facts.items()
-                   if fid not in index and fid not in refused}
+            index, tombstones, held = self._index, self._tombstones, self._bodies
+            refused: set[str] = set()
+            new: dict[str, Mapping[str, Any]] = {}
+            for fid, fact in batch.facts.items():  # one pass: ingest calls this ~25x per fact
+                if fid in held:  # the facts the index holds
+                    continue
+                if fid in tombstones or fact.get("status") == RETRACTED:
+                    refused.add(fid)
+                else:
+                    new[fid] = fact
             postings = index.unseen(batch.postings, refused)
             promote = [fid for fid in dict.fromkeys(batch.primary)
                        if fid not in refused and fid not in index.primary]
@@ -298,24 +298,24 @@ class KuzuShardStore:
             seq = self._seq + 1
             tfs = {fid: batch.tf[fid] for fid in new}
             # a known fact keeps the body and term counts it has here (as in the memory store)
-            bodies = {fid: new[fid] if fid in new else self._bodies[fid] for fid in promote}
+            facts = {fid: new[fid] if fid in new else self._bodies[fid] for fid in promote}
             row_tf = {fid: tfs[fid] if fid in new else index.tf[fid] for fid in promote}
-            steps: list[tuple[str, Mapping[str, Any]]] = []
             created = [fid for fid in promote if fid not in self._rows]
-            if created:
-                steps.append(("create", _row_columns(created, bodies, row_tf, seq)))
-            promoted = [fid for fid in promote if fid in self._rows]
-            if promoted:
-                steps.append(("promote", _row_columns(promoted, bodies, row_tf, seq)))
+            ids, states = list(created), [PRIMARY] * len(created)
+            bodies = [encoded(fid, facts[fid], row_tf[fid]) for fid in created]
             promoting = set(promote)
             logged = {fid: fact for fid, fact in new.items() if fid not in promoting}
             if logged or postings:
-                entry = {"log_id": log_id(seq), "seq": seq,
-                         "log": put_entry(logged, tfs, postings)}
-                if steps and steps[0][0] == "create":  # the common put: one statement
-                    steps[0] = ("create_log", {**steps[0][1], **entry})
-                else:
-                    steps.append(("log", entry))
+                ids.append(log_id(seq))
+                bodies.append(put_entry(logged, tfs, postings))
+                states.append(LOG)
+            steps: list[tuple[str, Mapping[str, Any]]] = []
+            if ids:
+                steps.append(("create", _rows(ids, bodies, seq, state=states)))
+            promoted = [fid for fid in promote if fid in self._rows]
+            if promoted:
+                steps.append(("promote", _rows(
+                    promoted, [encoded(fid, facts[fid], row_tf[fid]) for fid in promoted], seq)))
             self._transaction(steps)
             self._seq = seq
             self._rows.update(created)
@@ -324,7 +324,8 @@ class KuzuShardStore:
 
     def retract(self, fact_id: str) -> bool:
         with self._lock:
-            self._transaction([("tombstone", {"id": fact_id})])
+            known = fact_id in self._rows
+            self._transaction([("tombstone" if known else "new_tombstone", {"id": fact_id})])
             self._tombstones.add(fact_id)
             self._rows.add(fact_id)
             self._bodies.pop(fact_id, None)
@@ -355,7 +356,8 @@ class KuzuShardStore:
     def add_edge(self, edge: HiveEdge) -> None:
         with self._lock:
             ends = list(dict.fromkeys((edge.source_id, edge.target_id)))
-            steps: list[tuple[str, Mapping[str, Any]]] = [("anchor", {"id": fid}) for fid in ends]
+            steps: list[tuple[str, Mapping[str, Any]]] = [
+                ("anchor", {"id": fid}) for fid in ends if fid not in self._rows]
             steps.append(("edge", {"src": edge.source_id, "dst": edge.target_id,
                                    "type": edge.edge_type, "props": json.dumps(edge.properties),
                                    "at": float(edge.created_at)}))

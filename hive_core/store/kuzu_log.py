@@ -13,12 +13,23 @@ Entry text: JSON, zlib level 1 (the bodies repeat their words in the term counts
 smaller, which is what keeps kuzu's per-database write buffers small), then base64 because
 kuzu 0.11.3 accepts no ``bytes`` parameter::
 
-    put:  {"f": [[fact_id, content, concept, confidence, source_agent, tags, status,
-                  created_at, metadata, tf], ...],      # content_hash: recomputed on replay;
-                                                        # tf null: term_counts(content)
+    put:  {"f": [record, ...],                          # facts newly held, see below
            "t": [[term, ...], ...],                     # postings added, per fact of "f"
            "p": {term: [fact_id, ...]}}                 # postings added for facts held before
     drop: {"d": fact_id, "t": [term, ...], "x": forgotten}   # x: no role was left after it
+
+A *record* is one fact as plain JSON, the same text in a log entry and in the ``body`` of a
+``Fact`` row (so a fact placed on ~25 shards is encoded once per process, see
+:class:`_Fragments`)::
+
+    [fact_id, content, concept, confidence, source_agent, tags, status, created_at,
+     metadata, tf, content_hash]
+    # null when derivable: fact_id = fact_id_for(content), tf = term_counts(content),
+    # content_hash = content_hash(content)
+
+Floats go through ``repr`` and back, so every field round-trips exactly. Derivable fields
+are left out because they are most of what does not compress: the random-looking ids were
+a third of the compressed log, and kuzu keeps ~2.5-3x the bytes it is given resident.
 """
 
 from __future__ import annotations
@@ -30,10 +41,10 @@ import threading
 import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from hive_core.errors import ShardCorrupt
-from hive_core.facts import PROMOTED, content_hash
+from hive_core.facts import PROMOTED, content_hash, fact_id_for
 from hive_core.text import term_counts
 
 # Body fields in log order (everything in HiveFact.to_dict but fact_id), with defaults for
@@ -43,7 +54,7 @@ BODY = ("content", "concept", "confidence", "source_agent", "tags", "status", "c
 _DEFAULTS: dict[str, Any] = {"concept": "", "confidence": 1.0, "source_agent": "", "tags": [],
                              "status": PROMOTED, "created_at": 0.0, "metadata": {},
                              "content_hash": ""}
-LOGGED = BODY[:-1]  # content_hash is a function of content: recomputed on replay
+_DERIVED = BODY[:-1]  # written as they are; content_hash and tf are null when derivable
 LOG_PREFIX = "#log/"
 FRAGMENT_MEMO_SIZE = 8192  # > facts per SHARD_STORE message (FACTS_PER_MESSAGE = 2000)
 
@@ -66,24 +77,42 @@ def normalized(fact: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class Encoded(NamedTuple):
-    """A fact as the log and the ``Fact`` rows write it."""
-
-    fragment: str  # JSON log record: ``[fact_id, <BODY but content_hash>, tf or null]``
-    tf: str | None  # term counts as JSON, or None when they are ``term_counts(content)``
-
-
-def stored_tf(tf_json: str | None, content: str) -> dict[str, int]:
-    """The term counts a row or log record holds: written, or recomputed from the content."""
-    return term_counts(content) if tf_json is None else json.loads(tf_json)
-
-
-def _encode(fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> Encoded:
+def _encode(fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> str:
     body = normalized(fact)
-    own = None if tf == term_counts(body["content"]) else tf
-    return Encoded(json.dumps([fid, *(body[k] for k in LOGGED), own], separators=(",", ":"),
-                              ensure_ascii=False),
-                   None if own is None else json.dumps(own))
+    content = body["content"]
+    digest = content_hash(content)
+    own_id = None if fid == fact_id_for(content) else fid
+    own_tf = None if tf == term_counts(content) else tf
+    own_hash = None if body["content_hash"] == digest else body["content_hash"]
+    return json.dumps([own_id, *(body[k] for k in _DERIVED), own_tf, own_hash],
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def record(values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A fact's body and term counts from a decoded record (see the module docstring)."""
+    try:
+        fid, *fields, tf, own_hash = values
+        body = {"fact_id": fid, **dict(zip(_DERIVED, fields, strict=True))}
+        content = body["content"]
+        digest = content_hash(content)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ShardCorrupt(f"unreadable fact record: {exc}") from None
+    if fid is None:
+        body["fact_id"] = fact_id_for(content)
+    body["content_hash"] = digest if own_hash is None else own_hash
+    return body, term_counts(content) if tf is None else tf
+
+
+def row_record(fid: str, text: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """Body and term counts from the ``body`` of the ``Fact`` row ``fid``."""
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise ShardCorrupt(f"unreadable body of fact row {fid!r}: {exc}") from None
+    body, tf = record(values)
+    if body["fact_id"] != fid:
+        raise ShardCorrupt(f"fact row {fid!r} holds the body of {body['fact_id']!r}")
+    return body, tf
 
 
 class _Fragments:
@@ -97,10 +126,10 @@ class _Fragments:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._memo: dict[str, tuple[Mapping[str, Any], Mapping[str, int], Encoded]] = {}
+        self._memo: dict[str, tuple[Mapping[str, Any], Mapping[str, int], str]] = {}
         self._lock = threading.Lock()
 
-    def get(self, fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> Encoded:
+    def get(self, fid: str, fact: Mapping[str, Any], tf: Mapping[str, int]) -> str:
         hit = self._memo.get(fid)
         if hit is not None and hit[0] is fact and hit[1] is tf:
             return hit[2]
@@ -146,7 +175,7 @@ def put_entry(
                 others.setdefault(term, []).append(fid)
             else:
                 terms[i].append(term)
-    frags = ",".join(encoded(fid, fact, tfs[fid]).fragment for fid, fact in bodies.items())
+    frags = ",".join(encoded(fid, fact, tfs[fid]) for fid, fact in bodies.items())
     tail = json.dumps({"t": terms, "p": others}, separators=(",", ":"), ensure_ascii=False)
     return _pack(f'{{"f":[{frags}],{tail[1:]}')
 
@@ -189,11 +218,10 @@ class Replay:
             if data["x"]:
                 self.roles.pop(fid, None)
             return
-        for (fid, *values, tf), terms in zip(data["f"], data["t"], strict=True):
-            body = {"fact_id": fid, **dict(zip(LOGGED, values, strict=True))}
-            body["content_hash"] = content_hash(body["content"])
-            self.row(body, term_counts(body["content"]) if tf is None else tf)
-            self.roles[fid].update(terms)
+        for values, terms in zip(data["f"], data["t"], strict=True):
+            body, tf = record(values)
+            self.row(body, tf)
+            self.roles[body["fact_id"]].update(terms)
         for term, fids in data["p"].items():
             for fid in fids:  # its body may be on a Fact row rewritten by a later write
                 self.roles.setdefault(fid, set()).add(term)
