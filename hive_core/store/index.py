@@ -15,10 +15,11 @@ A batch merges with C-level ``set.update`` per term instead of a Python step per
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable, Mapping
+import threading
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from hive_core.scoring import Bm25
-from hive_core.store.base import StoreBatch, TermStats
+from hive_core.store.base import ScoredFact, StoreBatch, TermStats
 
 
 class TermIndex:
@@ -160,3 +161,38 @@ class TermIndex:
     def size(self) -> int:
         """Number of (term, fact) postings."""
         return sum(len(p) for p in self._postings.values())
+
+
+class IndexedStore:
+    """The reads every store answers from its :class:`TermIndex` alone, written once.
+
+    A store sets ``_index``, ``_lock`` (an RLock) and ``_tombstones``; scoring, counting and
+    whole-shard search then mean the same thing on every backend.
+    """
+
+    _index: TermIndex
+    _lock: threading.RLock
+    _tombstones: set[str]
+
+    def is_tombstoned(self, fact_id: str) -> bool:
+        return fact_id in self._tombstones
+
+    def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
+        with self._lock:
+            return self._index.term_stats(terms)
+
+    def search(self, query: str, limit: int = 10) -> list[ScoredFact]:
+        from hive_core.search import search_single_store
+
+        return search_single_store(self, query, limit).scored()  # type: ignore[arg-type]
+
+    def count(self) -> int:
+        return self._index.primary_live
+
+    def index_size(self) -> int:
+        with self._lock:
+            return self._index.size()
+
+    def tombstones(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._tombstones))

@@ -86,8 +86,8 @@ from hive_core.config import KUZU_MIN_BUFFER_POOL_SIZE, CoreSettings
 from hive_core.errors import ConfigError, ShardCorrupt, ShardError, ShardInUse
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import Bm25
-from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord, TermStats
-from hive_core.store.index import TermIndex
+from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord
+from hive_core.store.index import IndexedStore, TermIndex
 from hive_core.store.kuzu_log import (
     Replay,
     drop_entry,
@@ -151,7 +151,7 @@ def _rows(ids: list[str], bodies: list[str], seq: int, **more: Any) -> dict[str,
     return {"n": len(ids), "id": ids, "body": bodies, "seq": seq, **more}
 
 
-class KuzuShardStore:
+class KuzuShardStore(IndexedStore):
     """One shard in a Kuzu database at ``path`` (a directory). Thread-safe via one lock."""
 
     def __init__(
@@ -370,13 +370,6 @@ class KuzuShardStore:
             fact = self._bodies.get(fact_id)
         return HiveFact.from_dict(dict(fact)) if fact is not None else None
 
-    def is_tombstoned(self, fact_id: str) -> bool:
-        return fact_id in self._tombstones
-
-    def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
-        with self._lock:
-            return self._index.term_stats(terms)
-
     def score(
         self, terms: Iterable[str], weights: Mapping[str, float], limit: int
     ) -> list[ScoredFact]:
@@ -386,28 +379,12 @@ class KuzuShardStore:
         return [ScoredFact(HiveFact.from_dict(dict(body)), s)
                 for body, (_, s) in zip(bodies, best, strict=True)]
 
-    def search(self, query: str, limit: int = 10) -> list[ScoredFact]:
-        from hive_core.search import search_single_store
-
-        return search_single_store(self, query, limit).scored()
-
-    def count(self) -> int:
-        return self._index.primary_live
-
-    def index_size(self) -> int:
-        with self._lock:
-            return self._index.size()
-
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
             index = self._index
             out = [StoreRecord(fact, index.tf[fid], index.roles(fid), fid in index.primary)
                    for fid, fact in self._bodies.items()]
         return iter(out)
-
-    def tombstones(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._tombstones))
 
     def get_edges(self, fact_id: str) -> list[HiveEdge]:
         with self._lock:

@@ -15,11 +15,11 @@ from typing import Any
 
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import DEFAULT_BM25, Bm25
-from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord, TermStats
-from hive_core.store.index import TermIndex
+from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
+from hive_core.store.index import IndexedStore, TermIndex
 
 
-class MemoryShardStore:
+class MemoryShardStore(IndexedStore):
     """One shard in process memory. Thread-safe: the shard server may call from any thread."""
 
     def __init__(self, agent_id: str = "", *, bm25: Bm25 = DEFAULT_BM25) -> None:
@@ -69,31 +69,12 @@ class MemoryShardStore:
             fact = self._facts.get(fact_id)
             return HiveFact.from_dict(fact) if fact is not None else None
 
-    def is_tombstoned(self, fact_id: str) -> bool:
-        return fact_id in self._tombstones
-
-    def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
-        with self._lock:
-            return self._index.term_stats(terms)
-
     def score(
         self, terms: Iterable[str], weights: Mapping[str, float], limit: int
     ) -> list[ScoredFact]:
         with self._lock:
             best = self._index.top(terms, weights, limit)
             return [ScoredFact(HiveFact.from_dict(self._facts[fid]), s) for fid, s in best]
-
-    def search(self, query: str, limit: int = 10) -> list[ScoredFact]:
-        from hive_core.search import search_single_store
-
-        return search_single_store(self, query, limit).scored()
-
-    def count(self) -> int:
-        return self._index.primary_live
-
-    def index_size(self) -> int:
-        with self._lock:
-            return self._index.size()
 
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
@@ -103,10 +84,6 @@ class MemoryShardStore:
                 for fid, fact in self._facts.items()
             ]
         return iter(snapshot)
-
-    def tombstones(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._tombstones))
 
     def get_edges(self, fact_id: str) -> list[HiveEdge]:
         with self._lock:
