@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -143,9 +144,10 @@ class Agent:
         self._gossip.start()
 
     def _gossip_loop(self) -> None:
-        """Anti-entropy in the background: soon after start (a restarted agent catches up on
-        what it missed), then every ``gossip_interval`` seconds. A round that meets dead
-        peers is logged and retried next round, never fatal."""
+        """Anti-entropy in the background: soon after start, with every peer (a restarted
+        agent catches up on what it missed), then every ``gossip_interval`` seconds with
+        ``gossip_fanout`` random peers. A round that meets dead peers is logged and retried
+        next round, never fatal."""
         interval = self.settings.gossip_interval
         wait = min(2.0, interval)
         while not self._stopping.wait(wait):
@@ -154,8 +156,11 @@ class Agent:
             if graph is None:
                 return
             self.gossip_rounds += 1
+            peers = sorted(graph.ring.agents - {self.name})
+            if self.gossip_rounds > 1:  # the first round asks everyone: catch up after a restart
+                peers = random.sample(peers, min(self.settings.gossip_fanout, len(peers)))
             try:
-                repaired = graph.gossip_round(self.name, salt=self.gossip_rounds)
+                repaired = graph.gossip_round(self.name, salt=self.gossip_rounds, peers=peers)
             except Exception as exc:  # reported, and the next round tries again
                 log.warning("gossip round %d failed: %s: %s", self.gossip_rounds,
                             type(exc).__name__, exc)

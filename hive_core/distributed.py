@@ -14,7 +14,7 @@ while (a suspicion, as in SWIM) so later questions route around it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -294,8 +294,11 @@ class DistributedHiveGraph(BaseHiveGraph):
             out[agent] = -1 if isinstance(res, TransportError) else int(res["count"])
         return out
 
-    def gossip_round(self, agent_id: str, salt: int) -> dict[str, int]:
-        """One anti-entropy round for a local shard: ask every peer what it lacks.
+    def gossip_round(
+        self, agent_id: str, salt: int, peers: Collection[str] | None = None
+    ) -> dict[str, int]:
+        """One anti-entropy round for a local shard: ask every peer (or ``peers``) what this
+        shard lacks, and store what they send back.
 
         Returns facts repaired per peer that answered; peers that failed are listed in
         ``gossip_failures`` (not an error: the next round tries again).
@@ -303,7 +306,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         store = self._servers[agent_id].store
         records = list(store.records())
         rate = self.settings.bloom_false_positive_rate
-        per_peer = digests(records, agent_id, self.ring, salt, rate)
+        per_peer = digests(records, agent_id, self.ring, salt, rate, peers)
         held = held_filter(records, salt, rate)
         calls: dict[str, Call] = {
             peer: (MessageType.GOSSIP_DIGEST, encode_digest(bloom, held))

@@ -8,6 +8,10 @@ should hold and that is absent from A's filter is sent back in the reply, with B
 tombstones for facts A seems to hold. A stores them: the stores' idempotent merge makes a
 repeated or redundant repair harmless.
 
+Rounds are cheap by construction: a shard asks every peer only once, right after it starts
+(to catch up on what it missed while down), and afterwards ``gossip_fanout`` random peers per
+round, so an idle hive of N agents answers about N * fanout digests per interval, not N^2.
+
 A role key is ``fact_id`` (the primary role) or ``fact_id + "\\x1f" + term`` (a posting).
 A Bloom false positive hides a missing role for one round; the salt changes every round, so
 it shows in the next (the "re-salt per round" fix for Bloom anti-entropy).
@@ -16,7 +20,7 @@ it shows in the next (the "re-salt per round" fix for Bloom anti-entropy).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from hive_core.bloom import BloomFilter
@@ -40,17 +44,19 @@ def _key(fact_id: str, term: str | None) -> str:
 
 
 def digests(
-    records: Iterable[StoreRecord], self_id: str, ring: HashRing, salt: int, error_rate: float
+    records: Iterable[StoreRecord], self_id: str, ring: HashRing, salt: int, error_rate: float,
+    peers: Collection[str] | None = None,
 ) -> dict[str, BloomFilter]:
-    """Per peer: a filter of the roles this shard holds that the peer co-owns."""
+    """Per peer (all, or ``peers``): a filter of the roles this shard holds that it co-owns."""
+    wanted = set(ring.agents - {self_id}) if peers is None else set(peers) - {self_id}
     shared: dict[str, list[str]] = {}
     for rec in records:
         for ring_key, term in role_keys(rec):
             for peer in ring.get_agents(ring_key):
-                if peer != self_id:
+                if peer in wanted:
                     shared.setdefault(peer, []).append(_key(rec.fact_id, term))
     out = {}
-    for peer in ring.agents - {self_id}:
+    for peer in sorted(wanted):
         keys = shared.get(peer, [])
         bloom = BloomFilter(max(len(keys), 64), error_rate, salt=salt)
         bloom.update(keys)

@@ -70,3 +70,11 @@ def test_digests_cover_only_roles_shared_with_each_peer() -> None:
     shared = sum(1 for r in records if r.primary and "a3" in ring.get_agents(r.fact_id))
     assert per_peer["a3"].count >= shared
     graph.close()
+
+
+def test_a_round_can_ask_only_some_peers() -> None:
+    graph = hive(6)
+    graph.promote_facts("a0", corpus(60))
+    asked = graph.gossip_round("a1", salt=4, peers=["a3", "a5"])
+    assert set(asked) == {"a3", "a5"}
+    graph.close()
