@@ -132,7 +132,7 @@ class Renderer:
         if self.json_mode:
             return self.json(doc)
         per = ", ".join(f"{a}: {n}" for a, n in doc["per_agent"].items())
-        self._line(f"learned {doc['turns']} turns -> {doc['facts']} facts "
+        self._line(f"learned {_count(doc['turns'], 'turn')} -> {_count(doc['facts'], 'fact')} "
                    f"({doc['unique_facts']} distinct) "
                    f"in {doc['seconds']:.1f}s ({escape(per)})")
         if doc["failed_shards"]:
@@ -143,16 +143,21 @@ class Renderer:
         if self.json_mode:
             return self.json(doc)
         self._line(f"[bold]{escape(doc['agent'])}[/] answers: {escape(str(doc['answer']))}")
-        table = Table("#", "score", "source agent", "fact", title="facts used")
-        for i, f in enumerate(doc["facts"], start=1):
-            table.add_row(str(i), f"{float(f['score']):.3f}", escape(str(f["source_agent"])),
-                          escape(str(f["content"])))
-        self.out.print(table)
+        if doc["facts"]:
+            table = Table("#", "score", "source agent", "fact", title="facts used")
+            for i, f in enumerate(doc["facts"], start=1):
+                table.add_row(str(i), f"{float(f['score']):.3f}",
+                              escape(str(f["source_agent"])), escape(str(f["content"])))
+            self.out.print(table)
         queried = ", ".join(doc["shards_queried"]) or "-"
         self._line(f"shards queried ({len(doc['shards_queried'])}): {escape(queried)}")
         if doc.get("partial"):
             failed = ", ".join(doc.get("shards_failed") or [])
             self._line(f"[red]partial answer: shards failed: {escape(failed)}[/]")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _num(value: float | int | None) -> str:
