@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from hive_core.search import SearchResult
+from hive_core.text import anchor_terms, tokenize
 
 NO_ANSWER = "No fact in the hive matches this question."
 
@@ -29,12 +30,14 @@ class ExtractiveAnswerer:
         self.max_facts = max_facts
         self.min_relative_score = min_relative_score
 
-    def chosen(self, result: SearchResult) -> list[int]:
+    def chosen(self, result: SearchResult, question: str = "") -> list[int]:
         """Indexes of the facts the answer quotes, in the order quoted.
 
         The best fact first, then the other matching facts of its *episode* (the turn it was
         learned from) whatever their score: an answer often needs two sentences of one turn
-        (an incident's IOCs and its CVE). Then the rest that score close to the best.
+        (an incident's IOCs and its CVE). Then the rest that score close to the best and
+        name the same thing: a fact without the question's most distinctive name that the
+        best fact has ("Osprey" in "Who leads Project Osprey?") is about something else.
         """
         if not result.facts:
             return []
@@ -42,13 +45,26 @@ class ExtractiveAnswerer:
         same_turn = [i for i, f in enumerate(result.facts)
                      if i > 0 and episode is not None and f.metadata.get("episode") == episode]
         floor = result.scores[0] * self.min_relative_score
+        terms = [set(tokenize(f.content)) for f in result.facts]
+        key = self._distinctive(anchor_terms(question) & terms[0], terms)
         close = [i for i, score in enumerate(result.scores)
-                 if i > 0 and score >= floor and i not in same_turn]
+                 if i > 0 and score >= floor and i not in same_turn
+                 and (not key or key & terms[i])]
         return [0, *same_turn, *close][: self.max_facts]
+
+    @staticmethod
+    def _distinctive(named: set[str], terms: list[set[str]]) -> set[str]:
+        """The question's names in the best fact that fewest results share ("Osprey", not
+        the "Project" every project fact has)."""
+        if not named:
+            return set()
+        counts = {t: sum(t in ts for ts in terms) for t in named}
+        fewest = min(counts.values())
+        return {t for t, c in counts.items() if c == fewest}
 
     def answer(self, question: str, result: SearchResult) -> str:
         lines = []
-        for i in self.chosen(result):
+        for i in self.chosen(result, question):
             fact = result.facts[i]
             source = fact.source_agent or "unknown agent"
             lines.append(f"{fact.content} (learned by {source}; {fact.fact_id})")

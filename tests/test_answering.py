@@ -51,3 +51,15 @@ def test_the_best_facts_episode_comes_with_it() -> None:
     answerer = ExtractiveAnswerer()
     assert answerer.chosen(res) == [0, 2, 1]  # the same turn's low-scoring IOC fact is kept
     assert answerer.chosen(SearchResult(facts=facts[:2], scores=[10.0, 6.0])) == [0, 1]
+
+
+def test_facts_about_other_named_things_are_left_out() -> None:
+    res = result([
+        ("Project Osprey is led by Hannah Schmidt.", "a3", 30.0),
+        ("Maria Okafor leads Project Heron.", "a0", 26.0),  # close score, other project
+        ("Osprey's pilot moved 14 jobs to Temporal.", "a4", 25.0),
+        ("Project Kestrel builds the onboarding flow.", "a2", 12.0),
+    ])
+    answerer = ExtractiveAnswerer()
+    assert answerer.chosen(res, "Who leads Project Osprey?") == [0, 2]
+    assert answerer.chosen(res, "who leads it?") == [0, 1, 2]  # no names: scores decide
