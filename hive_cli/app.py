@@ -7,6 +7,7 @@ Every failure is one line on stderr (``amplihack-hive: error: ...``), never a tr
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -350,6 +351,18 @@ def _fail(exc: BaseException) -> int:
     return exit_code_for(exc)
 
 
+def _quiet_library_logs() -> None:
+    """A command is short-lived and reports failures as its one error line and exit code;
+    a transport's retry warnings on the way there are noise (AMPLIHACK_DEBUG=1 shows them)."""
+    level = logging.DEBUG if os.environ.get("AMPLIHACK_DEBUG") else logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("amplihack-hive: %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("hive_core")
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def main() -> None:
     """Console-script entry point (``amplihack-hive``)."""
+    _quiet_library_logs()
     sys.exit(run())

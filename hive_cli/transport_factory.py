@@ -41,8 +41,14 @@ def open_transport(config: HiveConfig) -> ShardTransport:
         from hive_core.transports.redis import RedisShardTransport
 
         assert config.connection_string is not None  # HiveConfig validates it
-        return RedisShardTransport(config.connection_string, config.name,
-                                   key_prefix=config.key_prefix)
+        transport = RedisShardTransport(config.connection_string, config.name,
+                                        key_prefix=config.key_prefix)
+        try:
+            transport.live_members()  # reachable? one clear line now, not retries later
+        except BaseException:
+            transport.close()
+            raise
+        return transport
     from hive_core.transports.unix import UnixSocketTransport
 
     return UnixSocketTransport(config.run_dir)

@@ -180,3 +180,19 @@ def test_example_configs_are_valid(amplihack_home):
     assert redis.transport == "redis" and "CHANGE-ME" in redis.connection_string
     turns = [t for t in (root / "sample_corpus.txt").read_text().splitlines() if t.strip()]
     assert 30 <= len(turns) <= 60 and len(set(turns)) == len(turns)
+
+
+def test_start_with_redis_unreachable_is_one_line_and_spawns_nothing(tmp_path):
+    from redis_helpers import free_port
+
+    home = tmp_path / "home"
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"  # nothing listens there
+    made = cli_process(home, "create", "--name", "r", "--agents", "2", "--transport", "redis",
+                       "--connection-string", url)
+    assert made.code == 0, made.err
+    res = cli_process(home, "start", "--hive", "r", "--timeout", "10")
+    assert res.code == 1
+    lines = [line for line in res.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unreachable" in lines[0], res.err
+    assert SECRET not in res.err + res.out and "Traceback" not in res.err
+    assert not list((home / "hives" / "r" / "run").glob("*.pid"))
