@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from redis_helpers import delete_prefix, shared_redis, unique_prefix
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +19,13 @@ def amplihack_home(tmp_path, monkeypatch):
     home = tmp_path / "amplihack"
     monkeypatch.setenv("AMPLIHACK_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; every key under it is deleted afterwards."""
+    admin = shared_redis()
+    name = unique_prefix()
+    yield name
+    delete_prefix(admin, name)
+    admin.close()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
+from redis_helpers import REDIS_URL, shared_redis
 from redis_hive import RedisHive, expected_facts, placed_counts, redis_config
 
 from hive_core.messages import MessageType
@@ -21,15 +21,6 @@ RF = 3
 INCIDENT = ("Incident INC-2041 was caused by CVE-2024-3094 in xz-utils 5.6.0. "
             "It was patched on 2024-03-29, and the blast radius covered subnet 10.0.1.0/24.")
 ATLAS = "Alice Chen leads the Atlas project. The Atlas deadline moved to 2024-06-01."
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    admin = shared_redis()
-    name = unique_prefix()
-    yield name
-    delete_prefix(admin, name)
-    admin.close()
 
 
 @pytest.fixture

@@ -13,17 +13,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis_helpers import (
     REDIS_URL,
     PrivateRedis,
-    delete_prefix,
     free_port,
-    shared_redis,
-    unique_prefix,
 )
 
 from hive_core.errors import AgentError, ConfigError, ConnectionLost
@@ -33,15 +29,6 @@ from hive_core.transports.base import check_reply
 from hive_core.transports.redis import RedisShardTransport
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    admin = shared_redis()
-    name = unique_prefix()
-    yield name
-    delete_prefix(admin, name)
-    admin.close()
 
 
 def query(target: str, payload: dict | None = None) -> Envelope:
