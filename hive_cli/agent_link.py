@@ -2,7 +2,7 @@
 
 Every request is an :class:`~hive_core.messages.Envelope` from sender ``cli`` on the hive's
 transport, with a deadline. Replies are turned into payloads (or the error they carried) with
-:func:`~hive_core.transports.base.check_reply`, so a failure is always a value or an
+:func:`~hive_core.transports.base.request_payloads`, so a failure is always a value or an
 exception, never a silently missing number.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from hive_core.errors import HiveError
 from hive_core.messages import Envelope, MessageType
-from hive_core.transports.base import ShardTransport, check_reply
+from hive_core.transports.base import ShardTransport, request_payloads
 
 SENDER = "cli"
 
@@ -37,14 +37,7 @@ class AgentLink:
         if not payloads:
             return {}
         envelopes = [self._envelope(kind, a, p) for a, p in payloads.items()]
-        replies = self.transport.request(envelopes, timeout)
-        out: dict[str, Result] = {}
-        for env, reply in zip(envelopes, replies, strict=True):
-            try:
-                out[env.target] = check_reply(reply).payload
-            except HiveError as exc:
-                out[env.target] = exc
-        return out
+        return dict(request_payloads(self.transport, envelopes, timeout))
 
     def status(self, agents: Sequence[str], timeout: float) -> dict[str, Result]:
         return self.request_many(

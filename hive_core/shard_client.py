@@ -15,7 +15,7 @@ from hive_core.facts import HiveFact
 from hive_core.messages import Envelope, MessageType
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ScoredFact, TermStats
-from hive_core.transports.base import ShardTransport, check_reply
+from hive_core.transports.base import ShardTransport, request_payloads
 
 Call = tuple[MessageType, dict[str, Any]]
 
@@ -51,12 +51,7 @@ class ShardClient:
             else:
                 remote.append(Envelope(kind, self.hive_id, self.sender, shard, payload))
         if remote:
-            replies = self.transport.request(remote, timeout or self.timeout)
-            for env, reply in zip(remote, replies, strict=True):
-                try:
-                    out[env.target] = check_reply(reply).payload
-                except TransportError as exc:
-                    out[env.target] = exc
+            out.update(request_payloads(self.transport, remote, timeout or self.timeout))
         return out
 
     @staticmethod

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from hive_core.errors import ConnectionLost, MessageRejected, TransportError
 from hive_core.messages import Envelope, MessageType
@@ -61,6 +61,20 @@ def safe_handle(handler: Handler, envelope: Envelope) -> Envelope | None:
         return handler(envelope)
     except Exception as exc:  # reported to the caller, not swallowed
         return envelope.error(f"{type(exc).__name__}: {exc}")
+
+
+def request_payloads(
+    transport: ShardTransport, envelopes: Sequence[Envelope], timeout: float
+) -> dict[str, dict[str, Any] | TransportError]:
+    """Send ``envelopes`` (one per target) and return, per target, the reply payload or the
+    error it met: the scatter/gather every caller of ``request`` needs."""
+    out: dict[str, dict[str, Any] | TransportError] = {}
+    for env, reply in zip(envelopes, transport.request(envelopes, timeout), strict=True):
+        try:
+            out[env.target] = check_reply(reply).payload
+        except TransportError as exc:
+            out[env.target] = exc
+    return out
 
 
 def check_reply(reply: Reply) -> Envelope:
