@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from hive_core.errors import ConnectionLost, MessageRejected, TransportError
-from hive_core.messages import Envelope, MessageType
+from hive_core.messages import Envelope, MessageType, encode
 
 Handler = Callable[[Envelope], Envelope | None]
 Reply = Envelope | TransportError
@@ -41,6 +41,24 @@ class ShardTransport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def reply_bytes(
+    handler: Handler, env: Envelope, agent_id: str, max_bytes: int, misrouted: str | None = None
+) -> bytes:
+    """The encoded reply of a networked agent to one decoded request.
+
+    ``misrouted`` (a reason) refuses a message that reached the wrong agent or hive. A
+    handler's exception, a missing reply and a reply too large to send each become an ERROR
+    reply, so the caller always hears back instead of waiting out its deadline.
+    """
+    reply = env.error(misrouted) if misrouted is not None else safe_handle(handler, env)
+    if reply is None:
+        reply = env.error(f"{agent_id} sent no reply to {env.type}")
+    try:
+        return encode(reply, max_bytes)
+    except MessageRejected as exc:
+        return encode(env.error(f"reply rejected: {exc}"), max_bytes)
 
 
 def check_request(closed: bool, timeout: float) -> float:

@@ -27,7 +27,7 @@ import redis
 
 from hive_core.errors import MessageRejected
 from hive_core.messages import Envelope, MessageType, decode, encode
-from hive_core.transports.base import Handler, safe_handle
+from hive_core.transports.base import Handler, reply_bytes
 from hive_core.transports.redis_membership import RedisKeys
 from hive_core.transports.retry import Backoff, RetryState
 
@@ -189,17 +189,11 @@ class StreamConsumer:
             refusal = Envelope(MessageType.ERROR, self.keys.hive, self.agent, "",
                                {"error": str(exc)}, correlation_id=msg_id)
             return reply_to, encode(refusal)
+        misrouted = None
         if env.target != self.agent or env.hive != self.keys.hive:
-            reply: Envelope | None = env.error(
-                f"message for {env.hive}/{env.target} reached {self.keys.hive}/{self.agent}")
-        else:
-            reply = safe_handle(self.handler, env)
-        if reply is None:
-            reply = env.error(f"{self.agent} sent no reply to {env.type}")
-        try:
-            return reply_to, encode(reply, self.max_message_bytes)
-        except MessageRejected as exc:
-            return reply_to, encode(env.error(f"reply rejected: {exc}"), self.max_message_bytes)
+            misrouted = f"message for {env.hive}/{env.target} reached {self.keys.hive}/{self.agent}"
+        return reply_to, reply_bytes(self.handler, env, self.agent, self.max_message_bytes,
+                                     misrouted)
 
     def _reply_and_ack(self, entry_id: bytes, reply_to: str | None, body: bytes) -> None:
         """Write the reply and acknowledge in one round trip, retrying through outages."""

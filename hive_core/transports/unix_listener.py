@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hive_core.errors import AgentError, ConfigError, MessageRejected
 from hive_core.messages import Envelope, MessageType, decode, encode
-from hive_core.transports.base import Handler, safe_handle
+from hive_core.transports.base import Handler, reply_bytes
 from hive_core.transports.framing import FrameTooLarge, frame, read_frame
 
 log = logging.getLogger("hive_core.transports.unix")
@@ -188,17 +188,10 @@ class UnixListener:
         except MessageRejected as exc:
             log.warning("%s: rejected a message: %s", self.agent_id, exc)
             return _rejection(self.agent_id, str(exc))
+        misrouted = None
         if env.target != self.agent_id:
-            reply: Envelope | None = env.error(
-                f"message for {env.target!r} reached {self.agent_id!r}")
-        else:
-            reply = safe_handle(self.handler, env)
-        if reply is None:
-            reply = env.error(f"{self.agent_id} sent no reply to {env.type}")
-        try:
-            return encode(reply, self.max_message_bytes)
-        except MessageRejected as exc:
-            return encode(env.error(f"reply rejected: {exc}"), self.max_message_bytes)
+            misrouted = f"message for {env.target!r} reached {self.agent_id!r}"
+        return reply_bytes(self.handler, env, self.agent_id, self.max_message_bytes, misrouted)
 
     # -- shutdown -----------------------------------------------------------------------------
     def close(self) -> None:
