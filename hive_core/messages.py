@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -120,9 +120,6 @@ class Envelope:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise MessageRejected(f"malformed envelope: {exc}") from exc
-
-    def retarget(self, target: str) -> Envelope:
-        return replace(self, target=target)
 
 
 def encode(envelope: Envelope, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:

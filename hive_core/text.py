@@ -60,11 +60,6 @@ def _stem(word: str) -> str:
     return word
 
 
-def raw_tokens(text: str) -> list[str]:
-    """Surface tokens of ``text`` in order, original case."""
-    return _TOKEN.findall(text)
-
-
 @lru_cache(maxsize=1 << 17)
 def normalize_token(token: str) -> str | None:
     """The term a surface token stands for, or None for a stopword (cached: vocabularies

@@ -44,13 +44,6 @@ class StoreRecord(NamedTuple):
     def to_wire(self) -> list[Any]:
         return [self.fact, self.tf, list(self.terms), self.primary]
 
-    @classmethod
-    def from_wire(cls, data: Sequence[Any]) -> StoreRecord:
-        if isinstance(data, StoreRecord):  # in-process delivery: already a record
-            return data
-        fact, tf, terms, primary = data
-        return cls(fact, tf, tuple(terms), bool(primary))
-
 
 @dataclass(frozen=True, slots=True)
 class StoreBatch:

@@ -174,9 +174,6 @@ class IndexedStore:
     _lock: threading.RLock
     _tombstones: set[str]
 
-    def is_tombstoned(self, fact_id: str) -> bool:
-        return fact_id in self._tombstones
-
     def term_stats(self, terms: Iterable[str]) -> dict[str, TermStats]:
         with self._lock:
             return self._index.term_stats(terms)
