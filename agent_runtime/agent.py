@@ -1,12 +1,11 @@
 """The Agent: one hive member in one process, and the composition root of that process.
 
 It owns one shard (Kuzu on disk by default, or memory) and a view of the whole hive: a
-:class:`~hive_core.distributed.DistributedHiveGraph` whose ring holds every agent of the
-hive's config, itself local and the others remote (reached over the transport). Membership is
-the config; liveness is whether a peer answers, so a dead peer is just a failed shard: reads
-route around it (the graph suspects it), writes report it. With the ``redis`` transport the
-agent also watches the hive's live members in Redis and routes around the ones that are not
-live before asking them (:mod:`agent_runtime.membership`, which documents the ring rule).
+:class:`~hive_core.distributed.DistributedHiveGraph` whose rings follow the hive's ring view
+(:mod:`hive_core.membership`), kept by a :class:`~agent_runtime.ring_keeper.RingKeeper`:
+agents join, leave and die while the hive runs, and ranges move between them without a wrong
+or partial answer. Liveness comes from the transport's side of the machine: an ``flock`` per
+agent on one machine (``local``), heartbeat keys on Redis.
 
 On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
 
@@ -16,10 +15,11 @@ On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
 * ``ASK {"question": str, "limit": int}`` -> an answer with provenance, the shards asked
   and those that failed.
 
-The socket is bound only after the shard is open and the ring is built, so a status reply
-means ready. A background thread then runs anti-entropy (:mod:`hive_core.gossip`) soon after
-start and every ``gossip_interval`` seconds, so an agent that was down, or restarted with an
-empty shard, gets back the replicas it missed from its peers.
+The socket is bound only after the shard is open and the ring view adopted, so a status
+reply means ready; the agent then joins the ring if it is not a member yet (its status says
+``joining`` until it holds what it owns). A background thread runs anti-entropy
+(:mod:`hive_core.gossip`) soon after start and every ``gossip_interval`` seconds, so an
+agent that was down, or restarted with an empty shard, gets back the replicas it missed.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ import psutil
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
 from agent_runtime.learning import Extractor, make_extractor
-from agent_runtime.membership import LivenessWatcher, MembershipSource
+from agent_runtime.ring_keeper import RingKeeper
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import ConfigError
 from hive_core.facts import HiveFact
 from hive_core.hive_config import HiveConfig
+from hive_core.membership.liveness import FileLiveness, Liveness
+from hive_core.membership.store import ViewStore, open_view_store
 from hive_core.messages import Envelope, MessageType
 from hive_core.scoring import Bm25
 from hive_core.search import SearchResult
@@ -108,7 +110,9 @@ class Agent:
         self.settings = settings or CoreSettings.from_env()
         self.graph: DistributedHiveGraph | None = None
         self.server: ShardServer | None = None
-        self.watcher: LivenessWatcher | None = None
+        self.keeper: RingKeeper | None = None
+        self._liveness: FileLiveness | None = None
+        self._views: ViewStore | None = None
         self._started = time.monotonic()
         self._process = psutil.Process()
         self._stopping = threading.Event()
@@ -122,26 +126,48 @@ class Agent:
             hive_id=self.config.name, transport=self.transport, settings=self.settings,
             replication_factor=self.config.replication_factor,
             query_fanout=self.config.query_fanout, search_timeout=self.config.search_timeout)
+        liveness = self._liveness_source()
         store = store if store is not None else open_shard(
             self.config, self.name, graph.settings, graph.bm25)
         try:
-            for peer in self.config.agent_names():
-                if peer != self.name:
-                    graph.add_remote_agent(peer)
             self.server = graph.add_local_agent(self.name, store, bind=False)
+            self._views = open_view_store(self.config)
+            keeper = RingKeeper(self.name, graph, store, self._views, liveness,
+                                self.config.agent_names(), graph.settings)
+            keeper.adopt()
+            self.keeper = keeper
             self.graph = graph
             self.transport.bind(self.name, self.handle)
-            if isinstance(self.transport, MembershipSource):
-                self.watcher = LivenessWatcher(self.transport, graph, self.name,
-                                               self.config.agent_names())
-                self.watcher.start()
+            keeper.join()
+            keeper.start()
         except BaseException:
             self.graph = None
             store.close()
+            self._release()
             raise
         self._started = time.monotonic()
         self._gossip = threading.Thread(target=self._gossip_loop, name="gossip", daemon=True)
         self._gossip.start()
+
+    def _liveness_source(self) -> Liveness:
+        """Who is alive: the transport when it knows (Redis heartbeats), else an flock per
+        agent in the hive's run folder, held from here until stop."""
+        if isinstance(self.transport, Liveness):
+            return self.transport
+        self._liveness = FileLiveness(self.config.run_dir)
+        self._liveness.hold(self.name)
+        return self._liveness
+
+    def _release(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+            self.keeper = None
+        if self._views is not None:
+            self._views.close()
+            self._views = None
+        if self._liveness is not None:
+            self._liveness.close()
+            self._liveness = None
 
     def _gossip_loop(self) -> None:
         """Anti-entropy in the background: soon after start, with every peer (a restarted
@@ -156,7 +182,10 @@ class Agent:
             if graph is None:
                 return
             self.gossip_rounds += 1
-            peers = sorted(graph.ring.agents - {self.name})
+            peers = sorted(graph.write_ring.agents - {self.name})
+            keeper = self.keeper
+            if keeper is not None:  # not-alive peers would only cost a failed request
+                peers = [p for p in peers if p in keeper.live]
             if self.gossip_rounds > 1:  # the first round asks everyone: catch up after a restart
                 peers = random.sample(peers, min(self.settings.gossip_fanout, len(peers)))
             try:
@@ -178,15 +207,15 @@ class Agent:
         if self._gossip is not None:
             self._gossip.join(timeout=self.settings.store_timeout + 1.0)
         try:
-            if self.watcher is not None:
-                self.watcher.stop()
-                self.watcher = None
+            if self.keeper is not None:
+                self.keeper.stop()
             if self.graph is not None:
                 # Unbinds first, which waits for requests in flight (they still use the
                 # graph), then closes the store. Only then is the graph dropped.
                 self.graph.close()
                 self.graph = None
         finally:
+            self._release()
             self.transport.close()
 
     # -- messages -----------------------------------------------------------------------------
@@ -199,7 +228,9 @@ class Agent:
             return env.reply(self.status())
         if env.type in (MessageType.SHARD_QUERY, MessageType.SHARD_STORE,
                         MessageType.SHARD_DELETE, MessageType.GOSSIP_DIGEST):
-            return server.handle(env)
+            keeper = self.keeper
+            refusal = keeper.admit(env) if keeper is not None else None
+            return refusal or server.handle(env)
         if env.type == MessageType.LEARN:
             return env.reply(self._logged("LEARN", self.learn, env.payload))
         if env.type == MessageType.ASK:
@@ -236,7 +267,8 @@ class Agent:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "transport": self.config.transport,
             "gossip_rounds": self.gossip_rounds,
-            "live_peers": sorted(self.watcher.live) if self.watcher is not None else None,
+            "live_peers": sorted(self.keeper.live) if self.keeper is not None else None,
+            "ring": self.keeper.status() if self.keeper is not None else None,
         }
 
     def learn(self, payload: Mapping[str, Any]) -> dict[str, Any]:

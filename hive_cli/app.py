@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from hive_cli import inputs, lifecycle, operations, supervisor
+from hive_cli import inputs, lifecycle, operations, ring_ops, supervisor
 from hive_cli.errors import EXIT_NOT_RUNNING, CliFailure, UsageProblem, exit_code_for, one_line
 from hive_cli.render import Renderer
 from hive_cli.transport_factory import check_available
@@ -117,6 +117,10 @@ def create(
     out.message(f"created hive {name} with {agents} agents ({config.transport}): {path}")
 
 
+HandoffTimeout = Annotated[float, typer.Option(
+    "--timeout", min=1, help="Seconds to wait for the ring to move.")]
+
+
 @app.command("add-agent")
 def add_agent(
     hive: Hive,
@@ -124,14 +128,38 @@ def add_agent(
                                             callback=_name_check("agent"))],
     prompt: Annotated[str, typer.Option(help="The agent's system prompt.")],
     kuzu_db: Annotated[Path | None, typer.Option(help="Path of the agent's Kuzu shard.")] = None,
+    start_now: Annotated[bool, typer.Option(
+        "--start", help="Start it now and wait until it holds its ranges.")] = False,
+    timeout: HandoffTimeout = 300.0,
     json_out: Json = False,
 ) -> None:
-    """Add an agent to a hive's config (start it with: start --agents NAME)."""
+    """Add an agent to a hive's config; with --start it joins the running hive at once.
+
+    A joining agent pulls the ranges it will own from their current owners; reads keep
+    using those owners until it holds them all, so no answer changes while it joins.
+    """
     config = HiveConfig.load(hive)
     agent = AgentConfig(agent_name, prompt, str(kuzu_db.resolve()) if kuzu_db else None)
-    config.with_agent(agent).save()
-    Renderer(json_out).json({"hive": hive, "added": agent_name}) if json_out else \
-        Renderer().message(f"added agent {agent_name} to hive {hive}")
+    updated = config.with_agent(agent)
+    if start_now:
+        check_available(updated)
+    updated.save()
+    doc: dict[str, object] = {"hive": hive, "added": agent_name, "started": False}
+    if start_now:
+        with operations.connected(updated) as link:
+            result = lifecycle.start(updated, link, [agent_name], timeout)[0]
+        if not result.ok:
+            raise CliFailure(f"added agent {agent_name} but it failed to start: "
+                             f"{result.detail}")
+        with ring_ops.view_store(updated) as store:
+            view = ring_ops.wait_settled(store, timeout)
+        doc.update(started=True, pid=result.pid, epoch=view.epoch)
+    out = Renderer(json_out)
+    if json_out:
+        return out.json(doc)
+    joined = f"; it joined the ring (epoch {doc['epoch']})" if start_now else \
+        f" (start it with: amplihack-hive start --hive {hive} --agents {agent_name})"
+    out.message(f"added agent {agent_name} to hive {hive}{joined}")
 
 
 @app.command("remove-agent")
@@ -139,16 +167,49 @@ def remove_agent(
     hive: Hive,
     agent_name: Annotated[str, typer.Option(help="Agent to remove.",
                                             callback=_name_check("agent"))],
+    timeout: HandoffTimeout = 300.0,
     json_out: Json = False,
 ) -> None:
-    """Remove a stopped agent from a hive's config (its shard data is kept)."""
+    """Remove an agent; on a running hive its ranges move to their new owners first.
+
+    The agent keeps serving until the others hold what it owned, then it is stopped and
+    removed from the config (its shard data is kept). Refused when fewer agents than the
+    replication factor would remain.
+    """
     config = HiveConfig.load(hive)
     updated = config.without_agent(agent_name)
-    operations.require_stopped(config, [agent_name], f"remove agent {agent_name!r}")
+    moved = _decommission(config, [agent_name], timeout)
+    supervisor.stop(config, [agent_name], supervisor.STOP_TIMEOUT_S)
     updated.save()
     supervisor.clear_pid(config, agent_name)
-    Renderer(json_out).json({"hive": hive, "removed": agent_name}) if json_out else \
-        Renderer().message(f"removed agent {agent_name} from hive {hive}")
+    out = Renderer(json_out)
+    if json_out:
+        return out.json({"hive": hive, "removed": agent_name, "handoff": moved})
+    how = {"moved": "; its ranges moved to their new owners",
+           "pending": "; its ranges move to their new owners when the hive next runs",
+           "none": ""}[moved]
+    out.message(f"removed agent {agent_name} from hive {hive}{how}")
+
+
+def _decommission(config: HiveConfig, agents: list[str], timeout: float) -> str:
+    """Take ``agents`` out of the ring; wait for their ranges to move if any agent runs.
+
+    Returns "moved", "pending" (nothing runs: the move happens at the next start) or
+    "none" (the hive has no ring view yet, or they are not in it).
+    """
+    with ring_ops.view_store(config) as store:
+        view = store.load()
+        if view is None or not any(a in view.members for a in agents):
+            return "none"
+        for agent in agents:
+            try:
+                ring_ops.request_leave(store, config, agent)
+            except ConfigError as exc:
+                raise CliFailure(str(exc)) from exc
+        if not operations.live_agents(config):
+            return "pending"
+        ring_ops.wait_out(store, agents, timeout)
+        return "moved"
 
 
 @app.command("list")
@@ -215,11 +276,25 @@ def stop(
     hive: Hive,
     agents: AgentsOpt = None,
     timeout: Annotated[float, typer.Option(min=0, help="Seconds before SIGKILL.")] = 10.0,
+    decommission: Annotated[bool, typer.Option(
+        help="Leave the ring for good first: their ranges move to the other agents.")] = False,
+    handoff_timeout: Annotated[float, typer.Option(
+        min=1, help="Seconds to wait for --decommission's hand-off.")] = 300.0,
     json_out: Json = False,
 ) -> None:
-    """Stop agents: SIGTERM, wait, SIGKILL after --timeout, verify they are gone."""
+    """Stop agents: SIGTERM, wait, SIGKILL after --timeout, verify they are gone.
+
+    A plain stop is a pause: the agents keep their place in the ring (after
+    rereplicate_after seconds the others restore their replicas). --decommission moves their
+    ranges to the other agents first.
+    """
     config = HiveConfig.load(hive)
-    names = lifecycle.select_agents(config, _agent_list(agents))
+    wanted = _agent_list(agents)
+    if decommission and not wanted:
+        raise UsageProblem("--decommission needs --agents (the agents that leave the ring)")
+    names = lifecycle.select_agents(config, wanted)
+    if decommission:
+        _decommission(config, names, handoff_timeout)
     results = supervisor.stop(config, names, timeout)
     if all(r.outcome == "not running" for r in results):
         raise CliFailure(f"hive {hive!r} is not running: no agent to stop")
@@ -233,10 +308,16 @@ def stop(
 def status(hive: Hive, json_out: Json = False) -> None:
     """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run)."""
     config = HiveConfig.load(hive)
-    names = config.agent_names()
-    with operations.connected(config) as link:
+    with operations.connected(config) as link, ring_ops.view_store(config) as views:
+        view = views.load()
+        # Agents still owning ranges but no longer configured (a removal pending) too.
+        owning = (*view.current, *view.target) if view is not None else ()
+        names = config.agent_names() + sorted({a for a in owning
+                                               if a not in config.agent_names()})
         states = lifecycle.probe(config, link, names)
-    Renderer(json_out).status(hive, config.transport, states)
+    for s in states:
+        s.ring_state = ring_ops.ring_state(view, s.name)
+    Renderer(json_out).status(hive, config.transport, states, ring_ops.ring_summary(view, states))
     if any(s.status != "running" for s in states):
         raise typer.Exit(EXIT_NOT_RUNNING)
 

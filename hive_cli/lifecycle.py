@@ -48,12 +48,15 @@ class AgentState:
     detail: str = ""
     reply: dict[str, Any] = field(default_factory=dict)
     alive: bool = False  # a crashed state whose process still exists (hung, not dead)
+    ring_state: str = ""  # normal | joining | leaving | down | absent (the ring view's word)
 
     def to_json(self) -> dict[str, Any]:
+        ring = self.reply.get("ring") or {}
         return {"name": self.name, "status": self.status, "pid": self.pid,
                 "facts": self.facts, "rss_mb": self.rss_mb,
                 "uptime_s": None if self.uptime_s is None else round(self.uptime_s, 1),
-                "detail": self.detail}
+                "detail": self.detail, "ring_state": self.ring_state,
+                "epoch": ring.get("epoch"), "under_replicated": ring.get("under_replicated")}
 
 
 def select_agents(config: HiveConfig, wanted: Sequence[str] | None) -> list[str]:

@@ -22,6 +22,7 @@ from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
 from hive_core.errors import HiveError, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, hive_dir, hives_root
+from hive_core.membership.store import FileViewStore
 from hive_core.transports.retry import Backoff, RetryState
 
 LEARN_BATCH = 50
@@ -86,6 +87,11 @@ def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
         count = purge_hive_keys(config.connection_string, config.name, config.key_prefix)
         removed.append(f"{count} Redis key(s) under {config.key_prefix}:{config.name}:")
     if purge_data:
+        if config.transport == "local":  # on Redis the ring view went with the hive's keys
+            view = FileViewStore(config.data_dir)
+            if view.path.exists():
+                removed.append(str(view.path))
+            view.clear()
         for agent in config.agent_names():
             removed.extend(_remove_shard(config.shard_path(agent)))
         if config.storage_path is None:

@@ -89,21 +89,30 @@ class Renderer:
             agents.add_row(escape(a["name"]), escape(a["prompt"] or ""), escape(a["kuzu_db"] or ""))
         self.out.print(agents)
 
-    def status(self, hive: str, transport: str, states: list[AgentState]) -> None:
+    def status(self, hive: str, transport: str, states: list[AgentState],
+               ring: dict[str, Any]) -> None:
         if self.json_mode:
-            return self.json({"hive": hive, "transport": transport,
+            return self.json({"hive": hive, "transport": transport, "ring": ring,
                               "agents": [s.to_json() for s in states]})
-        table = Table("agent", "status", "pid", "uptime", "facts", "rss MB", "detail",
+        table = Table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB", "detail",
                       title=f"hive {escape(hive)} ({transport})")
         for s in states:
             style = STATUS_STYLE.get(s.status, "")
-            table.add_row(escape(s.name), f"[{style}]{s.status}[/]", _num(s.pid),
-                          _uptime(s.uptime_s), _num(s.facts), _num(s.rss_mb), escape(s.detail))
+            ring_style = "" if s.ring_state == "normal" else "yellow"
+            table.add_row(escape(s.name), f"[{style}]{s.status}[/]",
+                          f"[{ring_style}]{s.ring_state}[/]" if ring_style else s.ring_state,
+                          _num(s.pid), _uptime(s.uptime_s), _num(s.facts), _num(s.rss_mb),
+                          escape(s.detail))
         self.out.print(table)
         total = sum(s.facts or 0 for s in states)
         running = sum(s.status == "running" for s in states)
         self._line(f"{running}/{len(states)} running, {total} facts held "
-                       "(counting every replica)")
+                   "(counting every replica)")
+        under = ring["under_replicated"]
+        settled = "settled" if ring["settled"] else \
+            f"moving ({escape(ring.get('waiting_on') or 'agents on older epochs')})"
+        self._line(f"ring epoch {ring['epoch']}, {settled}; under-replicated facts: "
+                   f"{'unknown (no agent running)' if under is None else under}")
 
     def started(self, hive: str, results: list[StartResult]) -> None:
         if self.json_mode:

@@ -30,6 +30,7 @@ from hive_core.hive_config import HiveConfig, amplihack_home
 
 CREATE_TIME_TOLERANCE_S = 0.05
 KILL_WAIT_S = 5.0
+STOP_TIMEOUT_S = 10.0  # SIGTERM grace when a command (not the user) stops an agent
 POLL_S = 0.05
 
 

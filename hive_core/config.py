@@ -56,6 +56,14 @@ class CoreSettings:
     gossip_fanout: int = 3
     # Weight multiplier for a question's names and identifiers (hive_core.search).
     anchor_boost: float = 1.5
+    # A living ring (hive_core.membership). Seconds an agent may be unreachable before the
+    # others mark it down and restore its replicas on the next owners.
+    rereplicate_after: float = 60.0
+    # Seconds after a ring move settles before old owners drop what they no longer own
+    # (readers still on the previous view find it meanwhile).
+    handoff_grace: float = 10.0
+    # Seconds between an agent's checks of the ring view and of its peers' liveness.
+    ring_poll: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CoreSettings:

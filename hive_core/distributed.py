@@ -9,6 +9,13 @@ while asking at most ``query_fanout`` shards.
 Failure handling: every request has a deadline; a shard that fails or times out is listed in
 ``SearchResult.shards_failed`` (``partial=True``) and is avoided as a replica for a short
 while (a suspicion, as in SWIM) so later questions route around it.
+
+A living ring: an agent process feeds the graph its hive's ring view (:meth:`set_rings`,
+see :mod:`hive_core.membership.view`). Reads route on the *current* ring, writes go to the
+owners of the current and the *target* ring while a move is under way, and every message
+carries the view's epoch. A shard with a newer view refuses writes placed under an older
+one (StaleEpoch); the graph then asks ``on_stale`` to refresh its view and places the batch
+again, so no write lands only where the old ring put it.
 """
 
 from __future__ import annotations
@@ -20,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from hive_core.config import DEFAULTS, CoreSettings
-from hive_core.errors import ConfigError, TransportError
+from hive_core.errors import ConfigError, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.gossip import apply_repair, digests, encode_digest, held_filter
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, place
-from hive_core.ring import HashRing
+from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25
 from hive_core.search import (
     SearchResult,
@@ -46,6 +53,7 @@ from hive_core.transports.local import LocalEventBus
 StoreFactory = Callable[[str], ShardStore]
 SUSPECT_SECONDS = 5.0
 FACTS_PER_MESSAGE = 2000
+STALE_RETRIES = 3  # a write or search re-placed after as many view refreshes, then fails
 
 
 class DistributedHiveGraph(BaseHiveGraph):
@@ -78,6 +86,11 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.bm25 = Bm25.from_settings(settings)
         self.ring = HashRing(virtual_nodes=settings.virtual_nodes,
                              replication_factor=settings.replication_factor)
+        # Set while the ring moves (set_rings): the owners of the current and target rings.
+        self._moving: MovingRing | None = None
+        self.epoch = 0  # the ring view's epoch; 0 = no view (an in-process hive)
+        # Called with a receiver's newer epoch; must refresh the view (set_rings) or raise.
+        self.on_stale: Callable[[int], None] | None = None
         self._owns_transport = transport is None
         self.transport: ShardTransport = transport or LocalEventBus()
         self._servers: dict[str, ShardServer] = {}
@@ -85,8 +98,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.write_failures: list[str] = []
         self.gossip_failures: list[str] = []
         self._make_store = store_factory or self._backend_factory(shard_backend, storage_path)
-        self._client = ShardClient(hive_id, self.transport, sender=f"{hive_id}/client",
-                                   local=self._servers, timeout=settings.search_timeout)
+        self._client_name = f"{hive_id}/client"
 
     def _backend_factory(self, backend: str, storage_path: str | Path | None) -> StoreFactory:
         if backend == "memory":
@@ -103,7 +115,7 @@ class DistributedHiveGraph(BaseHiveGraph):
     # -- membership ---------------------------------------------------------------------------
     def register_agent(self, agent_id: str, domain: str = "", trust: float = 1.0) -> None:
         super().register_agent(agent_id, domain, trust)
-        server = ShardServer(agent_id, self._make_store(agent_id), self.ring)
+        server = ShardServer(agent_id, self._make_store(agent_id), self._ring_for_writes)
         self._servers[agent_id] = server
         self.transport.bind(agent_id, server.handle)
         old = self.ring.copy()
@@ -130,7 +142,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         serve, which is how an agent process makes "socket up" mean "ready".
         """
         super().register_agent(agent_id, domain)
-        server = ShardServer(agent_id, store, self.ring)
+        server = ShardServer(agent_id, store, self._ring_for_writes)
         self._servers[agent_id] = server
         if bind:
             self.transport.bind(agent_id, server.handle)
@@ -149,6 +161,29 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.transport.unbind(agent_id)
         self._servers.pop(agent_id).store.close()
 
+    def set_rings(self, epoch: int, current: Collection[str], target: Collection[str]) -> None:
+        """Adopt a ring view: reads route on ``current``; writes also reach ``target``'s
+        owners while the two differ. No data moves here (hive_core.membership does that)."""
+        ring = self._new_ring(current)
+        moving = None if set(target) == set(current) else MovingRing(ring, self._new_ring(target))
+        for agent in set(current) | set(target):
+            if agent not in self._agents:
+                BaseHiveGraph.register_agent(self, agent)
+        # One assignment each, so a reader sees the old or the new ring, never a mixture.
+        self.ring, self._moving, self.epoch = ring, moving, epoch
+
+    def _new_ring(self, agents: Collection[str]) -> HashRing:
+        return HashRing(sorted(agents), virtual_nodes=self.settings.virtual_nodes,
+                        replication_factor=self.settings.replication_factor)
+
+    @property
+    def write_ring(self) -> HashRing | MovingRing:
+        """Where writes go: the moving ring during a move, else the ring."""
+        return self._moving or self.ring
+
+    def _ring_for_writes(self) -> HashRing | MovingRing:
+        return self.write_ring
+
     def _rebalance(self, old: HashRing, holders: Sequence[str]) -> None:
         """Each holder hands the roles it no longer (solely) owns to their new owners."""
         for holder in holders:
@@ -161,9 +196,11 @@ class DistributedHiveGraph(BaseHiveGraph):
             for d in drops:
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
-    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]]) -> set[str]:
+    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]],
+              stale: dict[str, int] | None = None) -> set[str]:
         """Deliver batches (one message per shard per round); returns the shards that failed
-        (recorded in ``write_failures`` and suspected)."""
+        (recorded in ``write_failures`` and suspected). With ``stale`` given, shards that
+        refused as stale go there (shard -> their epoch) instead, for the caller to retry."""
         failed: set[str] = set()
         for per_shard in rounds:
             calls: dict[str, Call] = {
@@ -171,11 +208,23 @@ class DistributedHiveGraph(BaseHiveGraph):
                 for agent, batch in per_shard.items()
             }
             results = client.call_many(calls, timeout=self.settings.store_timeout)
-            failed.update(a for a, r in results.items() if isinstance(r, TransportError))
+            for agent, res in results.items():
+                if isinstance(res, StaleEpoch) and stale is not None:
+                    stale[agent] = max(res.epoch, stale.get(agent, 0))
+                elif isinstance(res, TransportError):
+                    failed.add(agent)
         if failed:
             self.write_failures.extend(sorted(failed))
             self._suspect(failed)
         return failed
+
+    def _refresh_view(self, newer: int) -> bool:
+        """Ask for a view at least as new as ``newer``; True if the epoch moved."""
+        if self.on_stale is None or newer <= self.epoch:
+            return False
+        before = self.epoch
+        self.on_stale(newer)
+        return self.epoch != before
 
     def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> set[str]:
         rounds: list[dict[str, StoreBatch]] = []
@@ -187,10 +236,16 @@ class DistributedHiveGraph(BaseHiveGraph):
         return self._send(client, rounds)
 
     def client_for(self, agent_id: str | None) -> ShardClient:
-        if agent_id is None or agent_id not in self._servers:
-            return self._client
-        return ShardClient(self.hive_id, self.transport, sender=agent_id, local=self._servers,
-                           timeout=self.settings.search_timeout)
+        """A client sending as ``agent_id`` (a local shard, reached without the transport)
+        or as the hive itself; its messages carry the current epoch."""
+        sender = agent_id if agent_id is not None and agent_id in self._servers \
+            else self._client_name
+        return ShardClient(self.hive_id, self.transport, sender=sender, local=self._servers,
+                           timeout=self.settings.search_timeout, epoch=self.epoch)
+
+    @property
+    def _client(self) -> ShardClient:
+        return self.client_for(None)
 
     def _suspect(self, agents: Sequence[str] | set[str]) -> None:
         self.suspect(agents)
@@ -214,11 +269,23 @@ class DistributedHiveGraph(BaseHiveGraph):
         ``write_failures``, suspected) rather than failing the batch. If some fact lost every
         owner of its primary role or of one of its terms, it would be unfindable: that raises.
         """
-        if not len(self.ring):
-            raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-        rounds = [place(facts[i : i + FACTS_PER_MESSAGE], self.ring)
-                  for i in range(0, len(facts), FACTS_PER_MESSAGE)]
-        failed = self._send(self.client_for(via), rounds)
+        for attempt in range(STALE_RETRIES + 1):
+            ring = self.write_ring
+            if not len(ring):
+                raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
+            rounds = [place(facts[i : i + FACTS_PER_MESSAGE], ring)
+                      for i in range(0, len(facts), FACTS_PER_MESSAGE)]
+            stale: dict[str, int] = {}
+            failed = self._send(self.client_for(via), rounds, stale)
+            # Placed under an old view: refresh and place again (stores are idempotent, so
+            # the shards that did take the batch take it again harmlessly).
+            if not stale or attempt == STALE_RETRIES or not self._refresh_view(
+                    max(stale.values())):
+                break
+        if stale:
+            raise StaleEpoch(f"shard(s) {', '.join(sorted(stale))} are at a newer ring epoch "
+                             f"({max(stale.values())}) than this agent ({self.epoch}) after "
+                             f"{STALE_RETRIES} refreshes", max(stale.values()))
         if failed:
             lost = _uncovered_facts(rounds, failed)
             if lost:
@@ -231,12 +298,19 @@ class DistributedHiveGraph(BaseHiveGraph):
         self, query: str, limit: int = 10, asking_agent: str | None = None
     ) -> SearchResult:
         terms = query_terms(query, self.settings.query_fanout)
-        route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
-                            avoid=self._avoid())
-        client = self.client_for(asking_agent)
         emphasis = question_emphasis(query, self.settings.anchor_boost)
-        result = prefer_current(
-            ranked_search(route, client.stats, client.score, self.bm25, limit, emphasis), query)
+        for attempt in range(STALE_RETRIES + 1):
+            route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
+                                avoid=self._avoid())
+            client = self.client_for(asking_agent)
+            result = prefer_current(
+                ranked_search(route, client.stats, client.score, self.bm25, limit, emphasis),
+                query)
+            # A shard that may have dropped what an old ring routed to it refused: refresh
+            # the view and route again.
+            if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(
+                    client.stale_epoch):
+                break
         if result.shards_failed:
             self._suspect(result.shards_failed)
         return result
@@ -306,7 +380,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         store = self._servers[agent_id].store
         records = list(store.records())
         rate = self.settings.bloom_false_positive_rate
-        per_peer = digests(records, agent_id, self.ring, salt, rate, peers)
+        per_peer = digests(records, agent_id, self.write_ring, salt, rate, peers)
         held = held_filter(records, salt, rate)
         calls: dict[str, Call] = {
             peer: (MessageType.GOSSIP_DIGEST, encode_digest(bloom, held))

@@ -10,7 +10,8 @@ CLI, which maps each class to one line and an exit code) can catch by meaning, n
     ├── TransportError         a message could not travel
     │   ├── DeadlineExceeded   no reply before the request's deadline
     │   ├── ConnectionLost     the link to a peer or broker went away
-    │   └── MessageRejected    a message was malformed, too large or of an unknown version
+    │   ├── MessageRejected    a message was malformed, too large or of an unknown version
+    │   │   └── StaleEpoch     sent under an older ring view than the receiver's (refresh, resend)
     └── ShardError             a shard store failed
         ├── ShardInUse         another process holds the shard's database
         └── ShardCorrupt       the shard's files cannot be read
@@ -52,6 +53,18 @@ class ConnectionLost(TransportError):
 
 class MessageRejected(TransportError):
     """A message was malformed, too large, or of an unsupported version."""
+
+
+class StaleEpoch(MessageRejected):
+    """The receiver has a newer ring view than the sender placed or routed the message with.
+
+    ``epoch`` is the receiver's. The sender refreshes its view and sends again: a write placed
+    under an old view might miss an owner that the new view added.
+    """
+
+    def __init__(self, message: str, epoch: int = 0) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 class ShardError(HiveError):

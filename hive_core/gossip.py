@@ -91,7 +91,10 @@ def answer_digest(
         terms = []
         primary = False
         for ring_key, term in role_keys(rec):
-            if sender not in ring.get_agents(ring_key):
+            owners = ring.get_agents(ring_key)
+            # Only roles both sides own: the sender's filter holds just those, and a copy
+            # this shard keeps past a ring move (until its cleanup) is not the sender's gap.
+            if sender not in owners or self_id not in owners:
                 continue
             key = _key(rec.fact_id, term)
             if key in bloom:

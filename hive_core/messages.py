@@ -67,6 +67,10 @@ class Envelope:
     correlation_id: str = ""
     sent_at: float = field(default_factory=time.time)
     v: int = WIRE_VERSION
+    # The sender's ring-view epoch (0: a sender without a view, e.g. an in-process hive).
+    # A receiver with a newer view refuses writes placed under an older one (StaleEpoch);
+    # one with an older view refreshes before it answers (hive_core.membership).
+    epoch: int = 0
 
     def reply(self, payload: dict[str, Any], type: MessageType | None = None) -> Envelope:
         """The answer to this message, addressed back to its sender."""
@@ -80,9 +84,16 @@ class Envelope:
             correlation_id=self.msg_id,
         )
 
-    def error(self, message: str) -> Envelope:
-        """A reply that reports a failure to handle this message."""
-        return self.reply({"error": message}, type=MessageType.ERROR)
+    def error(self, message: str, **detail: Any) -> Envelope:
+        """A reply that reports a failure to handle this message (``detail``: e.g. a
+        machine-readable ``code`` the caller maps to an exception class)."""
+        return self.reply({"error": message, **detail}, type=MessageType.ERROR)
+
+    def stale(self, epoch: int) -> Envelope:
+        """The ERROR reply for a message sent under an older ring view than ``epoch``."""
+        return self.error(f"{self.target} is at ring epoch {epoch}, message was sent at "
+                          f"epoch {self.epoch}; refresh and resend", code="stale_epoch",
+                          epoch=epoch)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +105,7 @@ class Envelope:
             "sender": self.sender,
             "target": self.target,
             "sent_at": self.sent_at,
+            "epoch": self.epoch,
             "payload": self.payload,
         }
 
@@ -117,6 +129,7 @@ class Envelope:
                 msg_id=str(data["msg_id"]),
                 correlation_id=str(data.get("correlation_id") or ""),
                 sent_at=float(data["sent_at"]),
+                epoch=int(data.get("epoch") or 0),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise MessageRejected(f"malformed envelope: {exc}") from exc

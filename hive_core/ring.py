@@ -108,25 +108,62 @@ class HashRing:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        want_real = min(want, len(self._agents))
+        result = self.owners_at(stable_hash(key), want)
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[cache_key] = result
+        return result
+
+    def owners_at(self, point: int, n: int | None = None) -> tuple[str, ...]:
+        """Owners of a key hashing to ``point``: the first ``n`` distinct agents whose
+        tokens are strictly greater, walking clockwise (so a key's arc is ``[prev, token)``)."""
+        want_real = min(self.replication_factor if n is None else n, len(self._agents))
         owners: list[str] = []
         if want_real > 0:
             total = len(self._points)
-            i = bisect.bisect_right(self._points, stable_hash(key)) % total
+            i = bisect.bisect_right(self._points, point) % total
             for step in range(total):
                 owner = self._owners[(i + step) % total]
                 if owner not in owners:
                     owners.append(owner)
                     if len(owners) == want_real:
                         break
-        result = tuple(owners)
-        if len(self._cache) > 200_000:
-            self._cache.clear()
-        self._cache[cache_key] = result
-        return result
+        return tuple(owners)
+
+    @property
+    def points(self) -> tuple[int, ...]:
+        """Every token on the ring, ascending."""
+        return tuple(self._points)
 
     def primary(self, key: str) -> str:
         owners = self.get_agents(key, 1)
         if not owners:
             raise LookupError("the ring has no agents")
         return owners[0]
+
+
+class MovingRing:
+    """Owners while the ring moves from ``current`` to ``target``: every current owner, then
+    the target owners that are new. Writes placed with it reach both the shards reads use
+    now and the ones they will use after the move (hive_core.membership.view)."""
+
+    __slots__ = ("current", "replication_factor", "target")
+
+    def __init__(self, current: HashRing, target: HashRing) -> None:
+        self.current = current
+        self.target = target
+        self.replication_factor = current.replication_factor
+
+    def get_agents(self, key: str, n: int | None = None) -> tuple[str, ...]:
+        now = self.current.get_agents(key, n)
+        return now + tuple(a for a in self.target.get_agents(key, n) if a not in now)
+
+    @property
+    def agents(self) -> frozenset[str]:
+        return self.current.agents | self.target.agents
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self.current or agent_id in self.target

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hive_core.errors import TransportError
+from hive_core.errors import StaleEpoch, TransportError
 from hive_core.facts import HiveFact
 from hive_core.messages import Envelope, MessageType
 from hive_core.shard_server import ShardServer
@@ -31,12 +31,15 @@ class ShardClient:
         sender: str,
         local: Mapping[str, ShardServer] | None = None,
         timeout: float,
+        epoch: int = 0,
     ) -> None:
         self.hive_id = hive_id
         self.transport = transport
         self.sender = sender
         self.local = local if local is not None else {}
         self.timeout = timeout
+        self.epoch = epoch  # the sender's ring view, carried by every envelope
+        self.stale_epoch = 0  # the newest epoch a shard refused us with (StaleEpoch)
 
     def call_many(
         self, calls: Mapping[str, Call], timeout: float | None = None
@@ -49,9 +52,13 @@ class ShardClient:
             if server is not None:
                 out[shard] = self._direct(server, kind, payload)
             else:
-                remote.append(Envelope(kind, self.hive_id, self.sender, shard, payload))
+                remote.append(Envelope(kind, self.hive_id, self.sender, shard, payload,
+                                       epoch=self.epoch))
         if remote:
             out.update(request_payloads(self.transport, remote, timeout or self.timeout))
+        for res in out.values():
+            if isinstance(res, StaleEpoch):
+                self.stale_epoch = max(self.stale_epoch, res.epoch)
         return out
 
     @staticmethod

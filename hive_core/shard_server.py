@@ -7,23 +7,27 @@ tombstones), so a redelivered message never duplicates a fact.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hive_core.facts import HiveEdge
 from hive_core.gossip import answer_digest
+from hive_core.membership.ranges import RangeSet, roles_in
 from hive_core.messages import Envelope, MessageType
-from hive_core.ring import HashRing
+from hive_core.ring import HashRing, MovingRing, stable_hash
 from hive_core.store.base import ShardStore, StoreBatch
+
+RingSource = Callable[[], HashRing | MovingRing]
+HANDOFF_PAGE = 2000  # facts per hand-off reply, so no message nears its size limit
 
 
 class ShardServer:
     """Handles SHARD_QUERY / SHARD_STORE / SHARD_DELETE for one agent's store."""
 
-    def __init__(self, agent_id: str, store: ShardStore, ring: HashRing | None = None) -> None:
+    def __init__(self, agent_id: str, store: ShardStore, ring: RingSource | None = None) -> None:
         self.agent_id = agent_id
         self.store = store
-        self.ring = ring  # the hive's ring (shared, live); needed to answer gossip
+        self.ring = ring  # the hive's write ring as of now; needed to answer gossip
 
     def handle(self, env: Envelope) -> Envelope | None:
         if env.type == MessageType.SHARD_QUERY:
@@ -34,7 +38,7 @@ class ShardServer:
             return env.reply(self.delete_payload(env.payload))
         if env.type == MessageType.GOSSIP_DIGEST and self.ring is not None:
             return env.reply(answer_digest(self.store, self.agent_id, env.sender, env.payload,
-                                           self.ring))
+                                           self.ring()))
         return env.error(f"{self.agent_id} does not handle {env.type}")
 
     # The three handlers below are also called directly for the asking agent's own shard.
@@ -60,7 +64,33 @@ class ShardServer:
         if op == "search":
             hits = store.search(p["query"], int(p.get("limit", 10)))
             return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
+        if op == "handoff":
+            return self.handoff_page(p)
         raise ValueError(f"unknown shard query op {op!r}")
+
+    def handoff_page(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """The roles held here whose ring keys hash into ``ranges``, ``limit`` facts a page
+        after fact id ``after`` (a joining or gaining shard pulls its new ranges this way;
+        hive_core.membership.handoff). The first page also carries the tombstones of facts
+        whose id lies in the ranges, so a retraction moves with its range."""
+        ranges = RangeSet(p["ranges"])
+        after = str(p.get("after") or "")
+        limit = max(1, min(int(p.get("limit", HANDOFF_PAGE)), HANDOFF_PAGE))
+        rows = sorted((r for r in self.store.records() if r.fact_id > after),
+                      key=lambda r: r.fact_id)
+        out = []
+        cursor = None
+        for rec in rows:
+            part = roles_in(rec, ranges)
+            if part is not None:
+                out.append(part)
+                if len(out) >= limit:
+                    cursor = rec.fact_id
+                    break
+        tombstones = [] if after else [
+            f for f in self.store.tombstones() if stable_hash(f) in ranges]
+        return {"batch": StoreBatch.from_records(out).to_wire(), "tombstones": tombstones,
+                "next": cursor}
 
     def store_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
         batch = StoreBatch.from_wire(p["batch"]) if "batch" in p else None

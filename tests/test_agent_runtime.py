@@ -283,7 +283,7 @@ def test_startup_failures_exit_1_with_one_clear_line(make_hive) -> None:
     second = hive.spawn("a0", as_name="a0-again")
     assert second.wait(timeout=30) == 1
     log = hive.log_of(second)
-    assert "already listening" in log and "Traceback" not in log
+    assert "already running" in log and "Traceback" not in log
     assert hive.status("a0")["pid"] == first.pid  # the running agent was not disturbed
 
 

@@ -11,6 +11,8 @@ from cli_helpers import cli, cli_process
 
 from hive_cli import supervisor
 from hive_core.hive_config import HiveConfig
+from hive_core.membership.store import FileViewStore
+from hive_core.membership.view import initial
 
 SECRET = "s3cr3t-pa55"
 
@@ -59,7 +61,7 @@ def test_add_and_remove_agent(amplihack_home, tmp_path, capsys):
     res = cli(capsys, "add-agent", "--hive", "d", "--agent-name", "analyst",
               "--prompt", "You track incidents.", "--kuzu-db", str(tmp_path / "k.db"), "--json")
     assert res.code == 0, res.err
-    assert res.json() == {"hive": "d", "added": "analyst"}
+    assert res.json() == {"hive": "d", "added": "analyst", "started": False}
     shown = cli(capsys, "show", "--hive", "d", "--json").json()
     agent = shown["agents"][1]
     assert agent == {"name": "analyst", "prompt": "You track incidents.",
@@ -70,14 +72,20 @@ def test_add_and_remove_agent(amplihack_home, tmp_path, capsys):
     assert HiveConfig.load("d").agent_names() == ["agent_0"]
 
 
-def test_remove_running_agent_is_refused(amplihack_home, capsys):
-    cli(capsys, "create", "--name", "e", "--agents", "2")
+def test_remove_below_replication_factor_is_refused(amplihack_home, capsys):
+    cli(capsys, "create", "--name", "e", "--agents", "3")
     cfg = HiveConfig.load("e")
+    views = FileViewStore(cfg.data_dir)
+    assert views.swap(0, initial(cfg.agent_names()))  # the view a first start writes
+    before = views.path.read_bytes()
     record = supervisor.spawn(cfg, "agent_1", [sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         res = cli(capsys, "remove-agent", "--hive", "e", "--agent-name", "agent_1")
-        assert res.code == 1 and "running" in res.err
-        assert HiveConfig.load("e").agent_names() == ["agent_0", "agent_1"]
+        assert res.code == 1 and "fewer than the replication factor 3" in res.err
+        assert "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
+        assert HiveConfig.load("e").agent_names() == ["agent_0", "agent_1", "agent_2"]
+        assert views.path.read_bytes() == before  # nothing half-done in the ring either
+        assert supervisor.live_process(record) is not None  # and the agent still runs
         gone = cli(capsys, "delete", "--hive", "e")
         assert gone.code == 1 and "stop them first" in gone.err
         assert cfg.config_path.exists()

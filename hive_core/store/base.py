@@ -159,6 +159,10 @@ class ShardStore(Protocol):
         """Number of (term, fact) postings held."""
         ...
 
+    def primary_ids(self) -> list[str]:
+        """Ids of the live facts held in the primary role (for replica accounting)."""
+        ...
+
     def records(self) -> Iterator[StoreRecord]:
         """Every live record with its roles (for hand-off and anti-entropy)."""
         ...

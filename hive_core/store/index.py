@@ -186,6 +186,10 @@ class IndexedStore:
     def count(self) -> int:
         return self._index.primary_live
 
+    def primary_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._index.primary)
+
     def index_size(self) -> int:
         with self._lock:
             return self._index.size()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from hive_core.errors import ConnectionLost, MessageRejected, TransportError
+from hive_core.errors import ConnectionLost, MessageRejected, StaleEpoch, TransportError
 from hive_core.messages import Envelope, MessageType, encode
 
 Handler = Callable[[Envelope], Envelope | None]
@@ -100,5 +100,8 @@ def check_reply(reply: Reply) -> Envelope:
     if isinstance(reply, TransportError):
         raise reply
     if reply.type == MessageType.ERROR:
-        raise MessageRejected(f"{reply.sender}: {reply.payload.get('error', 'unknown error')}")
+        text = f"{reply.sender}: {reply.payload.get('error', 'unknown error')}"
+        if reply.payload.get("code") == "stale_epoch":
+            raise StaleEpoch(text, int(reply.payload.get("epoch") or 0))
+        raise MessageRejected(text)
     return reply

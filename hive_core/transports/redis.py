@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -234,10 +234,11 @@ class RedisShardTransport:
             return self._consumers[agent_id]
 
     # -- membership ---------------------------------------------------------------------------
-    def live_members(self) -> set[str]:
-        """Agents of this hive that are live now (heartbeating)."""
+    def live_members(self, candidates: Iterable[str] | None = None) -> set[str]:
+        """Agents of this hive (of ``candidates``, default: all registered) that are live now
+        (heartbeating): the Liveness protocol of hive_core.membership.liveness."""
         try:
-            return self.membership.live()
+            return self.membership.live(None if candidates is None else set(candidates))
         except redis.RedisError as exc:
             raise self._lost(exc) from exc
 

@@ -76,6 +76,11 @@ class RedisKeys:
     def members(self) -> str:
         return f"{self.namespace}:members"
 
+    @property
+    def ring(self) -> str:
+        """The hive's ring view (hive_core.membership.redis_store)."""
+        return f"{self.namespace}:ring"
+
 
 class RedisMembership:
     """Claims, heartbeats and releases agent names of one hive (see module docstring)."""

@@ -1,0 +1,98 @@
+"""Moving ranges: a gaining shard pulls them; an old owner later drops what it lost.
+
+Pull, not push: the shard that gains ranges (a joiner, or the next owner of a dead or
+leaving agent's ranges) is the one that knows when it has all of them, so it can say so in
+the view (``record_sync``) and the view flips only when every gainer has. It asks each old
+owner of its gained segments (:func:`~hive_core.membership.ranges.gained_segments`) for the
+roles hashing into them, page by page, each page with a deadline. Old owners that are not
+alive are skipped (the other replicas of their segments answer); one that is alive but fails
+makes the pull incomplete, and the caller tries again on its next tick.
+
+Stores merge idempotently, so a page that arrives twice, or a range pulled from two
+replicas, is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from hive_core.errors import TransportError
+from hive_core.membership.ranges import gained_segments, ranges_by_source
+from hive_core.messages import MessageType
+from hive_core.placement import Drop
+from hive_core.ring import HashRing
+from hive_core.shard_client import ShardClient
+from hive_core.shard_server import HANDOFF_PAGE
+from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
+
+
+@dataclass(slots=True)
+class PullReport:
+    """What one pull did: sources that answered fully, those that failed, what arrived."""
+
+    sources: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not alive: their replicas answer
+    failed: dict[str, str] = field(default_factory=dict)
+    facts: int = 0
+    bytes: int = 0
+    segments: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
+def pull_gains(
+    client: ShardClient, store: ShardStore, me: str, old: HashRing, new: HashRing, *,
+    live: Collection[str] | None = None, timeout: float, page: int = HANDOFF_PAGE,
+) -> PullReport:
+    """Pull into ``store`` every role ``me`` owns in ``new`` and did not own in ``old``."""
+    report = PullReport()
+    segments = gained_segments(old, new, me)
+    report.segments = len(segments)
+    for source, ranges in sorted(ranges_by_source(segments, me).items()):
+        if live is not None and source not in live:
+            report.skipped.append(source)
+            continue
+        try:
+            _pull_from(client, store, source, ranges, timeout, page, report)
+        except TransportError as exc:
+            report.failed[source] = str(exc) or type(exc).__name__
+            continue
+        report.sources.append(source)
+    return report
+
+
+def _pull_from(client: ShardClient, store: ShardStore, source: str,
+               ranges: list[tuple[int, int]], timeout: float, page: int,
+               report: PullReport) -> None:
+    after = ""
+    while True:
+        res = client.call_many({source: (MessageType.SHARD_QUERY, {
+            "op": "handoff", "ranges": [list(r) for r in ranges], "after": after,
+            "limit": page})}, timeout=timeout)[source]
+        if isinstance(res, TransportError):
+            raise res
+        report.bytes += len(json.dumps(res, separators=(",", ":")))
+        for fid in res.get("tombstones", ()):
+            store.retract(fid)
+        batch = StoreBatch.from_wire(res["batch"])
+        if len(batch):
+            store.put(batch)
+            report.facts += len(batch)
+        if not res.get("next"):
+            return
+        after = str(res["next"])
+
+
+def stale_roles(records: Iterable[StoreRecord], me: str, ring: HashRing) -> list[Drop]:
+    """Roles held here that ``ring`` gives to other shards only (to drop after a move)."""
+    drops = []
+    for rec in records:
+        lost_terms = frozenset(t for t in rec.terms if me not in ring.get_agents(t))
+        lost_primary = rec.primary and me not in ring.get_agents(rec.fact_id)
+        if lost_terms or lost_primary:
+            drops.append(Drop(rec.fact_id, lost_terms, lost_primary))
+    return drops
