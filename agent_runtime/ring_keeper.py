@@ -67,7 +67,8 @@ class RingKeeper:
         self.settings = settings
         self.view: RingView | None = None
         self.live: frozenset[str] = frozenset()
-        self.cleaned_epoch = 0
+        self.cleaned_epoch = 0  # the last epoch whose stale roles are all dropped
+        self._fence_epoch = 0  # reads from before this epoch are refused (cleanup began)
         self.last_pull: PullReport | None = None
         self.last_error = ""
         self._epoch_seen = time.monotonic()
@@ -152,7 +153,7 @@ class RingKeeper:
         if env.type in (MessageType.SHARD_STORE, MessageType.SHARD_DELETE):
             return env.stale(self.epoch)
         if (env.type == MessageType.SHARD_QUERY and env.payload.get("op") in _FENCED_READS
-                and env.epoch < self.cleaned_epoch):
+                and env.epoch < self._fence_epoch):
             return env.stale(self.epoch)
         return None
 
@@ -238,13 +239,14 @@ class RingKeeper:
             if self.epoch != view.epoch:
                 return
             # From here, readers on an older view may miss what is dropped: refuse them.
-            self.cleaned_epoch = view.epoch
+            self._fence_epoch = view.epoch
         for i in range(0, len(drops), DROP_CHUNK):
             with self._lock:
                 if self.epoch != view.epoch:
                     return  # the ring moved again: this view's cleanup no longer applies
                 for d in drops[i:i + DROP_CHUNK]:
                     self.store.drop(d.fact_id, d.terms, d.primary)
+        self.cleaned_epoch = view.epoch
         if drops:
             log.info("dropped %d fact(s)' roles this shard no longer owns at epoch %d",
                      len(drops), view.epoch)

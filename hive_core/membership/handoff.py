@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from hive_core.errors import TransportError
-from hive_core.membership.ranges import gained_segments, ranges_by_source
+from hive_core.membership.ranges import gained_segments
 from hive_core.messages import MessageType
 from hive_core.placement import Drop
 from hive_core.ring import HashRing
@@ -35,33 +35,61 @@ class PullReport:
     sources: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # not alive: their replicas answer
     failed: dict[str, str] = field(default_factory=dict)
+    unserved: int = 0  # segments whose every alive old owner failed
     facts: int = 0
     bytes: int = 0
     segments: int = 0
 
     @property
     def complete(self) -> bool:
-        return not self.failed
+        return not self.unserved
 
 
 def pull_gains(
     client: ShardClient, store: ShardStore, me: str, old: HashRing, new: HashRing, *,
     live: Collection[str] | None = None, timeout: float, page: int = HANDOFF_PAGE,
 ) -> PullReport:
-    """Pull into ``store`` every role ``me`` owns in ``new`` and did not own in ``old``."""
+    """Pull into ``store`` every role ``me`` owns in ``new`` and did not own in ``old``.
+
+    Each segment is pulled from ONE of its old owners (its replicas hold the same roles;
+    asking all of them tripled the bytes of a join), spread over the owners by segment;
+    when that owner fails, its segments go to the next old owner in the same call. Owners
+    not alive are skipped; a segment none of whose owners answered leaves the pull
+    incomplete.
+    """
     report = PullReport()
     segments = gained_segments(old, new, me)
     report.segments = len(segments)
-    for source, ranges in sorted(ranges_by_source(segments, me).items()):
-        if live is not None and source not in live:
-            report.skipped.append(source)
-            continue
-        try:
-            _pull_from(client, store, source, ranges, timeout, page, report)
-        except TransportError as exc:
-            report.failed[source] = str(exc) or type(exc).__name__
-            continue
-        report.sources.append(source)
+    choices: list[list[str]] = []
+    for seg in segments:
+        owners = [s for s in seg.sources if s != me]
+        alive = [s for s in owners if live is None or s in live]
+        report.skipped.extend(s for s in owners if s not in alive and s not in report.skipped)
+        if alive:
+            turn = seg.lo % len(alive)
+            choices.append(alive[turn:] + alive[:turn])
+        else:
+            choices.append([])
+    pending = [i for i, c in enumerate(choices) if c]
+    while pending:
+        by_source: dict[str, list[int]] = {}
+        for i in pending:
+            by_source.setdefault(choices[i][0], []).append(i)
+        pending = []
+        for source, idx in sorted(by_source.items()):
+            ranges = [(segments[i].lo, segments[i].hi) for i in idx]
+            try:
+                _pull_from(client, store, source, ranges, timeout, page, report)
+            except TransportError as exc:
+                report.failed[source] = str(exc) or type(exc).__name__
+                for i in idx:
+                    choices[i].pop(0)
+                    if choices[i]:
+                        pending.append(i)
+                    else:
+                        report.unserved += 1
+                continue
+            report.sources.append(source)
     return report
 
 

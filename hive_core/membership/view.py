@@ -105,14 +105,14 @@ class RingView:
                 down=_names(data.get("down", ())), leaving=_names(data.get("leaving", ())),
                 synced={str(k): int(v) for k, v in dict(data.get("synced") or {}).items()},
                 changed_at=float(data.get("changed_at") or 0.0))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ConfigError(f"the hive's ring view is unreadable: {exc}") from exc
 
     @classmethod
     def decode(cls, text: str | bytes) -> RingView:
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ConfigError(f"the hive's ring view is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
