@@ -70,6 +70,8 @@ class RingKeeper:
         self.cleaned_epoch = 0  # the last epoch whose stale roles are all dropped
         self._fence_epoch = 0  # reads from before this epoch are refused (cleanup began)
         self.last_pull: PullReport | None = None
+        self.pulled_facts = 0  # over this process's life, for benchmarks and status
+        self.pulled_bytes = 0
         self.last_error = ""
         self._epoch_seen = time.monotonic()
         self._unseen: dict[str, float] = {}
@@ -225,6 +227,8 @@ class RingKeeper:
                             self.ring(view.target), live=self.live | {self.name},
                             timeout=self.settings.store_timeout)
         self.last_pull = report
+        self.pulled_facts += report.facts
+        self.pulled_bytes += report.bytes
         if report.facts or report.failed:
             log.info("hand-off at epoch %d: pulled %d fact(s), %d bytes from %s%s",
                      view.epoch, report.facts, report.bytes, _csv(report.sources),
@@ -290,6 +294,7 @@ class RingKeeper:
             "pending": pending,
             "under_replicated": self.under_replicated(),
             "cleaned_epoch": self.cleaned_epoch,
+            "pulled": {"facts": self.pulled_facts, "bytes": self.pulled_bytes},
             "last_pull": None if pull is None else {
                 "facts": pull.facts, "bytes": pull.bytes, "sources": pull.sources,
                 "failed": pull.failed, "skipped": pull.skipped},

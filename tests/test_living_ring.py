@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import cli_process
-from ring_helpers import AskLoad, Reference, extract, ring_statuses, settled_and_clean, wait_for
 
 from bench.cli_processes import synthetic_turns
+from bench.ring_load import AskLoad, Reference, extract, ring_statuses, settled_and_clean, wait_for
 from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink
 from hive_core.hive_config import HiveConfig
@@ -80,8 +80,8 @@ def _questions(turns: list[str]) -> list[str]:
     for turn in picks:
         words = turn.split()
         out.append(" ".join(words[:7]) + "?")
-    return out + ["Who leads project P4?", "Which incident hit the billing service?",
-                  "What is the p99 latency of the search service?"]
+    return [*out, "Who leads project P4?", "Which incident hit the billing service?",
+            "What is the p99 latency of the search service?"]
 
 
 def test_join_and_leave_while_clients_ask(hive_home: Path, tmp_path: Path) -> None:

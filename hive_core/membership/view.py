@@ -98,6 +98,11 @@ class RingView:
 
     @classmethod
     def from_dict(cls, data: Any) -> RingView:
+        lists = ("current", "target", "down", "leaving")
+        if not isinstance(data, dict) or any(
+                not isinstance(data.get(k, []), list) for k in lists):
+            raise ConfigError("the hive's ring view is unreadable: expected an object with "
+                              "lists of agent names (current, target, down, leaving)")
         try:
             return cls(
                 epoch=int(data["epoch"]), version=int(data["version"]),

@@ -1,4 +1,4 @@
-"""Helpers for living-ring tests: an independent reference hive, question load, waiting.
+"""Living-ring checks shared by tests and bench.membership: a reference hive, question load.
 
 The reference is a hive *built fresh* in this process (memory shards, the in-process bus)
 from the same turns, extracted here with the same offline extractor: it shares no state with
@@ -140,7 +140,10 @@ def ring_statuses(link: AgentLink, agents: Sequence[str]) -> dict[str, dict[str,
 
 def settled_and_clean(link: AgentLink, agents: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     """The agents' status once all are on one settled epoch and have dropped stale roles."""
-    st = ring_statuses(link, agents)
+    replies = link.status(list(agents), 5.0)
+    if not all(isinstance(r, dict) for r in replies.values()):
+        return None  # an agent still starting (or gone): not settled yet
+    st: dict[str, dict[str, Any]] = replies  # type: ignore[assignment]
     epochs = {s["ring"]["epoch"] for s in st.values()}
     if len(epochs) != 1:
         return None
