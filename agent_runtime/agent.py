@@ -229,8 +229,16 @@ class Agent:
         if env.type in (MessageType.SHARD_QUERY, MessageType.SHARD_STORE,
                         MessageType.SHARD_DELETE, MessageType.GOSSIP_DIGEST):
             keeper = self.keeper
-            refusal = keeper.admit(env) if keeper is not None else None
-            return refusal or server.handle(env)
+            if keeper is None:
+                return server.handle(env)
+            refusal = keeper.admit(env)
+            if refusal is not None:
+                return refusal
+            reply = server.handle(env)
+            # A write admitted just before the view moved may have missed a pull that
+            # scanned meanwhile: refuse it after the fact, so the writer places it again
+            # under the new view (storing twice is harmless).
+            return keeper.recheck(env) or reply
         if env.type == MessageType.LEARN:
             return env.reply(self._logged("LEARN", self.learn, env.payload))
         if env.type == MessageType.ASK:

@@ -159,6 +159,14 @@ class RingKeeper:
             return env.stale(self.epoch)
         return None
 
+    def recheck(self, env: Envelope) -> Envelope | None:
+        """After handling ``env``: a StaleEpoch reply if it was a write and the view moved
+        past its epoch meanwhile (see Agent.handle)."""
+        if (env.epoch and env.type in (MessageType.SHARD_STORE, MessageType.SHARD_DELETE)
+                and env.epoch < self.epoch):
+            return env.stale(self.epoch)
+        return None
+
     # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.wait(self.settings.ring_poll):
@@ -225,7 +233,7 @@ class RingKeeper:
         client = self.graph.client_for(self.name)
         report = pull_gains(client, self.store, self.name, self.ring(view.current),
                             self.ring(view.target), live=self.live | {self.name},
-                            timeout=self.settings.store_timeout)
+                            timeout=self.settings.handoff_timeout)
         self.last_pull = report
         self.pulled_facts += report.facts
         self.pulled_bytes += report.bytes
@@ -266,7 +274,8 @@ class RingKeeper:
         if view is None:
             return 0
         ring = self.ring(view.current)
-        live = self.live | {self.name}
+        # Asked now, not the last tick's answer: a death a moment ago already counts.
+        live = self.liveness.live_members(set(view.current) - {self.name}) | {self.name}
         want = min(self.graph.settings.replication_factor, len(view.current))
         count = 0
         for fid in self.store.primary_ids():

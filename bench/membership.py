@@ -93,6 +93,7 @@ def run_processes(n: int, n_facts: int) -> dict[str, Any]:
         load.stop()
         out["join_pulled_facts"], out["join_pulled_bytes"] = _pulled(link, joined)
         out["join_answers"], out["join_wrong"] = load.answers, len(load.wrong) + len(load.errors)
+        out["join_wrong_first"] = (load.wrong + load.errors)[:3]
 
         # -- leave ------------------------------------------------------------------------
         stay = [a for a in joined if a != "agent_1"]
@@ -112,6 +113,7 @@ def run_processes(n: int, n_facts: int) -> dict[str, Any]:
         out["leave_pulled_bytes"] = after[1] - before[1]
         out["leave_answers"], out["leave_wrong"] = load.answers, len(load.wrong) + len(
             load.errors)
+        out["leave_wrong_first"] = (load.wrong + load.errors)[:3]
 
         # -- death ------------------------------------------------------------------------
         record = supervisor.read_pid(HiveConfig.load(name), "agent_2")

@@ -64,6 +64,9 @@ class CoreSettings:
     handoff_grace: float = 10.0
     # Seconds between an agent's checks of the ring view and of its peers' liveness.
     ring_poll: float = 1.0
+    # Deadline of one hand-off page (a source scans its shard for it; under load that takes
+    # longer than a store, and a page that misses it is asked again from the start).
+    handoff_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CoreSettings:

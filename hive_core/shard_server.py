@@ -7,6 +7,10 @@ tombstones), so a redelivered message never duplicates a fact.
 
 from __future__ import annotations
 
+import bisect
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,10 +19,12 @@ from hive_core.gossip import answer_digest
 from hive_core.membership.ranges import RangeSet, roles_in
 from hive_core.messages import Envelope, MessageType
 from hive_core.ring import HashRing, MovingRing, stable_hash
-from hive_core.store.base import ShardStore, StoreBatch
+from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 RingSource = Callable[[], HashRing | MovingRing]
-HANDOFF_PAGE = 5000  # facts per hand-off reply (~2.5 MB of JSON, far below the message limit)
+SELECTION_TTL = 120.0  # seconds a pull's selection is kept between its pages
+SELECTIONS_KEPT = 8  # concurrent pulls served from a kept selection; more rescan
+HANDOFF_PAGE = 2000  # facts per hand-off reply (~1 MB of JSON), each page its own deadline
 
 
 class ShardServer:
@@ -28,6 +34,7 @@ class ShardServer:
         self.agent_id = agent_id
         self.store = store
         self.ring = ring  # the hive's write ring as of now; needed to answer gossip
+        self._pulls = _Selections()  # hand-off selections by pull id (handoff_page)
 
     def handle(self, env: Envelope) -> Envelope | None:
         if env.type == MessageType.SHARD_QUERY:
@@ -72,24 +79,31 @@ class ShardServer:
         """The roles held here whose ring keys hash into ``ranges``, ``limit`` facts a page
         after fact id ``after`` (a joining or gaining shard pulls its new ranges this way;
         hive_core.membership.handoff). The first page also carries the tombstones of facts
-        whose id lies in the ranges, so a retraction moves with its range."""
-        ranges = RangeSet(p["ranges"])
+        whose id lies in the ranges, so a retraction moves with its range.
+
+        The shard is scanned once per pull: the first page (``after`` empty) selects every
+        matching role and keeps the selection under the pull's id for the later pages. A
+        snapshot is enough: a write that arrives after it was placed under the puller's
+        epoch or newer (older ones are refused), so it reached the puller directly.
+        """
         after = str(p.get("after") or "")
+        pull = str(p.get("pull") or "")
         limit = max(1, min(int(p.get("limit", HANDOFF_PAGE)), HANDOFF_PAGE))
-        rows = sorted((r for r in self.store.records() if r.fact_id > after),
-                      key=lambda r: r.fact_id)
-        out = []
-        cursor = None
-        for rec in rows:
-            part = roles_in(rec, ranges)
-            if part is not None:
-                out.append(part)
-                if len(out) >= limit:
-                    cursor = rec.fact_id
-                    break
+        rows = self._pulls.get(pull) if after and pull else None
+        if rows is None:
+            ranges = RangeSet(p["ranges"])
+            parts = (roles_in(r, ranges) for r in self.store.records())
+            rows = sorted((r for r in parts if r is not None), key=lambda r: r.fact_id)
+            if pull:
+                self._pulls.put(pull, rows)
+        start = bisect.bisect_right(rows, after, key=lambda r: r.fact_id) if after else 0
+        page = rows[start:start + limit]
+        cursor = page[-1].fact_id if start + limit < len(rows) else None
+        if cursor is None and pull:
+            self._pulls.forget(pull)
         tombstones = [] if after else [
-            f for f in self.store.tombstones() if stable_hash(f) in ranges]
-        return {"batch": StoreBatch.from_records(out).to_wire(), "tombstones": tombstones,
+            f for f in self.store.tombstones() if stable_hash(f) in RangeSet(p["ranges"])]
+        return {"batch": StoreBatch.from_records(page).to_wire(), "tombstones": tombstones,
                 "next": cursor}
 
     def store_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,3 +118,26 @@ class ShardServer:
         for d in p.get("drops", ()):
             self.store.drop(d["fact_id"], d["terms"], bool(d["primary"]))
         return {"retracted": retracted}
+
+
+class _Selections:
+    """A few hand-off selections, by pull id, each kept for SELECTION_TTL seconds."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple[float, list[StoreRecord]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> list[StoreRecord] | None:
+        with self._lock:
+            item = self._items.get(key)
+            return item[1] if item is not None and item[0] > time.monotonic() else None
+
+    def put(self, key: str, rows: list[StoreRecord]) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + SELECTION_TTL, rows)
+            while len(self._items) > SELECTIONS_KEPT:
+                self._items.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from redis_helpers import delete_prefix, shared_redis, unique_prefix
+from redis_hive import RedisHive
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +30,12 @@ def prefix() -> Iterator[str]:
     yield name
     delete_prefix(admin, name)
     admin.close()
+
+
+@pytest.fixture
+def hives() -> Iterator[list[RedisHive]]:
+    """Redis hives (groups of agent processes) a test starts; all killed afterwards."""
+    made: list[RedisHive] = []
+    yield made
+    for hive in made:
+        hive.stop_all()

@@ -171,10 +171,14 @@ def test_deaths_restore_replicas_and_a_returning_agent_catches_up(hive_home: Pat
     for agent in ("agent_3", "agent_11"):
         hive.kill(agent)
     alive = [a for a in names if a not in ("agent_3", "agent_11")]
+    dead: set[str] = {"agent_3", "agent_11"}
 
     def restored() -> dict | None:
+        """Every live agent on one settled, cleaned epoch that lists the dead as down,
+        counting no under-replicated fact."""
         st = settled_and_clean(link, alive)
-        if st and sum(s["ring"]["under_replicated"] for s in st.values()) == 0:
+        if st and all(dead <= set(s["ring"]["down"]) for s in st.values()) and sum(
+                s["ring"]["under_replicated"] for s in st.values()) == 0:
             return st
         return None
 
@@ -185,6 +189,7 @@ def test_deaths_restore_replicas_and_a_returning_agent_catches_up(hive_home: Pat
     for agent in ("agent_7", "agent_15"):
         hive.kill(agent)
     alive = [a for a in alive if a not in ("agent_7", "agent_15")]
+    dead.update({"agent_7", "agent_15"})
     missing = []
     for fact in facts.values():
         reply = link.ask(alive[hash(fact.fact_id) % len(alive)], fact.content, 10, 15.0)
@@ -195,6 +200,7 @@ def test_deaths_restore_replicas_and_a_returning_agent_catches_up(hive_home: Pat
     st = wait_for(restored, 90, "replicas of four dead agents restored")
     hive.ok("start", "--hive", "deaths", "--agents", "agent_3")
     alive.append("agent_3")
+    dead.discard("agent_3")
     st = wait_for(restored, 90, "agent_3 back in the ring")
     assert st["agent_3"]["ring"]["state"] == "normal" and st["agent_3"]["facts"] > 0
     reference = Reference(facts, alive, RF)

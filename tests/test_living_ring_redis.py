@@ -5,7 +5,6 @@ while a client keeps asking. Answers and final counts are checked against a fres
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ pytestmark = pytest.mark.slow
 
 RF = 3
 FAST = {"AMPLIHACK_HANDOFF_GRACE": "1", "AMPLIHACK_RING_POLL": "0.3"}
-
-
-@pytest.fixture
-def hives() -> Iterator[list[RedisHive]]:
-    made: list[RedisHive] = []
-    yield made
-    for hive in made:
-        hive.stop_all()
 
 
 def test_concurrent_joins_across_two_process_groups(tmp_path: Path, prefix: str,

@@ -6,7 +6,6 @@ Each test has its own key prefix (deleted afterwards); every child is killed by 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ RF = 3
 INCIDENT = ("Incident INC-2041 was caused by CVE-2024-3094 in xz-utils 5.6.0. "
             "It was patched on 2024-03-29, and the blast radius covered subnet 10.0.1.0/24.")
 ATLAS = "Alice Chen leads the Atlas project. The Atlas deadline moved to 2024-06-01."
-
-
-@pytest.fixture
-def hives() -> Iterator[list[RedisHive]]:
-    made: list[RedisHive] = []
-    yield made
-    for hive in made:
-        hive.stop_all()
 
 
 def test_two_hives_share_one_redis_without_crosstalk(tmp_path: Path, prefix: str,
