@@ -16,7 +16,7 @@ from typing import Any
 
 from hive_core.facts import HiveEdge
 from hive_core.gossip import answer_digest
-from hive_core.membership.ranges import RangeSet, roles_in
+from hive_core.membership.ranges import RangeSet
 from hive_core.messages import Envelope, MessageType
 from hive_core.ring import HashRing, MovingRing, stable_hash
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
@@ -92,8 +92,8 @@ class ShardServer:
         rows = self._pulls.get(pull) if after and pull else None
         if rows is None:
             ranges = RangeSet(p["ranges"])
-            parts = (roles_in(r, ranges) for r in self.store.records())
-            rows = sorted((r for r in parts if r is not None), key=lambda r: r.fact_id)
+            rows = sorted(self.store.select_roles(lambda key: stable_hash(key) in ranges),
+                          key=lambda r: r.fact_id)
             if pull:
                 self._pulls.put(pull, rows)
         start = bisect.bisect_right(rows, after, key=lambda r: r.fact_id) if after else 0

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from hive_core.facts import HiveEdge, HiveFact
+from hive_core.placement import place
+from hive_core.ring import HashRing, stable_hash
 from hive_core.scoring import DEFAULT_BM25
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 from hive_core.store.kuzu import KuzuShardStore
@@ -183,3 +185,27 @@ def test_backends_rank_identically(tmp_path):
     finally:
         for s in stores:
             s.close()
+
+
+def test_select_roles_keeps_exactly_the_roles_whose_key_passes(store):
+    """What a hand-off source sends: per fact, only the roles whose ring key (a term, or
+    the fact id for the primary role) is selected; facts with none are left out. Checked
+    against the store's full records, filtered by hand."""
+    facts = [HiveFact(f"{w} leads project {w}-{i} on the billing service")
+             for i, w in enumerate(["alice", "bob", "carol", "dave", "erin"])]
+    ring = HashRing(["x", "y"], replication_factor=1)
+    for batch in place(facts, ring).values():
+        store.put(batch)
+
+    def keep(key: str) -> bool:
+        return stable_hash(key) % 3 != 0
+
+    got = {r.fact_id: (set(r.terms), r.primary, r.fact["content"]) for r in
+           store.select_roles(keep)}
+    want = {}
+    for rec in store.records():
+        terms = {t for t in rec.terms if keep(t)}
+        primary = rec.primary and keep(rec.fact_id)
+        if terms or primary:
+            want[rec.fact_id] = (terms, primary, rec.fact["content"])
+    assert got == want and got

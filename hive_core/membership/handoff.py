@@ -19,11 +19,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from hive_core.errors import TransportError
-from hive_core.membership.ranges import gained_segments
+from hive_core.membership.ranges import Segment, gained_segments
 from hive_core.messages import MessageType, new_id
 from hive_core.placement import Drop
 from hive_core.ring import HashRing
-from hive_core.shard_client import ShardClient
+from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import HANDOFF_PAGE
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
@@ -76,44 +76,52 @@ def pull_gains(
         for i in pending:
             by_source.setdefault(choices[i][0], []).append(i)
         pending = []
-        for source, idx in sorted(by_source.items()):
-            ranges = [(segments[i].lo, segments[i].hi) for i in idx]
-            try:
-                _pull_from(client, store, source, ranges, timeout, page, report)
-            except TransportError as exc:
-                report.failed[source] = str(exc) or type(exc).__name__
-                for i in idx:
-                    choices[i].pop(0)
-                    if choices[i]:
-                        pending.append(i)
-                    else:
-                        report.unserved += 1
-                continue
-            report.sources.append(source)
+        for idx in _pull_all(client, store, segments, by_source, timeout, page,
+                             report).values():
+            for i in idx:  # that source failed: its segments go to their next old owner
+                choices[i].pop(0)
+                if choices[i]:
+                    pending.append(i)
+                else:
+                    report.unserved += 1
     return report
 
 
-def _pull_from(client: ShardClient, store: ShardStore, source: str,
-               ranges: list[tuple[int, int]], timeout: float, page: int,
-               report: PullReport) -> None:
-    after = ""
-    pull = new_id()  # the source keeps its selection under this id between pages
-    while True:
-        res = client.call_many({source: (MessageType.SHARD_QUERY, {
-            "op": "handoff", "ranges": [list(r) for r in ranges], "after": after,
-            "limit": page, "pull": pull})}, timeout=timeout)[source]
-        if isinstance(res, TransportError):
-            raise res
-        report.bytes += len(json.dumps(res, separators=(",", ":")))
-        for fid in res.get("tombstones", ()):
-            store.retract(fid)
-        batch = StoreBatch.from_wire(res["batch"])
-        if len(batch):
-            store.put(batch)
-            report.facts += len(batch)
-        if not res.get("next"):
-            return
-        after = str(res["next"])
+def _pull_all(client: ShardClient, store: ShardStore, segments: list[Segment],
+              by_source: dict[str, list[int]], timeout: float, page: int,
+              report: PullReport) -> dict[str, list[int]]:
+    """Page through every source at once (one request per source per round, so sources
+    scan in parallel); returns the segments of the sources that failed."""
+    ranges = {src: [[segments[i].lo, segments[i].hi] for i in idx]
+              for src, idx in by_source.items()}
+    cursors = dict.fromkeys(by_source, "")
+    pulls = {src: new_id() for src in by_source}  # a source keeps its selection by this id
+    failed: dict[str, list[int]] = {}
+    while cursors:
+        calls: dict[str, Call] = {
+            src: (MessageType.SHARD_QUERY, {"op": "handoff", "ranges": ranges[src],
+                                            "after": after, "limit": page,
+                                            "pull": pulls[src]})
+            for src, after in cursors.items()}
+        for src, res in client.call_many(calls, timeout=timeout).items():
+            if isinstance(res, TransportError):
+                report.failed[src] = str(res) or type(res).__name__
+                failed[src] = by_source[src]
+                del cursors[src]
+                continue
+            report.bytes += len(json.dumps(res, separators=(",", ":")))
+            for fid in res.get("tombstones", ()):
+                store.retract(fid)
+            batch = StoreBatch.from_wire(res["batch"])
+            if len(batch):
+                store.put(batch)
+                report.facts += len(batch)
+            if res.get("next"):
+                cursors[src] = str(res["next"])
+            else:
+                del cursors[src]
+                report.sources.append(src)
+    return failed
 
 
 def stale_roles(records: Iterable[StoreRecord], me: str, ring: HashRing) -> list[Drop]:

@@ -19,8 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from hive_core.ring import HashRing, stable_hash
-from hive_core.store.base import StoreRecord
+from hive_core.ring import HashRing
 
 SPACE = 1 << 64  # the ring's key space: stable_hash is a 64-bit unsigned value
 
@@ -73,16 +72,6 @@ def gainers(old: HashRing, new: HashRing) -> set[str]:
     return out
 
 
-def ranges_by_source(segments: Iterable[Segment], me: str) -> dict[str, list[tuple[int, int]]]:
-    """For each old owner (other than ``me``), the ranges to ask it for."""
-    out: dict[str, list[tuple[int, int]]] = {}
-    for seg in segments:
-        for source in seg.sources:
-            if source != me:
-                out.setdefault(source, []).append((seg.lo, seg.hi))
-    return out
-
-
 class RangeSet:
     """Disjoint ``[lo, hi)`` ranges with an O(log n) membership test for a hash."""
 
@@ -99,12 +88,3 @@ class RangeSet:
 
     def __len__(self) -> int:
         return len(self._los)
-
-
-def roles_in(record: StoreRecord, ranges: RangeSet) -> StoreRecord | None:
-    """The part of ``record`` whose roles lie in ``ranges`` (None when no role does)."""
-    primary = record.primary and stable_hash(record.fact_id) in ranges
-    terms = tuple(t for t in record.terms if stable_hash(t) in ranges)
-    if not primary and not terms:
-        return None
-    return StoreRecord(record.fact, record.tf, terms, primary)

@@ -16,7 +16,7 @@ so a store never re-tokenises and the same record crosses any transport unchange
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -161,6 +161,11 @@ class ShardStore(Protocol):
 
     def primary_ids(self) -> list[str]:
         """Ids of the live facts held in the primary role (for replica accounting)."""
+        ...
+
+    def select_roles(self, keep: Callable[[str], bool]) -> list[StoreRecord]:
+        """Live records cut down to the roles whose ring key (term, or fact id for the
+        primary role) passes ``keep``; facts with no such role are left out."""
         ...
 
     def records(self) -> Iterator[StoreRecord]:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
 
 from hive_core.scoring import Bm25
-from hive_core.store.base import ScoredFact, StoreBatch, TermStats
+from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord, TermStats
 
 
 class TermIndex:
@@ -117,6 +118,21 @@ class TermIndex:
     def __contains__(self, fid: object) -> bool:
         return fid in self.tf
 
+    def select(self, keep: Callable[[str], bool]) -> dict[str, tuple[list[str], bool]]:
+        """fact id -> (terms, primary) of the roles whose ring key passes ``keep`` (a term
+        for a posting, the fact id for the primary role). One test per distinct term and per
+        primary, not per (fact, term): what a hand-off source answers with."""
+        out: dict[str, tuple[list[str], bool]] = {}
+        for term, fids in self._postings.items():
+            if keep(term):
+                for fid in fids:
+                    out.setdefault(fid, ([], False))[0].append(term)
+        for fid in self.primary:
+            if keep(fid):
+                terms = out.get(fid, ([], False))[0]
+                out[fid] = (terms, True)
+        return out
+
     def roles(self, fid: str) -> tuple[str, ...]:
         """Terms whose postings here hold ``fid``."""
         postings = self._postings
@@ -189,6 +205,16 @@ class IndexedStore:
     def primary_ids(self) -> list[str]:
         with self._lock:
             return list(self._index.primary)
+
+    def _body(self, fact_id: str) -> Mapping[str, Any]:
+        """The stored plain-data fact (each store keeps its bodies its own way)."""
+        raise NotImplementedError
+
+    def select_roles(self, keep: Callable[[str], bool]) -> list[StoreRecord]:
+        with self._lock:
+            index = self._index
+            return [StoreRecord(self._body(fid), index.tf[fid], tuple(terms), primary)
+                    for fid, (terms, primary) in index.select(keep).items()]
 
     def index_size(self) -> int:
         with self._lock:

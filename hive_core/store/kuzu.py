@@ -379,6 +379,9 @@ class KuzuShardStore(IndexedStore):
         return [ScoredFact(HiveFact.from_dict(dict(body)), s)
                 for body, (_, s) in zip(bodies, best, strict=True)]
 
+    def _body(self, fact_id: str) -> Mapping[str, Any]:
+        return self._bodies[fact_id]
+
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
             index = self._index

@@ -76,6 +76,9 @@ class MemoryShardStore(IndexedStore):
             best = self._index.top(terms, weights, limit)
             return [ScoredFact(HiveFact.from_dict(self._facts[fid]), s) for fid, s in best]
 
+    def _body(self, fact_id: str) -> Mapping[str, Any]:
+        return self._facts[fact_id]
+
     def records(self) -> Iterator[StoreRecord]:
         with self._lock:
             index = self._index
