@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -182,12 +181,10 @@ class Agent:
             if graph is None:
                 return
             self.gossip_rounds += 1
-            peers = sorted(graph.write_ring.agents - {self.name})
+            peers: list[str] | None = None
             keeper = self.keeper
             if keeper is not None:  # not-alive peers would only cost a failed request
-                peers = [p for p in peers if p in keeper.live]
-            if self.gossip_rounds > 1:  # the first round asks everyone: catch up after a restart
-                peers = random.sample(peers, min(self.settings.gossip_fanout, len(peers)))
+                peers = sorted(keeper.live)
             try:
                 repaired = graph.gossip_round(self.name, salt=self.gossip_rounds, peers=peers)
             except Exception as exc:  # reported, and the next round tries again

@@ -26,10 +26,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hive_core import gossip
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import ConfigError, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
-from hive_core.gossip import apply_repair, digests, encode_digest, held_filter
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, place
@@ -115,7 +115,7 @@ class DistributedHiveGraph(BaseHiveGraph):
     # -- membership ---------------------------------------------------------------------------
     def register_agent(self, agent_id: str, domain: str = "", trust: float = 1.0) -> None:
         super().register_agent(agent_id, domain, trust)
-        server = ShardServer(agent_id, self._make_store(agent_id), self._ring_for_writes)
+        server = ShardServer(agent_id, self._make_store(agent_id), self._current_ring)
         self._servers[agent_id] = server
         self.transport.bind(agent_id, server.handle)
         old = self.ring.copy()
@@ -142,7 +142,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         serve, which is how an agent process makes "socket up" mean "ready".
         """
         super().register_agent(agent_id, domain)
-        server = ShardServer(agent_id, store, self._ring_for_writes)
+        server = ShardServer(agent_id, store, self._current_ring)
         self._servers[agent_id] = server
         if bind:
             self.transport.bind(agent_id, server.handle)
@@ -181,8 +181,8 @@ class DistributedHiveGraph(BaseHiveGraph):
         """Where writes go: the moving ring during a move, else the ring."""
         return self._moving or self.ring
 
-    def _ring_for_writes(self) -> HashRing | MovingRing:
-        return self.write_ring
+    def _current_ring(self) -> HashRing:
+        return self.ring
 
     def _rebalance(self, old: HashRing, holders: Sequence[str]) -> None:
         """Each holder hands the roles it no longer (solely) owns to their new owners."""
@@ -371,29 +371,38 @@ class DistributedHiveGraph(BaseHiveGraph):
     def gossip_round(
         self, agent_id: str, salt: int, peers: Collection[str] | None = None
     ) -> dict[str, int]:
-        """One anti-entropy round for a local shard: ask every peer (or ``peers``) what this
-        shard lacks, and store what they send back.
+        """One anti-entropy round for a local shard with every co-owner (or ``peers``):
+        per-segment digests, then push-pull of what differs (hive_core.gossip).
 
-        Returns facts repaired per peer that answered; peers that failed are listed in
-        ``gossip_failures`` (not an error: the next round tries again).
+        Returns facts moved per peer that answered (both ways); peers that failed are
+        listed in ``gossip_failures`` (not an error: the next round tries again).
         """
         store = self._servers[agent_id].store
-        records = list(store.records())
+        ring = self.ring
         rate = self.settings.bloom_false_positive_rate
-        per_peer = digests(records, agent_id, self.write_ring, salt, rate, peers)
-        held = held_filter(records, salt, rate)
-        calls: dict[str, Call] = {
-            peer: (MessageType.GOSSIP_DIGEST, encode_digest(bloom, held))
-            for peer, bloom in per_peer.items()
-        }
+        per_peer = gossip.digests(store.records(), agent_id, ring, peers)
         client = self.client_for(agent_id)
-        results = client.call_many(calls, timeout=self.settings.store_timeout)
+        timeout = self.settings.store_timeout
+        calls: dict[str, Call] = {
+            peer: (MessageType.GOSSIP_DIGEST, {**gossip.offer(digest, ring), "salt": salt})
+            for peer, digest in per_peer.items()}
+        failed: list[str] = []
         repaired: dict[str, int] = {}
-        self.gossip_failures = sorted(p for p, r in results.items()
-                                      if isinstance(r, TransportError))
-        for peer, res in results.items():
-            if not isinstance(res, TransportError):
-                repaired[peer] = apply_repair(store, res)
+        pushes: dict[str, Call] = {}
+        for peer, res in client.call_many(calls, timeout=timeout).items():
+            if isinstance(res, TransportError):
+                failed.append(peer)
+                continue
+            repaired[peer] = 0
+            body = gossip.push(store, ring, res, salt, rate)
+            if body is not None:
+                pushes[peer] = (MessageType.GOSSIP_DIGEST, {**body, "salt": salt})
+        for peer, res in client.call_many(pushes, timeout=timeout).items():
+            if isinstance(res, TransportError):
+                failed.append(peer)
+                continue
+            repaired[peer] = gossip.apply_repair(store, res) + int(res.get("received", 0))
+        self.gossip_failures = sorted(failed)
         return repaired
 
     def shard_store(self, agent_id: str) -> ShardStore:

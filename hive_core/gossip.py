@@ -1,34 +1,45 @@
-"""Anti-entropy: replicas repair what they missed by trading Bloom filters.
+"""Anti-entropy: replicas repair what they missed, comparing per-range digests.
 
 A shard misses a write when it was down or unreachable (the writer reports it and moves on;
-the other replicas have the fact). Each round, a shard A tells every peer B which *roles*
-it holds among those the two of them should share, as a Bloom filter (a few bytes per role
-instead of the roles themselves). B walks its own records; every role that the ring says A
-should hold and that is absent from A's filter is sent back in the reply, with B's
-tombstones for facts A seems to hold. A stores them: the stores' idempotent merge makes a
-repeated or redundant repair harmless.
+the other replicas have the fact), or loses data with its disk. Repair works range by range,
+as Dynamo's and Cassandra's do with Merkle trees:
 
-Rounds are cheap by construction: a shard asks every peer only once, right after it starts
-(to catch up on what it missed while down), and afterwards ``gossip_fanout`` random peers per
-round, so an idle hive of N agents answers about N * fanout digests per interval, not N^2.
+* The ring cuts the key space into *segments* (the arcs between consecutive tokens); every
+  key of a segment has the same owners. A role (a fact's primary copy, keyed by its id, or
+  one of its postings, keyed by the term) lies in the segment of its ring key.
+* A shard's **digest** of a segment is the XOR of the hashes of the roles it holds there,
+  and their count: 16 bytes that agree between two replicas exactly when (up to a 2^-64
+  collision) they hold the same roles.
+* One **exchange** between a shard A and a co-owner P is push-pull in two round trips:
+  A sends the digests of the segments they share; P answers with the segments that differ,
+  a Bloom filter of its roles there and its tombstones there. A then sends what P lacks,
+  with its own filter; P stores it and answers with what A lacks (and the ids of facts it
+  refused because it retracted them, which A then retracts too).
 
-A role key is ``fact_id`` (the primary role) or ``fact_id + "\\x1f" + term`` (a posting).
-A Bloom false positive hides a missing role for one round; the salt changes every round, so
-it shows in the next (the "re-salt per round" fix for Bloom anti-entropy).
+Bytes therefore grow with the *difference*: an exchange between replicas that agree costs
+one message of digests (a few hundred entries per shard however large the shard is). Each
+round a shard exchanges with every co-owner, so a wiped shard is refilled in ONE round, and
+a Bloom false positive (which hides one missing role) shows in the next round, whose salt
+differs. Replicas must route by the same ring: an exchange between shards on different rings
+(a move under way) is skipped, and the hand-off (hive_core.membership) covers that time.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Collection, Iterable, Iterator
+import bisect
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hive_core.bloom import BloomFilter
-from hive_core.ring import HashRing
+from hive_core.ring import HashRing, stable_hash
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 SEP = "\x1f"
-MAX_REPAIR_FACTS = 2000  # per reply; later rounds carry the rest
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # spreads the count over all 64 bits before the fold
+MAX_REPAIR_FACTS = 2000  # per message; later rounds carry the rest
+BLOOM_MIN_ITEMS = 64
 
 
 def role_keys(record: StoreRecord) -> Iterator[tuple[str, str | None]]:
@@ -43,81 +54,181 @@ def _key(fact_id: str, term: str | None) -> str:
     return fact_id if term is None else f"{fact_id}{SEP}{term}"
 
 
-def digests(
-    records: Iterable[StoreRecord], self_id: str, ring: HashRing, salt: int, error_rate: float,
-    peers: Collection[str] | None = None,
-) -> dict[str, BloomFilter]:
-    """Per peer (all, or ``peers``): a filter of the roles this shard holds that it co-owns."""
-    wanted = set(ring.agents - {self_id}) if peers is None else set(peers) - {self_id}
-    shared: dict[str, list[str]] = {}
+def ring_id(ring: HashRing) -> int:
+    """Names a ring: two shards compare segments only when they cut the space alike."""
+    return stable_hash("|".join(sorted(ring.agents)) + f"#{ring.replication_factor}")
+
+
+class Segments:
+    """The segments of one ring, with their owners (cached per segment)."""
+
+    def __init__(self, ring: HashRing) -> None:
+        self.ring = ring
+        self._points = ring.points
+        self._owners: dict[int, tuple[str, ...]] = {}
+
+    def of(self, key: str) -> int:
+        return bisect.bisect_right(self._points, stable_hash(key)) % len(self._points)
+
+    def owners(self, segment: int) -> tuple[str, ...]:
+        owners = self._owners.get(segment)
+        if owners is None:
+            # The segment's keys start at the previous token; any point in it will do.
+            owners = self._owners[segment] = self.ring.owners_at(self._points[segment - 1])
+        return owners
+
+
+def segment_table(records: Iterable[StoreRecord], me: str, ring: HashRing
+                  ) -> dict[int, list[int]]:
+    """segment -> [xor of role hashes, role count] over the roles this shard holds in
+    segments it owns (copies kept past a ring move are not this shard's to compare)."""
+    segs = Segments(ring)
+    acc: dict[int, list[int]] = {}
     for rec in records:
         for ring_key, term in role_keys(rec):
-            for peer in ring.get_agents(ring_key):
-                if peer in wanted:
-                    shared.setdefault(peer, []).append(_key(rec.fact_id, term))
-    out = {}
-    for peer in sorted(wanted):
-        keys = shared.get(peer, [])
-        bloom = BloomFilter(max(len(keys), 64), error_rate, salt=salt)
-        bloom.update(keys)
-        out[peer] = bloom
+            seg = segs.of(ring_key)
+            if me not in segs.owners(seg):
+                continue
+            entry = acc.setdefault(seg, [0, 0])
+            entry[0] ^= stable_hash(_key(rec.fact_id, term))
+            entry[1] += 1
+    return acc
+
+
+def shared(table: dict[int, list[int]], me: str, ring: HashRing,
+           peers: Iterable[str] | None = None) -> dict[str, dict[int, list[int]]]:
+    """Per co-owner (all, or ``peers``): the digests of the segments shared with it."""
+    wanted = None if peers is None else set(peers)
+    segs = Segments(ring)
+    out: dict[str, dict[int, list[int]]] = {}
+    for seg in range(len(ring.points)):
+        owners = segs.owners(seg)
+        if me not in owners:
+            continue
+        for peer in owners:
+            if peer != me and (wanted is None or peer in wanted):
+                out.setdefault(peer, {})[seg] = table.get(seg, [0, 0])
     return out
 
 
-def held_filter(records: Iterable[StoreRecord], salt: int, error_rate: float) -> BloomFilter:
-    """Every fact id this shard holds in any role: lets a peer send only relevant tombstones."""
-    ids = [rec.fact_id for rec in records]
-    bloom = BloomFilter(max(len(ids), 64), error_rate, salt=salt)
-    bloom.update(ids)
-    return bloom
+def digests(records: Iterable[StoreRecord], me: str, ring: HashRing,
+            peers: Iterable[str] | None = None) -> dict[str, dict[int, list[int]]]:
+    """:func:`shared` of this shard's :func:`segment_table`."""
+    return shared(segment_table(records, me, ring), me, ring, peers)
 
 
-def _b64(bloom: BloomFilter) -> str:
+def _in_segments(store: ShardStore, ring: HashRing, segments: set[int]) -> list[StoreRecord]:
+    segs = Segments(ring)
+    return store.select_roles(lambda key: segs.of(key) in segments)
+
+
+def _bloom(records: Iterable[StoreRecord], salt: int, rate: float) -> str:
+    keys = [_key(r.fact_id, t) for r in records for _k, t in role_keys(r)]
+    bloom = BloomFilter(max(len(keys), BLOOM_MIN_ITEMS), rate, salt=salt)
+    bloom.update(keys)
     return base64.b64encode(bloom.to_bytes()).decode("ascii")
 
 
-def encode_digest(roles: BloomFilter, held: BloomFilter) -> dict[str, Any]:
-    return {"bloom": _b64(roles), "held": _b64(held)}
-
-
-def answer_digest(
-    store: ShardStore, self_id: str, sender: str, payload: dict[str, Any], ring: HashRing
-) -> dict[str, Any]:
-    """What ``sender`` lacks of the roles this shard holds and the ring gives ``sender``."""
-    bloom = BloomFilter.from_bytes(base64.b64decode(payload["bloom"]))
-    held = BloomFilter.from_bytes(base64.b64decode(payload["held"]))
-    missing: list[StoreRecord] = []
-    for rec in store.records():
-        terms = []
-        primary = False
-        for ring_key, term in role_keys(rec):
-            owners = ring.get_agents(ring_key)
-            # Only roles both sides own: the sender's filter holds just those, and a copy
-            # this shard keeps past a ring move (until its cleanup) is not the sender's gap.
-            if sender not in owners or self_id not in owners:
-                continue
-            key = _key(rec.fact_id, term)
-            if key in bloom:
-                continue
-            if term is None:
-                primary = True
-            else:
-                terms.append(term)
-        if primary or terms:
-            missing.append(StoreRecord(rec.fact, rec.tf, tuple(terms), primary))
-            if len(missing) >= MAX_REPAIR_FACTS:
+def _lacking(records: Iterable[StoreRecord], bloom_b64: str) -> list[StoreRecord]:
+    """The part of ``records`` whose roles are absent from the other side's filter."""
+    bloom = BloomFilter.from_bytes(base64.b64decode(bloom_b64))
+    out: list[StoreRecord] = []
+    for rec in records:
+        terms = tuple(t for t in rec.terms if _key(rec.fact_id, t) not in bloom)
+        primary = rec.primary and rec.fact_id not in bloom
+        if terms or primary:
+            out.append(StoreRecord(rec.fact, rec.tf, terms, primary))
+            if len(out) >= MAX_REPAIR_FACTS:
                 break
-    # A false positive here only sends a harmless extra tombstone.
-    tombstones = [fid for fid in store.tombstones() if fid in held]
-    return {"batch": StoreBatch.from_records(missing).to_wire(), "tombstones": tombstones,
-            "repaired": len(missing)}
+    return out
+
+
+def _tombstones_in(store: ShardStore, ring: HashRing, segments: set[int]) -> list[str]:
+    segs = Segments(ring)
+    return [f for f in store.tombstones() if segs.of(f) in segments]
+
+
+# -- the initiator's side -----------------------------------------------------------------------
+def _pack(digest: dict[int, list[int]]) -> str:
+    """8 bytes per shared segment, in segment order (both sides know the order: they share
+    the ring): the XOR folded with the count."""
+    raw = b"".join(((x ^ (c * _GOLDEN)) & _MASK).to_bytes(8, "big")
+                   for _s, (x, c) in sorted(digest.items()))
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unpack(text: str) -> list[bytes]:
+    raw = base64.b64decode(text)
+    return [raw[i:i + 8] for i in range(0, len(raw), 8)]
+
+
+def offer(digest: dict[int, list[int]], ring: HashRing) -> dict[str, Any]:
+    """Phase 1 request: the digests of the segments shared with one peer."""
+    return {"phase": "digest", "ring": ring_id(ring), "digests": _pack(digest)}
+
+
+def push(store: ShardStore, ring: HashRing, answer: dict[str, Any], salt: int,
+         rate: float) -> dict[str, Any] | None:
+    """Phase 2 request, from the peer's phase-1 answer: what the peer lacks, with this
+    shard's own filter and tombstones; None when nothing differs."""
+    apply_tombstones(store, answer.get("tombstones", ()))
+    segments = {int(s) for s in answer.get("mismatch", ())}
+    if not segments:
+        return None
+    mine = _in_segments(store, ring, segments)
+    return {"phase": "push", "ring": answer["ring"], "segments": sorted(segments),
+            "bloom": _bloom(mine, salt, rate),
+            "batch": StoreBatch.from_records(_lacking(mine, answer["bloom"])).to_wire(),
+            "tombstones": _tombstones_in(store, ring, segments)}
 
 
 def apply_repair(store: ShardStore, payload: dict[str, Any]) -> int:
-    """Store what a peer sent back; returns how many facts it carried."""
-    for fid in payload.get("tombstones", ()):
-        store.retract(fid)
+    """Store what a peer sent; returns how many facts it carried."""
+    apply_tombstones(store, payload.get("tombstones", ()))
     batch = StoreBatch.from_wire(payload["batch"])
     if len(batch):
         store.put(batch)
-    return int(payload.get("repaired", len(batch)))
+    return len(batch)
+
+
+def apply_tombstones(store: ShardStore, fact_ids: Iterable[str]) -> None:
+    for fid in fact_ids:
+        store.retract(fid)
+
+
+# -- the answering side -------------------------------------------------------------------------
+def answer(store: ShardStore, me: str, sender: str, payload: dict[str, Any],
+           ring: HashRing, salt: int, rate: float,
+           table: dict[int, list[int]] | None = None) -> dict[str, Any]:
+    """A co-owner's GOSSIP_DIGEST: phase 1 (compare digests) or phase 2 (take the push,
+    send back what the sender lacks). ``table``: this shard's segment table if the caller
+    keeps one (a shard answers every co-owner each round; computing it once saves that)."""
+    if int(payload.get("ring", -1)) != ring_id(ring):
+        return {"skipped": "the two shards route by different rings (a move is under way)",
+                "mismatch": [], "ring": payload.get("ring")}
+    if payload.get("phase") == "push":
+        return _answer_push(store, ring, payload)
+    if table is None:
+        table = segment_table(store.records(), me, ring)
+    mine = shared(table, me, ring, [sender]).get(sender, {})
+    theirs = _unpack(str(payload["digests"]))
+    if len(theirs) != len(mine):
+        raise ValueError(f"{sender} sent {len(theirs)} segment digests, expected {len(mine)}")
+    ours = _unpack(_pack(mine))
+    mismatch = [seg for seg, a, b in zip(sorted(mine), theirs, ours, strict=True) if a != b]
+    held = _in_segments(store, ring, set(mismatch)) if mismatch else []
+    return {"ring": payload["ring"], "mismatch": mismatch,
+            "bloom": _bloom(held, salt, rate),
+            "tombstones": _tombstones_in(store, ring, set(mismatch)) if mismatch else []}
+
+
+def _answer_push(store: ShardStore, ring: HashRing, payload: dict[str, Any]) -> dict[str, Any]:
+    apply_tombstones(store, payload.get("tombstones", ()))
+    batch = StoreBatch.from_wire(payload["batch"])
+    gone = set(store.tombstones()) & set(batch.facts) if len(batch) else set()
+    if len(batch):
+        store.put(batch)  # retracted facts are refused by the store; say which, below
+    segments = {int(s) for s in payload["segments"]}
+    lacking = _lacking(_in_segments(store, ring, segments), payload["bloom"])
+    return {"batch": StoreBatch.from_records(lacking).to_wire(), "tombstones": sorted(gone),
+            "received": len(batch)}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from test_distributed import corpus, hive
 
+from bench.membership import CountingBus
 from hive_core.errors import TransportError
-from hive_core.gossip import digests
+from hive_core.gossip import Segments, digests
 from hive_core.ring import HashRing
+from hive_core.store.memory import MemoryShardStore
 
 
 def _snapshot(graph, agent: str) -> set[tuple[str, frozenset[str], bool]]:
@@ -60,15 +62,40 @@ def test_a_missed_retraction_is_repaired() -> None:
     graph.close()
 
 
-def test_digests_cover_only_roles_shared_with_each_peer() -> None:
+def test_digests_cover_only_segments_shared_with_each_peer() -> None:
+    """A shard offers each co-owner the digests of the segments both own, nothing else;
+    replicas that hold the same roles have equal digests."""
     graph = hive(5)
     graph.promote_facts("a0", corpus(60))
-    records = list(graph.shard_store("a1").records())
     ring: HashRing = graph.ring
-    per_peer = digests(records, "a1", ring, salt=9, error_rate=0.01)
+    per_peer = digests(graph.shard_store("a1").records(), "a1", ring)
     assert set(per_peer) == {"a0", "a2", "a3", "a4"}
-    shared = sum(1 for r in records if r.primary and "a3" in ring.get_agents(r.fact_id))
-    assert per_peer["a3"].count >= shared
+    segs = Segments(ring)
+    for peer, table in per_peer.items():
+        assert table and all({"a1", peer} <= set(segs.owners(s)) for s in table)
+        theirs = digests(graph.shard_store(peer).records(), peer, ring, ["a1"])["a1"]
+        assert theirs == table  # in sync: every shared segment agrees
+    graph.close()
+
+
+def test_a_wiped_shard_is_refilled_in_one_round_and_bytes_follow_the_difference() -> None:
+    """Every shard gossips with its co-owners once: a wiped shard is whole again, and a
+    round between replicas in sync moves digests only (far fewer bytes than the repair)."""
+    facts = corpus(300)
+    bus = CountingBus(strict=True)
+    graph = hive(8, transport=bus)
+    graph.promote_facts("a0", facts)
+    want = _snapshot(graph, "a3")
+    graph._servers["a3"].store = MemoryShardStore("a3", bm25=graph.bm25)
+    bus.bytes = 0
+    for agent in sorted(graph.ring.agents):
+        graph.gossip_round(agent, salt=1)
+    repair_bytes = bus.bytes
+    assert _snapshot(graph, "a3") == want
+    bus.bytes = 0
+    for agent in sorted(graph.ring.agents):
+        assert sum(graph.gossip_round(agent, salt=2).values()) == 0
+    assert bus.bytes * 5 < repair_bytes
     graph.close()
 
 
@@ -78,3 +105,4 @@ def test_a_round_can_ask_only_some_peers() -> None:
     asked = graph.gossip_round("a1", salt=4, peers=["a3", "a5"])
     assert set(asked) == {"a3", "a5"}
     graph.close()
+
