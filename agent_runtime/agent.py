@@ -36,6 +36,7 @@ import psutil
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
 from agent_runtime.learning import Extractor, make_extractor
 from agent_runtime.ring_keeper import RingKeeper
+from hive_core import gossip
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import ConfigError
@@ -169,10 +170,10 @@ class Agent:
             self._liveness = None
 
     def _gossip_loop(self) -> None:
-        """Anti-entropy in the background: soon after start, with every peer (a restarted
-        agent catches up on what it missed), then every ``gossip_interval`` seconds with
-        ``gossip_fanout`` random peers. A round that meets dead peers is logged and retried
-        next round, never fatal."""
+        """Anti-entropy in the background: soon after start with every live co-owner (a
+        restarted agent catches up on what it missed), then every ``gossip_interval`` seconds
+        with a rotation of them (digests only, unless replicas differ: hive_core.gossip). A
+        round that meets dead peers is logged and retried next round, never fatal."""
         interval = self.settings.gossip_interval
         wait = min(2.0, interval)
         while not self._stopping.wait(wait):
@@ -181,10 +182,14 @@ class Agent:
             if graph is None:
                 return
             self.gossip_rounds += 1
-            peers: list[str] | None = None
             keeper = self.keeper
-            if keeper is not None:  # not-alive peers would only cost a failed request
-                peers = sorted(keeper.live)
+            # Not-alive peers would only cost a failed request.
+            live = sorted(keeper.live) if keeper is not None else sorted(
+                graph.ring.agents - {self.name})
+            # The first round meets every co-owner (catch up after a restart), later ones a
+            # rotation that meets each every ceil(log2 N) rounds (hive_core.gossip).
+            peers = live if self.gossip_rounds == 1 else gossip.round_peers(
+                live, self.gossip_rounds, len(graph.ring))
             try:
                 repaired = graph.gossip_round(self.name, salt=self.gossip_rounds, peers=peers)
             except Exception as exc:  # reported, and the next round tries again

@@ -47,6 +47,7 @@ from hive_core.store.base import ShardStore
 
 log = logging.getLogger("agent_runtime")
 
+NEVER_SEEN_GRACE = 60.0  # extra seconds before a never-seen peer is marked down
 DROP_CHUNK = 256  # roles dropped per lock hold, so a write never waits long behind cleanup
 _FENCED_READS = ("stats", "score", "get", "edges")
 
@@ -75,6 +76,7 @@ class RingKeeper:
         self.last_error = ""
         self._epoch_seen = time.monotonic()
         self._unseen: dict[str, float] = {}
+        self._seen: set[str] = set()  # peers seen alive since this agent started
         self._rings: dict[tuple[str, ...], HashRing] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -214,8 +216,11 @@ class RingKeeper:
         if missing:
             # A little longer than a poll, so suspicion never lapses between polls.
             self.graph.suspect(sorted(missing), seconds=self.settings.ring_poll * 2.5)
-        overdue = sorted(p for p in missing if p in view.target
-                         and now - self._unseen[p] >= self.settings.rereplicate_after)
+        self._seen.update(live)
+        # A peer never seen alive since this agent started may simply be starting after
+        # it (a hive of 100 starts over seconds): it gets NEVER_SEEN_GRACE more.
+        overdue = sorted(p for p in missing if p in view.target and now - self._unseen[p] >= (
+            self.settings.rereplicate_after + (0.0 if p in self._seen else NEVER_SEEN_GRACE)))
         for peer in overdue:
             log.warning("agent %s unreachable for %.0fs: marking it down and restoring its "
                         "replicas", peer, now - self._unseen[peer])

@@ -11,7 +11,7 @@ pulled, wrong and partial answers. Targets: a join at N=20 settled <= 10 s; 0 wr
 partial; RF restored <= rereplicate_after + 30 s.
 
 ``--anti-entropy`` instead measures, in one process, the anti-entropy rounds (every shard
-exchanges segment digests with every co-owner per round, hive_core.gossip) to repair one
+exchanges segment digests with its rotation of co-owners, hive_core.gossip) to repair one
 wiped shard and a 30% loss on every shard, with the bytes per round and those of a round
 between replicas in sync (target: <= ceil(log2 N)+1 rounds). The machine is shared
 (2 cores): numbers are indicative, medians where repeated.
@@ -39,6 +39,7 @@ from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink
 from hive_core.config import DEFAULTS
 from hive_core.distributed import DistributedHiveGraph
+from hive_core.gossip import round_peers
 from hive_core.hive_config import HiveConfig
 from hive_core.messages import encode
 from hive_core.store.base import StoreBatch
@@ -194,14 +195,16 @@ def run_anti_entropy(n: int, n_facts: int, seed: int = 5) -> dict[str, Any]:
                 for a in names):
             rounds += 1
             bus.bytes = 0
-            for a in names:  # as an agent's gossip loop: every co-owner, once a round
-                graph.gossip_round(a, salt=rounds)
+            for a in names:  # as an agent's gossip loop after its first round
+                peers = round_peers([p for p in names if p != a], rounds, n)
+                graph.gossip_round(a, salt=rounds, peers=peers)
             per_round.append(bus.bytes)
         out[f"{case}_rounds"] = rounds
         out[f"{case}_bytes_per_round_median"] = int(statistics.median(per_round or [0]))
         bus.bytes = 0
         for a in names:  # one more round, replicas in sync: digests only
-            graph.gossip_round(a, salt=rounds + 1)
+            graph.gossip_round(a, salt=rounds + 1,
+                               peers=round_peers([p for p in names if p != a], rounds + 1, n))
         out["in_sync_bytes_per_round"] = bus.bytes
         graph.close()
     out["target_rounds"] = math.ceil(math.log2(n)) + 1

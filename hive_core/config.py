@@ -52,8 +52,6 @@ class CoreSettings:
     bm25_reference_docs: int = 1_000_000
     # Seconds between anti-entropy rounds of an agent process (hive_core.gossip).
     gossip_interval: float = 30.0
-    # Peers asked per round after the first (which asks all, to catch up after a restart).
-    gossip_fanout: int = 3
     # Weight multiplier for a question's names and identifiers (hive_core.search).
     anchor_boost: float = 1.5
     # A living ring (hive_core.membership). Seconds an agent may be unreachable before the

@@ -17,18 +17,22 @@ as Dynamo's and Cassandra's do with Merkle trees:
   refused because it retracted them, which A then retracts too).
 
 Bytes therefore grow with the *difference*: an exchange between replicas that agree costs
-one message of digests (a few hundred entries per shard however large the shard is). Each
-round a shard exchanges with every co-owner, so a wiped shard is refilled in ONE round, and
-a Bloom false positive (which hides one missing role) shows in the next round, whose salt
-differs. Replicas must route by the same ring: an exchange between shards on different rings
-(a move under way) is skipped, and the hand-off (hive_core.membership) covers that time.
+one message of digests (8 bytes per shared segment, however large the shard is). A shard
+meets its co-owners in a rotation (:func:`round_peers`) that covers them all every
+ceil(log2 N) rounds, so a wiped shard is whole again within that many rounds while a round
+costs N/log2 N exchanges per shard, not N; an agent's first round after it starts meets
+them all at once (catch-up). A Bloom false positive (which hides one missing role) shows
+in a later round, whose salt differs. Replicas must route by the same ring: an exchange
+between shards on different rings (a move under way) is skipped, and the hand-off
+(hive_core.membership) covers that time.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hive_core.bloom import BloomFilter
@@ -52,6 +56,20 @@ def role_keys(record: StoreRecord) -> Iterator[tuple[str, str | None]]:
 
 def _key(fact_id: str, term: str | None) -> str:
     return fact_id if term is None else f"{fact_id}{SEP}{term}"
+
+
+def rounds_to_cover(hive_size: int) -> int:
+    """Rounds in which a shard meets each of its co-owners once: ceil(log2 N), at least 1."""
+    return max(1, math.ceil(math.log2(max(hive_size, 2))))
+
+
+def round_peers(peers: Sequence[str], round_no: int, hive_size: int) -> list[str]:
+    """The peers a shard exchanges with in round ``round_no``: a rotation that meets each
+    of ``peers`` once every :func:`rounds_to_cover` rounds, so a round costs about
+    ``len(peers) / log2 N`` exchanges and a shard that lost data hears from all of its
+    co-owners (and they from it) within ceil(log2 N) rounds."""
+    every = rounds_to_cover(hive_size)
+    return [p for i, p in enumerate(sorted(peers)) if i % every == round_no % every]
 
 
 def ring_id(ring: HashRing) -> int:
@@ -198,19 +216,16 @@ def apply_tombstones(store: ShardStore, fact_ids: Iterable[str]) -> None:
 
 # -- the answering side -------------------------------------------------------------------------
 def answer(store: ShardStore, me: str, sender: str, payload: dict[str, Any],
-           ring: HashRing, salt: int, rate: float,
-           table: dict[int, list[int]] | None = None) -> dict[str, Any]:
+           ring: HashRing, salt: int, rate: float) -> dict[str, Any]:
     """A co-owner's GOSSIP_DIGEST: phase 1 (compare digests) or phase 2 (take the push,
-    send back what the sender lacks). ``table``: this shard's segment table if the caller
-    keeps one (a shard answers every co-owner each round; computing it once saves that)."""
+    send back what the sender lacks). The digests are computed afresh (two hashes per
+    role held; a shard answers ~N/log2 N co-owners a round)."""
     if int(payload.get("ring", -1)) != ring_id(ring):
         return {"skipped": "the two shards route by different rings (a move is under way)",
                 "mismatch": [], "ring": payload.get("ring")}
     if payload.get("phase") == "push":
         return _answer_push(store, ring, payload)
-    if table is None:
-        table = segment_table(store.records(), me, ring)
-    mine = shared(table, me, ring, [sender]).get(sender, {})
+    mine = digests(store.records(), me, ring, [sender]).get(sender, {})
     theirs = _unpack(str(payload["digests"]))
     if len(theirs) != len(mine):
         raise ValueError(f"{sender} sent {len(theirs)} segment digests, expected {len(mine)}")

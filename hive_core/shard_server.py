@@ -23,7 +23,6 @@ from hive_core.ring import HashRing, stable_hash
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 RingSource = Callable[[], HashRing]
-TABLE_TTL = 2.0
 SELECTION_TTL = 120.0  # seconds a pull's selection is kept between its pages
 SELECTIONS_KEPT = 8  # concurrent pulls served from a kept selection; more rescan
 HANDOFF_PAGE = 2000  # facts per hand-off reply (~1 MB of JSON), each page its own deadline
@@ -37,10 +36,6 @@ class ShardServer:
         self.store = store
         self.ring = ring  # the hive's current ring; needed to answer anti-entropy
         self._pulls = _Selections()  # hand-off selections by pull id (handoff_page)
-        # This shard's anti-entropy segment table, kept TABLE_TTL seconds: it answers every
-        # co-owner each round, and scanning the shard once per round is enough.
-        self._table: tuple[int, float, dict[int, list[int]]] | None = None
-        self._table_lock = threading.Lock()
 
     def handle(self, env: Envelope) -> Envelope | None:
         if env.type == MessageType.SHARD_QUERY:
@@ -50,22 +45,10 @@ class ShardServer:
         if env.type == MessageType.SHARD_DELETE:
             return env.reply(self.delete_payload(env.payload))
         if env.type == MessageType.GOSSIP_DIGEST and self.ring is not None:
-            ring = self.ring()
             return env.reply(gossip.answer(
-                self.store, self.agent_id, env.sender, env.payload, ring,
-                int(env.payload.get("salt", 0)), BLOOM_FALSE_POSITIVE_RATE,
-                self._segment_table(ring)))
+                self.store, self.agent_id, env.sender, env.payload, self.ring(),
+                int(env.payload.get("salt", 0)), BLOOM_FALSE_POSITIVE_RATE))
         return env.error(f"{self.agent_id} does not handle {env.type}")
-
-    def _segment_table(self, ring: HashRing) -> dict[int, list[int]]:
-        rid = gossip.ring_id(ring)
-        with self._table_lock:
-            kept = self._table
-            if kept is not None and kept[0] == rid and kept[1] > time.monotonic():
-                return kept[2]
-            table = gossip.segment_table(self.store.records(), self.agent_id, ring)
-            self._table = (rid, time.monotonic() + TABLE_TTL, table)
-            return table
 
     # The three handlers below are also called directly for the asking agent's own shard.
     def query(self, p: Mapping[str, Any]) -> dict[str, Any]:

@@ -211,3 +211,58 @@ def test_deaths_restore_replicas_and_a_returning_agent_catches_up(hive_home: Pat
     assert all(s["ring"]["epoch"] == statuses["agent_0"]["ring"]["epoch"]
                for s in statuses.values())
     link.transport.close()
+
+
+def test_a_joiner_killed_mid_stream_never_half_flips_and_resumes(hive_home: Path,
+                                                                  tmp_path: Path) -> None:
+    """Three of five agents are frozen (SIGSTOP): segments whose every old owner is frozen
+    cannot be pulled (one frozen source alone would not do: its segments go to another
+    replica), so the joiner's pull cannot finish; the joiner is killed mid-stream. The view
+    stays unflipped, the old owners keep every replica and answer like a fresh hive; the
+    joiner, started again, resumes and the ring settles."""
+    turns = synthetic_turns(600)
+    corpus = tmp_path / "turns.txt"
+    corpus.write_text("\n".join(turns) + "\n")
+    facts = extract(turns)
+    hive = LocalHive(hive_home, "stuck")
+    hive.env.update({"AMPLIHACK_HANDOFF_TIMEOUT": "1", "AMPLIHACK_REREPLICATE_AFTER": "600"})
+    hive.ok("create", "--name", "stuck", "--agents", "5", "--shard-backend", "memory")
+    hive.ok("start", "--hive", "stuck")
+    hive.ok("learn", "--hive", "stuck", "--file", str(corpus))
+    five = [f"agent_{i}" for i in range(5)]
+    link = AgentLink("stuck", UnixSocketTransport(hive.config.run_dir))
+    frozen = [supervisor.read_pid(hive.config, a) for a in ("agent_1", "agent_2", "agent_3")]
+    views = FileViewStore(hive.config.data_dir)
+    for record in frozen:
+        assert record is not None
+        os.kill(record.pid, signal.SIGSTOP)
+    try:
+        hive.ok("add-agent", "--hive", "stuck", "--agent-name", "newbie", "--prompt", "-")
+        hive.ok("start", "--hive", "stuck", "--agents", "newbie")
+
+        def mid_stream() -> bool:
+            pull = link.status(["newbie"], 5.0)["newbie"]["ring"]["last_pull"]  # type: ignore[index]
+            return bool(pull and pull["failed"] and pull["facts"] > 0)
+
+        wait_for(mid_stream, 30, "the joiner pulled from some sources and failed on others")
+        hive.kill("newbie")
+    finally:
+        for record in frozen:
+            os.kill(record.pid, signal.SIGCONT)  # type: ignore[union-attr]
+    view = views.load()
+    assert view is not None and "newbie" in view.target and "newbie" not in view.current
+    st = ring_statuses(link, five)
+    assert sum(s["facts"] for s in st.values()) == len(facts) * RF
+    reference = Reference(facts, five, RF)
+    for question in _questions(turns)[:10]:
+        reply = link.ask("agent_3", question, 10, 15.0)
+        assert not reply["partial"]
+        assert {f["fact_id"] for f in reply["facts"]} == set(reference.top(question))
+    reference.close()
+
+    hive.ok("start", "--hive", "stuck", "--agents", "newbie")
+    six = [*five, "newbie"]
+    st = wait_for(lambda: settled_and_clean(link, six), 60, "the resumed join settled")
+    assert st["newbie"]["ring"]["state"] == "normal"
+    assert sum(s["facts"] for s in st.values()) == len(facts) * RF
+    link.transport.close()
