@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -175,7 +176,9 @@ class Agent:
         with a rotation of them (digests only, unless replicas differ: hive_core.gossip). A
         round that meets dead peers is logged and retried next round, never fatal."""
         interval = self.settings.gossip_interval
-        wait = min(2.0, interval)
+        # The first round meets every co-owner: spread over a few seconds in a big hive
+        # whose agents all start at once, so their first rounds do not pile up.
+        wait = min(2.0 + random.uniform(0.0, 0.05 * len(self.config.agents)), interval)
         while not self._stopping.wait(wait):
             wait = interval
             graph = self.graph

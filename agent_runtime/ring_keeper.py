@@ -47,6 +47,7 @@ from hive_core.store.base import ShardStore
 
 log = logging.getLogger("agent_runtime")
 
+LIVENESS_EVERY = 2.0  # seconds between liveness probes of every peer
 NEVER_SEEN_GRACE = 60.0  # extra seconds before a never-seen peer is marked down
 DROP_CHUNK = 256  # roles dropped per lock hold, so a write never waits long behind cleanup
 _FENCED_READS = ("stats", "score", "get", "edges")
@@ -77,6 +78,8 @@ class RingKeeper:
         self._epoch_seen = time.monotonic()
         self._unseen: dict[str, float] = {}
         self._seen: set[str] = set()  # peers seen alive since this agent started
+        self._probed = 0.0  # when peers' liveness was last asked
+        self._known: frozenset[str] = frozenset()  # the peers asked about then
         self._rings: dict[tuple[str, ...], HashRing] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -202,9 +205,13 @@ class RingKeeper:
 
     def _watch_peers(self, view: RingView) -> RingView:
         peers = set(view.members) - {self.name}
-        live = frozenset(self.liveness.live_members(peers))
-        self.live = live
         now = time.monotonic()
+        if now - self._probed >= LIVENESS_EVERY or not peers <= self._known:
+            # Every peer every LIVENESS_EVERY seconds: at N=100 that is ~50 probes a second
+            # per agent, ~18 us each; a death is acted on after rereplicate_after anyway.
+            self.live = frozenset(self.liveness.live_members(peers))
+            self._probed, self._known = now, frozenset(peers)
+        live = self.live & peers
         for peer in live:
             self._unseen.pop(peer, None)
         missing = peers - live

@@ -169,7 +169,11 @@ class DistributedHiveGraph(BaseHiveGraph):
         for agent in set(current) | set(target):
             if agent not in self._agents:
                 BaseHiveGraph.register_agent(self, agent)
-        # One assignment each, so a reader sees the old or the new ring, never a mixture.
+        # In this order (a tuple assignment binds left to right): a writer that reads the
+        # epoch first and the rings after may place by a newer ring than its epoch says
+        # (refused as stale, placed again) but never label an old placement with the new
+        # epoch; and a write ring read half-way is the old moving ring (a superset of the
+        # owners) or a ring that matches the old epoch.
         self.ring, self._moving, self.epoch = ring, moving, epoch
 
     def _new_ring(self, agents: Collection[str]) -> HashRing:
@@ -218,13 +222,13 @@ class DistributedHiveGraph(BaseHiveGraph):
             self._suspect(failed)
         return failed
 
-    def _refresh_view(self, newer: int) -> bool:
-        """Ask for a view at least as new as ``newer``; True if the epoch moved."""
-        if self.on_stale is None or newer <= self.epoch:
-            return False
-        before = self.epoch
-        self.on_stale(newer)
-        return self.epoch != before
+    def _refresh_view(self, used: int, newer: int) -> bool:
+        """A shard at epoch ``newer`` refused what was routed at epoch ``used``: bring the
+        view up to date; True if it is now newer than ``used`` (so routing again helps).
+        Another thread may have refreshed it meanwhile, which counts too."""
+        if self.on_stale is not None and self.epoch < newer:
+            self.on_stale(newer)
+        return self.epoch > used
 
     def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> set[str]:
         rounds: list[dict[str, StoreBatch]] = []
@@ -270,17 +274,20 @@ class DistributedHiveGraph(BaseHiveGraph):
         owner of its primary role or of one of its terms, it would be unfindable: that raises.
         """
         for attempt in range(STALE_RETRIES + 1):
-            ring = self.write_ring
+            # The client (and the epoch its messages carry) before the ring: set_rings
+            # assigns the epoch last, so a batch is never labelled newer than its placement.
+            client = self.client_for(via)
+            used, ring = client.epoch, self.write_ring
             if not len(ring):
                 raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
             rounds = [place(facts[i : i + FACTS_PER_MESSAGE], ring)
                       for i in range(0, len(facts), FACTS_PER_MESSAGE)]
             stale: dict[str, int] = {}
-            failed = self._send(self.client_for(via), rounds, stale)
+            failed = self._send(client, rounds, stale)
             # Placed under an old view: refresh and place again (stores are idempotent, so
             # the shards that did take the batch take it again harmlessly).
             if not stale or attempt == STALE_RETRIES or not self._refresh_view(
-                    max(stale.values())):
+                    used, max(stale.values())):
                 break
         if stale:
             raise StaleEpoch(f"shard(s) {', '.join(sorted(stale))} are at a newer ring epoch "
@@ -300,16 +307,16 @@ class DistributedHiveGraph(BaseHiveGraph):
         terms = query_terms(query, self.settings.query_fanout)
         emphasis = question_emphasis(query, self.settings.anchor_boost)
         for attempt in range(STALE_RETRIES + 1):
+            client = self.client_for(asking_agent)
             route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
                                 avoid=self._avoid())
-            client = self.client_for(asking_agent)
             result = prefer_current(
                 ranked_search(route, client.stats, client.score, self.bm25, limit, emphasis),
                 query)
             # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(
-                    client.stale_epoch):
+                    client.epoch, client.stale_epoch):
                 break
         if result.shards_failed:
             self._suspect(result.shards_failed)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import bisect
 import math
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -78,29 +79,59 @@ def ring_id(ring: HashRing) -> int:
 
 
 class Segments:
-    """The segments of one ring, with their owners (cached per segment)."""
+    """The segments of one ring: owners per segment and, per agent, the segments it shares
+    with each co-owner. Built once per ring (:func:`segments_of`); an exchange then costs
+    its shared segments, not a walk over the whole ring."""
 
     def __init__(self, ring: HashRing) -> None:
         self.ring = ring
         self._points = ring.points
-        self._owners: dict[int, tuple[str, ...]] = {}
+        # A segment's keys start at the previous token; its owners are that point's.
+        self.owners_by_segment = [ring.owners_at(self._points[i - 1])
+                                  for i in range(len(self._points))]
+        self._shared: dict[str, dict[str, list[int]]] = {}
 
     def of(self, key: str) -> int:
         return bisect.bisect_right(self._points, stable_hash(key)) % len(self._points)
 
     def owners(self, segment: int) -> tuple[str, ...]:
-        owners = self._owners.get(segment)
-        if owners is None:
-            # The segment's keys start at the previous token; any point in it will do.
-            owners = self._owners[segment] = self.ring.owners_at(self._points[segment - 1])
-        return owners
+        return self.owners_by_segment[segment]
+
+    def shared(self, me: str) -> dict[str, list[int]]:
+        """Co-owner -> the segments (ascending) that ``me`` and it both own."""
+        out = self._shared.get(me)
+        if out is None:
+            out = {}
+            for seg, owners in enumerate(self.owners_by_segment):
+                if me in owners:
+                    for peer in owners:
+                        if peer != me:
+                            out.setdefault(peer, []).append(seg)
+            self._shared[me] = out
+        return out
+
+
+_SEGMENTS: dict[int, Segments] = {}
+_SEGMENTS_LOCK = threading.Lock()
+
+
+def segments_of(ring: HashRing) -> Segments:
+    """The (cached) :class:`Segments` of ``ring``; a few rings are kept (a move has two)."""
+    rid = ring_id(ring)
+    with _SEGMENTS_LOCK:
+        segs = _SEGMENTS.get(rid)
+        if segs is None or segs.ring.points != ring.points:
+            if len(_SEGMENTS) >= 4:
+                _SEGMENTS.pop(next(iter(_SEGMENTS)))
+            segs = _SEGMENTS[rid] = Segments(ring)
+        return segs
 
 
 def segment_table(records: Iterable[StoreRecord], me: str, ring: HashRing
                   ) -> dict[int, list[int]]:
     """segment -> [xor of role hashes, role count] over the roles this shard holds in
     segments it owns (copies kept past a ring move are not this shard's to compare)."""
-    segs = Segments(ring)
+    segs = segments_of(ring)
     acc: dict[int, list[int]] = {}
     for rec in records:
         for ring_key, term in role_keys(rec):
@@ -117,16 +148,9 @@ def shared(table: dict[int, list[int]], me: str, ring: HashRing,
            peers: Iterable[str] | None = None) -> dict[str, dict[int, list[int]]]:
     """Per co-owner (all, or ``peers``): the digests of the segments shared with it."""
     wanted = None if peers is None else set(peers)
-    segs = Segments(ring)
-    out: dict[str, dict[int, list[int]]] = {}
-    for seg in range(len(ring.points)):
-        owners = segs.owners(seg)
-        if me not in owners:
-            continue
-        for peer in owners:
-            if peer != me and (wanted is None or peer in wanted):
-                out.setdefault(peer, {})[seg] = table.get(seg, [0, 0])
-    return out
+    return {peer: {seg: table.get(seg, [0, 0]) for seg in segments}
+            for peer, segments in segments_of(ring).shared(me).items()
+            if wanted is None or peer in wanted}
 
 
 def digests(records: Iterable[StoreRecord], me: str, ring: HashRing,
@@ -136,7 +160,7 @@ def digests(records: Iterable[StoreRecord], me: str, ring: HashRing,
 
 
 def _in_segments(store: ShardStore, ring: HashRing, segments: set[int]) -> list[StoreRecord]:
-    segs = Segments(ring)
+    segs = segments_of(ring)
     return store.select_roles(lambda key: segs.of(key) in segments)
 
 
@@ -162,7 +186,7 @@ def _lacking(records: Iterable[StoreRecord], bloom_b64: str) -> list[StoreRecord
 
 
 def _tombstones_in(store: ShardStore, ring: HashRing, segments: set[int]) -> list[str]:
-    segs = Segments(ring)
+    segs = segments_of(ring)
     return [f for f in store.tombstones() if segs.of(f) in segments]
 
 

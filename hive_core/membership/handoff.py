@@ -27,6 +27,10 @@ from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import HANDOFF_PAGE
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
+# Sources paged at once by one gainer: enough to overlap their scans, few enough that a move
+# where every agent gains (a leave or death at N=20) does not starve the hive's questions.
+SOURCES_AT_ONCE = 4
+
 
 @dataclass(slots=True)
 class PullReport:
@@ -76,8 +80,12 @@ def pull_gains(
         for i in pending:
             by_source.setdefault(choices[i][0], []).append(i)
         pending = []
-        for idx in _pull_all(client, store, segments, by_source, timeout, page,
-                             report).values():
+        groups = sorted(by_source.items())
+        failed: dict[str, list[int]] = {}
+        for g in range(0, len(groups), SOURCES_AT_ONCE):
+            failed.update(_pull_all(client, store, segments, dict(groups[g:g + SOURCES_AT_ONCE]),
+                                    timeout, page, report))
+        for idx in failed.values():
             for i in idx:  # that source failed: its segments go to their next old owner
                 choices[i].pop(0)
                 if choices[i]:
