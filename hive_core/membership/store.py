@@ -83,15 +83,23 @@ class FileViewStore:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "ring.json"
         self.lock_path = folder / "ring.lock"
+        # Agents load the view every poll; a stat tells whether the file was replaced.
+        self._cached: tuple[tuple[int, int, int], RingView] | None = None
 
     def load(self) -> RingView | None:
         try:
-            text = self.path.read_text()
+            st = os.stat(self.path)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            cached = self._cached
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            view = RingView.decode(self.path.read_text())
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise ConfigError(f"cannot read the ring view {self.path}: {exc}") from exc
-        return RingView.decode(text)
+        self._cached = (stamp, view)
+        return view
 
     @contextmanager
     def _locked(self):
