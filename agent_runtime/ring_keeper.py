@@ -81,6 +81,7 @@ class RingKeeper:
         self._probed = 0.0  # when peers' liveness was last asked
         self._known: frozenset[str] = frozenset()  # the peers asked about then
         self._rings: dict[tuple[str, ...], HashRing] = {}
+        self._gainers: dict[tuple[tuple[str, ...], tuple[str, ...]], frozenset[str]] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ring-keeper", daemon=True)
@@ -120,8 +121,8 @@ class RingKeeper:
             old = self.view
             if old is not None and view.version <= old.version:
                 return
-            self.graph.set_rings(view.epoch, view.current, view.target)
-            if old is None or view.epoch != old.epoch:
+            if old is None or view.epoch != old.epoch:  # rings change only with the epoch
+                self.graph.set_rings(view.epoch, view.current, view.target)
                 self._epoch_seen = time.monotonic()
                 log.info("ring epoch %d: %s%s", view.epoch,
                          "settled" if view.settled else "moving",
@@ -235,12 +236,23 @@ class RingKeeper:
             view = self._update(lambda v, p=peer: mark_down(v, p))
         return view
 
+    def gainers(self, view: RingView) -> frozenset[str]:
+        """Members gaining ranges in the view's move; computed once per move (a walk over
+        every segment of two rings: ~50 ms at N=100, too much for every poll)."""
+        key = (view.current, view.target)
+        gain = self._gainers.get(key)
+        if gain is None:
+            if len(self._gainers) > 8:
+                self._gainers.clear()
+            gain = self._gainers[key] = frozenset(
+                gainers(self.ring(view.current), self.ring(view.target)))
+        return gain
+
     def _ready(self, view: RingView) -> bool:
         """Every member that gains ranges in this move holds them at this epoch."""
         if view.settled:
             return False
-        gain = gainers(self.ring(view.current), self.ring(view.target))
-        return all(view.is_synced(g) for g in gain)
+        return all(view.is_synced(g) for g in self.gainers(view))
 
     def _sync(self, view: RingView) -> RingView:
         client = self.graph.client_for(self.name)
@@ -303,8 +315,7 @@ class RingKeeper:
             return {"epoch": 0, "state": "absent", "settled": False}
         pending: list[str] = []
         if not view.settled:
-            gain = gainers(self.ring(view.current), self.ring(view.target))
-            pending = sorted(g for g in gain if not view.is_synced(g))
+            pending = sorted(g for g in self.gainers(view) if not view.is_synced(g))
         pull = self.last_pull
         return {
             "epoch": view.epoch,
