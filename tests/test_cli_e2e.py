@@ -110,6 +110,14 @@ def test_full_life_cycle(hive: Hive):
     assert ldoc["unique_facts"] == ldoc["facts"]  # the corpus has no repeated sentence
     assert sum(a["facts"] for a in sdoc["agents"]) == ldoc["unique_facts"] * RF
     assert all(a["rss_mb"] > 0 and a["pid"] == pids[a["name"]] for a in sdoc["agents"])
+    # A fresh hive's ring: its declared agents, all normal, one settled epoch, no fact
+    # missing a replica.
+    assert sdoc["ring"]["epoch"] == 1 and sdoc["ring"]["settled"] is True
+    assert sdoc["ring"]["under_replicated"] == 0
+    assert {a["ring_state"] for a in sdoc["agents"]} == {"normal"}
+    assert {a["epoch"] for a in sdoc["agents"]} == {1}
+    ring_line = hive("status", "--hive", hive.name).out
+    assert "ring epoch 1, settled; under-replicated facts: 0" in ring_line
 
     fact = "Project Osprey replaces the homegrown job scheduler with Temporal"
     learner = _turn_owner(next(t for t in CORPUS.read_text().splitlines() if fact in t))
@@ -159,6 +167,10 @@ def test_kill_9_is_crashed_and_start_restores_it_with_its_facts(hive: Hive):
     states = {a["name"]: a["status"] for a in crashed["agents"]}
     assert code == 3 and states["agent_2"] == "crashed"
     assert [s for n, s in states.items() if n != "agent_2"] == ["running"] * (AGENTS - 1)
+    # Its primaries now have a replica fewer: the live agents count them (each fact once).
+    # agent_2 is still in the ring (rereplicate_after has not passed), so the count is
+    # exactly the facts it held as a primary.
+    assert crashed["ring"]["under_replicated"] == facts_before["agent_2"]
     human = hive("status", "--hive", hive.name)
     assert human.code == 3 and "crashed" in human.out
 
