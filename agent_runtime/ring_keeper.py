@@ -49,6 +49,7 @@ log = logging.getLogger("agent_runtime")
 
 LIVENESS_EVERY = 5.0  # seconds between liveness probes of every peer
 NEVER_SEEN_GRACE = 60.0  # extra seconds before a never-seen peer is marked down
+RECLEAN_EVERY = 60.0  # seconds between cleanup passes once the first one of an epoch ran
 DROP_CHUNK = 256  # roles dropped per lock hold, so a write never waits long behind cleanup
 _FENCED_READS = ("stats", "score", "get", "edges")
 
@@ -79,6 +80,7 @@ class RingKeeper:
         self._unseen: dict[str, float] = {}
         self._seen: set[str] = set()  # peers seen alive since this agent started
         self._probed = 0.0  # when peers' liveness was last asked
+        self._cleaned_at = 0.0  # when the last cleanup pass ran
         self._known: frozenset[str] = frozenset()  # the peers asked about then
         self._rings: dict[tuple[str, ...], HashRing] = {}
         self._gainers: dict[tuple[tuple[str, ...], tuple[str, ...]], frozenset[str]] = {}
@@ -194,9 +196,13 @@ class RingKeeper:
             view = self._sync(view)
         if not view.settled:
             view = self._update(lambda v: flip(v) if self._ready(v) else None)
-        if view.settled and self.cleaned_epoch < view.epoch and (
-                time.monotonic() - self._epoch_seen >= self.settings.handoff_grace):
+        now = time.monotonic()
+        if view.settled and now - self._epoch_seen >= self.settings.handoff_grace and (
+                self.cleaned_epoch < view.epoch or now - self._cleaned_at >= RECLEAN_EVERY):
+            # Again every RECLEAN_EVERY seconds: a repair that was in flight across the move
+            # can bring back a role this shard no longer owns after the first pass.
             self._cleanup(view)
+            self._cleaned_at = now
 
     def _update(self, transition: Any) -> RingView:
         view = update(self.views, lambda v: transition(v) if v is not None else None)

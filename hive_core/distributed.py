@@ -408,6 +408,11 @@ class DistributedHiveGraph(BaseHiveGraph):
             if isinstance(res, TransportError):
                 failed.append(peer)
                 continue
+            if self.ring is not ring:
+                # The ring moved during the exchange: what the peer sent was owned under
+                # the old one and may be stale now (cleanup may have run); the next round
+                # repairs under the new ring.
+                continue
             repaired[peer] = gossip.apply_repair(store, res) + int(res.get("received", 0))
         self.gossip_failures = sorted(failed)
         return repaired

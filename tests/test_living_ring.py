@@ -74,6 +74,24 @@ def hive_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
         supervisor.stop(cfg, sorted(names), timeout=5)
 
 
+def _exact_replicas(link: AgentLink, agents: list[str], primaries: int,
+                    reference: Reference) -> dict:
+    """Settled, cleaned, and holding exactly the fresh hive's replicas (primaries and
+    postings). A few seconds of slack: once (in ~10 runs) a count 2 over was seen right
+    after cleanup and gone from the shards on disk afterwards; a stale copy that stays
+    fails here."""
+    assert primaries == reference.primaries_total()
+
+    def exact() -> dict | None:
+        st = settled_and_clean(link, agents)
+        if st and sum(s["facts"] for s in st.values()) == primaries and sum(
+                s["index_size"] for s in st.values()) == reference.index_total():
+            return st
+        return None
+
+    return wait_for(exact, 20, f"exactly {primaries} primaries and the fresh hive's postings")
+
+
 def _questions(turns: list[str]) -> list[str]:
     picks = turns[:: max(1, len(turns) // 40)]
     out = []
@@ -119,8 +137,7 @@ def test_join_and_leave_while_clients_ask(hive_home: Path, tmp_path: Path) -> No
     assert not load.errors, load.errors[:5]
     assert not load.wrong, f"{len(load.wrong)} of {load.answers} wrong: {load.wrong[:5]}"
     assert load.answers > 50
-    assert sum(s["facts"] for s in st.values()) == len(facts) * RF == ref7.primaries_total()
-    assert sum(s["index_size"] for s in st.values()) == ref7.index_total()
+    st = _exact_replicas(link, seven, len(facts) * RF, ref7)
     assert st["newbie"]["facts"] > 0 and st["newbie"]["ring"]["state"] == "normal"
     status = hive.cli("status", "--hive", "living", "--json").json()
     assert status["ring"]["settled"] is True and status["ring"]["under_replicated"] == 0
@@ -144,8 +161,7 @@ def test_join_and_leave_while_clients_ask(hive_home: Path, tmp_path: Path) -> No
         load.stop()
     assert not load.errors, load.errors[:5]
     assert not load.wrong, f"{len(load.wrong)} of {load.answers} wrong: {load.wrong[:5]}"
-    assert sum(s["facts"] for s in st.values()) == len(facts) * RF == ref6.primaries_total()
-    assert sum(s["index_size"] for s in st.values()) == ref6.index_total()
+    st = _exact_replicas(link, stay, len(facts) * RF, ref6)
     assert "agent_2" not in hive.config.agent_names()
     assert supervisor.read_pid(hive.config, "agent_2") is None
     ref6.close()
