@@ -124,7 +124,8 @@ class RingKeeper:
             if old is not None and view.version <= old.version:
                 return
             if old is None or view.epoch != old.epoch:  # rings change only with the epoch
-                self.graph.set_rings(view.epoch, view.current, view.target)
+                self.graph.set_rings(view.epoch, self.ring(view.current),
+                                     self.ring(view.target))
                 self._epoch_seen = time.monotonic()
                 log.info("ring epoch %d: %s%s", view.epoch,
                          "settled" if view.settled else "moving",
@@ -147,7 +148,7 @@ class RingKeeper:
             if len(self._rings) > 16:
                 self._rings.clear()
             ring = self._rings[key] = HashRing(
-                key, virtual_nodes=self.settings.virtual_nodes,
+                key, virtual_nodes=self.graph.settings.virtual_nodes,
                 replication_factor=self.graph.settings.replication_factor)
         return ring
 

@@ -161,12 +161,13 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.transport.unbind(agent_id)
         self._servers.pop(agent_id).store.close()
 
-    def set_rings(self, epoch: int, current: Collection[str], target: Collection[str]) -> None:
+    def set_rings(self, epoch: int, current: HashRing, target: HashRing) -> None:
         """Adopt a ring view: reads route on ``current``; writes also reach ``target``'s
-        owners while the two differ. No data moves here (hive_core.membership does that)."""
-        ring = self._new_ring(current)
-        moving = None if set(target) == set(current) else MovingRing(ring, self._new_ring(target))
-        for agent in set(current) | set(target):
+        owners while the two differ. No data moves here (hive_core.membership does that).
+        The caller builds the rings (the ring keeper keeps them per view)."""
+        ring = current
+        moving = None if target.agents == current.agents else MovingRing(current, target)
+        for agent in current.agents | target.agents:
             if agent not in self._agents:
                 BaseHiveGraph.register_agent(self, agent)
         # In this order (a tuple assignment binds left to right): a writer that reads the
@@ -175,10 +176,6 @@ class DistributedHiveGraph(BaseHiveGraph):
         # epoch; and a write ring read half-way is the old moving ring (a superset of the
         # owners) or a ring that matches the old epoch.
         self.ring, self._moving, self.epoch = ring, moving, epoch
-
-    def _new_ring(self, agents: Collection[str]) -> HashRing:
-        return HashRing(sorted(agents), virtual_nodes=self.settings.virtual_nodes,
-                        replication_factor=self.settings.replication_factor)
 
     @property
     def write_ring(self) -> HashRing | MovingRing:

@@ -91,9 +91,9 @@ class ShardServer:
         after = str(p.get("after") or "")
         pull = str(p.get("pull") or "")
         limit = max(1, min(int(p.get("limit", HANDOFF_PAGE)), HANDOFF_PAGE))
+        ranges = RangeSet(p["ranges"])
         rows = self._pulls.get(pull) if after and pull else None
         if rows is None:
-            ranges = RangeSet(p["ranges"])
             rows = sorted(self.store.select_roles(lambda key: stable_hash(key) in ranges),
                           key=lambda r: r.fact_id)
             if pull:
@@ -104,7 +104,7 @@ class ShardServer:
         if cursor is None and pull:
             self._pulls.forget(pull)
         tombstones = [] if after else [
-            f for f in self.store.tombstones() if stable_hash(f) in RangeSet(p["ranges"])]
+            f for f in self.store.tombstones() if stable_hash(f) in ranges]
         return {"batch": StoreBatch.from_records(page).to_wire(), "tombstones": tombstones,
                 "next": cursor}
 

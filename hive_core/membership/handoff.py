@@ -19,13 +19,14 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from hive_core.errors import TransportError
+from hive_core.gossip import apply_repair
 from hive_core.membership.ranges import Segment, gained_segments
 from hive_core.messages import MessageType, new_id
 from hive_core.placement import Drop
 from hive_core.ring import HashRing
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import HANDOFF_PAGE
-from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
+from hive_core.store.base import ShardStore, StoreRecord
 
 # Sources paged at once by one gainer: enough to overlap their scans, few enough that a move
 # where every agent gains (a leave or death at N=20) does not starve the hive's questions.
@@ -118,12 +119,7 @@ def _pull_all(client: ShardClient, store: ShardStore, segments: list[Segment],
                 del cursors[src]
                 continue
             report.bytes += len(json.dumps(res, separators=(",", ":")))
-            for fid in res.get("tombstones", ()):
-                store.retract(fid)
-            batch = StoreBatch.from_wire(res["batch"])
-            if len(batch):
-                store.put(batch)
-                report.facts += len(batch)
+            report.facts += apply_repair(store, res)
             if res.get("next"):
                 cursors[src] = str(res["next"])
             else:
