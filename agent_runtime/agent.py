@@ -40,7 +40,6 @@ from agent_runtime.ring_keeper import RingKeeper
 from hive_core import gossip
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
-from hive_core.errors import ConfigError
 from hive_core.facts import HiveFact
 from hive_core.hive_config import HiveConfig
 from hive_core.membership.liveness import FileLiveness, Liveness
@@ -50,9 +49,9 @@ from hive_core.scoring import Bm25
 from hive_core.search import SearchResult
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ShardStore
-from hive_core.store.memory import MemoryShardStore
+from hive_core.store.registry import open_store
 from hive_core.transports.base import ShardTransport
-from hive_core.transports.unix import UnixSocketTransport
+from hive_core.transports.registry import open_transport
 
 log = logging.getLogger("agent_runtime")
 
@@ -60,37 +59,10 @@ MAX_ASK_LIMIT = 100
 DEFAULT_ASK_LIMIT = 5
 
 
-def make_transport(config: HiveConfig) -> ShardTransport:
-    """The transport named in the config: ``local`` (Unix sockets) or ``redis``."""
-    if config.transport == "local":
-        return UnixSocketTransport(config.run_dir)
-    if config.transport == "redis":
-        from hive_core.transports.redis import RedisShardTransport
-
-        assert config.connection_string is not None  # HiveConfig validates it
-        return RedisShardTransport(config.connection_string, config.name,
-                                   key_prefix=config.key_prefix)
-    raise ConfigError(
-        f"transport {config.transport!r} is not available to agent processes yet; "
-        "use 'local' or 'redis'"
-    )
-
-
 def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25) -> ShardStore:
-    """This agent's shard store; Kuzu is imported only when used."""
-    if config.shard_backend == "memory":
-        return MemoryShardStore(name, bm25=bm25)
-    try:
-        from hive_core.store.kuzu import KuzuShardStore, buffer_pool_for
-    except ImportError as exc:
-        raise ConfigError(f"shard backend 'kuzu' is not available: {exc}") from exc
-
-    path = config.shard_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One shard per agent process: its pool is sized as the only shard of this process.
-    return KuzuShardStore(path, agent_id=name, bm25=bm25,
-                          buffer_pool_size=buffer_pool_for(1, settings),
-                          max_db_size=settings.kuzu_max_db_size)
+    """This agent's shard store (one shard in this process: it gets the whole pool)."""
+    return open_store(config.shard_backend, name, bm25=bm25, settings=settings,
+                      path=config.shard_path(name), shards_in_process=1)
 
 
 class Agent:
@@ -107,7 +79,7 @@ class Agent:
         self.prompt = prompt
         self.extractor = extractor or make_extractor(prompt=prompt)
         self.answerer = answerer or ExtractiveAnswerer()
-        self.transport = transport or make_transport(config)
+        self.transport = transport or open_transport(config)
         self.settings = settings or CoreSettings.from_env()
         self.graph: DistributedHiveGraph | None = None
         self.server: ShardServer | None = None

@@ -21,6 +21,7 @@ from hive_cli.render import Renderer
 from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
 from hive_core.hive_config import AgentConfig, HiveConfig, validate_name
+from hive_core.transports.registry import names as transport_names
 
 app = typer.Typer(
     name="amplihack-hive",
@@ -79,7 +80,7 @@ def create(
                                       callback=_name_check("hive"))],
     agents: Annotated[int, typer.Option(min=1, max=1000, help="Number of agents.")] = 5,
     transport: Annotated[str, typer.Option(
-        help="local | redis | azure_event_hubs | azure_service_bus")] = "local",
+        help=" | ".join(transport_names()))] = "local",
     connection_string: Annotated[str | None, typer.Option(
         help="Broker connection string (stored in the 0600 config, shown redacted).")] = None,
     storage_path: Annotated[Path | None, typer.Option(
@@ -99,6 +100,7 @@ def create(
         shard_backend=shard_backend, replication_factor=replication_factor,
         query_fanout=query_fanout, key_prefix=key_prefix,
         agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents))))
+    check_available(config)  # e.g. an Azure hive with no connection string anywhere
     if config.config_path.exists():
         if not force:
             raise CliFailure(f"hive {name!r} already exists at {config.directory} "

@@ -22,7 +22,8 @@ from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
 from hive_core.errors import HiveError, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, hive_dir, hives_root
-from hive_core.membership.store import FileViewStore
+from hive_core.membership.store import FileViewStore, open_view_store
+from hive_core.transports import registry
 from hive_core.transports.retry import Backoff, RetryState
 
 LEARN_BATCH = 50
@@ -80,18 +81,14 @@ def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
     """Remove config, logs and run files; shard data too with ``purge_data``."""
     require_stopped(config, config.agent_names(), f"delete hive {config.name!r}")
     removed: list[str] = []
-    if purge_data and config.transport == "redis":
-        from hive_core.transports.redis import purge_hive_keys
-
-        assert config.connection_string is not None  # HiveConfig validates it
-        count = purge_hive_keys(config.connection_string, config.name, config.key_prefix)
-        removed.append(f"{count} Redis key(s) under {config.key_prefix}:{config.name}:")
     if purge_data:
-        if config.transport == "local":  # on Redis the ring view went with the hive's keys
-            view = FileViewStore(config.data_dir)
-            if view.path.exists():
+        removed.extend(registry.purge(config.with_env_overrides()))
+        if not registry.spec(config.transport).state_in_broker:  # else purged above
+            view = open_view_store(config)
+            if isinstance(view, FileViewStore) and view.path.exists():
                 removed.append(str(view.path))
             view.clear()
+            view.close()
         for agent in config.agent_names():
             removed.extend(_remove_shard(config.shard_path(agent)))
         if config.storage_path is None:

@@ -45,7 +45,7 @@ from hive_core.search import (
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
-from hive_core.store.memory import MemoryShardStore
+from hive_core.store.registry import check_name, open_store
 from hive_core.text import query_terms, term_counts
 from hive_core.transports.base import ShardTransport
 from hive_core.transports.local import LocalEventBus
@@ -101,16 +101,17 @@ class DistributedHiveGraph(BaseHiveGraph):
         self._client_name = f"{hive_id}/client"
 
     def _backend_factory(self, backend: str, storage_path: str | Path | None) -> StoreFactory:
-        if backend == "memory":
-            return lambda agent_id: MemoryShardStore(agent_id, bm25=self.bm25)
-        if backend == "kuzu":
-            if storage_path is None:
-                raise ConfigError("shard_backend='kuzu' needs a storage_path")
-            from hive_core.store.kuzu import kuzu_store_factory
+        check_name(backend)
+        root = Path(storage_path) if storage_path is not None else None
+        if backend == "kuzu" and root is None:
+            raise ConfigError("shard_backend='kuzu' needs a storage_path")
 
-            return kuzu_store_factory(Path(storage_path), self.settings, self.bm25,
-                                      shard_count=lambda: len(self._servers) + 1)
-        raise ConfigError(f"unknown shard_backend {backend!r}: use 'memory' or 'kuzu'")
+        def make(agent_id: str) -> ShardStore:
+            return open_store(backend, agent_id, bm25=self.bm25, settings=self.settings,
+                              path=None if root is None else root / agent_id,
+                              shards_in_process=len(self._servers) + 1)
+
+        return make
 
     # -- membership ---------------------------------------------------------------------------
     def register_agent(self, agent_id: str, domain: str = "", trust: float = 1.0) -> None:

@@ -27,11 +27,10 @@ import yaml
 
 from hive_core.config import DEFAULT_QUERY_FANOUT, DEFAULT_REPLICATION_FACTOR, DEFAULTS
 from hive_core.errors import ConfigError, HiveNotFound
+from hive_core.store import registry as stores
+from hive_core.transports import registry as transports
 
-TRANSPORTS = ("local", "redis", "azure_event_hubs", "azure_service_bus")
-SHARD_BACKENDS = ("kuzu", "memory")
-NEEDS_CONNECTION_STRING = ("redis", "azure_event_hubs", "azure_service_bus")
-REDIS_SCHEMES = ("redis://", "rediss://")
+STATE_STORES = ("auto", "dir", "blob")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -81,33 +80,32 @@ class HiveConfig:
     # Redis keys of this hive live under "{key_prefix}:{name}:" (two deployments sharing one
     # Redis pick different prefixes; two hives differ by name already).
     key_prefix: str = "amplihack"
+    # Per-transport settings (event hub name, topic, consumer group template, ...), checked
+    # by the transport's registry entry (hive_core.transports.registry).
+    transport_options: dict[str, Any] = field(default_factory=dict)
+    # Where the ring view, liveness and broker checkpoints live: "auto" (Redis for the redis
+    # transport, else the hive's data folder), "dir" (the data folder: one machine or a shared
+    # volume) or "blob" (an Azure Blob container: AMPLIHACK_BLOB_CONNECTION_STRING).
+    state_store: str = "auto"
     agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         validate_name("hive", self.name)
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(
-                f"unknown transport {self.transport!r}: choose one of {', '.join(TRANSPORTS)}"
-            )
-        if self.transport in NEEDS_CONNECTION_STRING and not self.connection_string:
-            raise ConfigError(
-                f"transport {self.transport!r} needs a connection string (--connection-string)"
-            )
-        if self.transport == "redis" and not str(self.connection_string).startswith(
-                REDIS_SCHEMES):
-            raise ConfigError(
-                f"invalid Redis connection string {redact_secret(str(self.connection_string))!r}"
-                ": use redis://[:password@]host:port/db or rediss:// for TLS"
-            )
+        spec = transports.spec(self.transport)
+        if not isinstance(self.transport_options, dict):
+            raise ConfigError("transport_options must be a mapping")
+        # A transport whose secret may come from the environment is checked for it when
+        # opened; the others need it in the config.
+        transports.check(self, connection_required=not spec.connection_env)
         if not isinstance(self.key_prefix, str) or not _KEY_PREFIX.match(self.key_prefix):
             raise ConfigError(
                 f"invalid key_prefix {self.key_prefix!r}: use 1-64 letters, digits, "
                 "'_', '.', ':' or '-'"
             )
-        if self.shard_backend not in SHARD_BACKENDS:
-            raise ConfigError(
-                f"unknown shard backend {self.shard_backend!r}: choose kuzu or memory"
-            )
+        stores.check_name(self.shard_backend)
+        if self.state_store not in STATE_STORES:
+            raise ConfigError(f"unknown state_store {self.state_store!r}: choose one of "
+                              f"{', '.join(STATE_STORES)}")
         if not 1 <= int(self.replication_factor) <= 16:
             raise ConfigError("replication_factor must be between 1 and 16")
         if not 1 <= int(self.query_fanout) <= 64:
@@ -231,6 +229,10 @@ class HiveConfig:
         changes: dict[str, Any] = {}
         if env.get("AMPLIHACK_MEMORY_TRANSPORT"):
             changes["transport"] = env["AMPLIHACK_MEMORY_TRANSPORT"]
+        own = transports.env_overrides(changes.get("transport", self.transport), env)
+        if "transport_options" in own:
+            own["transport_options"] = {**self.transport_options, **own["transport_options"]}
+        changes.update(own)
         if env.get("AMPLIHACK_MEMORY_CONNECTION_STRING"):
             changes["connection_string"] = env["AMPLIHACK_MEMORY_CONNECTION_STRING"]
         if env.get("AMPLIHACK_MEMORY_KEY_PREFIX"):

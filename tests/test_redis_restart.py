@@ -94,6 +94,6 @@ def test_redis_restart_in_the_middle_of_learn_loses_nothing(
         assert len(ids) == len(set(ids))
         assert "node-007" in answer["facts"][0]["content"]
         logs = "".join(hive.log_of(n) for n in NAMES)
-        assert "lost Redis" in logs and "reconnected to Redis" in logs
+        assert "receiving from Redis at" in logs and "reconnected to Redis at" in logs
     finally:
         hive.stop_all()

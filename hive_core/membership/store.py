@@ -139,14 +139,16 @@ class FileViewStore:
 
 
 def open_view_store(config: HiveConfig) -> ViewStore:
-    """The view store of a hive's transport: a file beside its shards for ``local``, a key
-    under its prefix for ``redis`` (the Redis client is imported only then)."""
-    if config.transport == "redis":
+    """Where the hive's ring view lives: a key under its prefix when the transport keeps the
+    hive's state (``redis``); else by ``state_store``: a file beside the shards (``auto``,
+    ``dir``: one machine or a shared volume) or a blob container (``blob``)."""
+    from hive_core.transports import registry
+
+    if registry.spec(config.transport).state_in_broker:
         from hive_core.membership.redis_store import RedisViewStore
 
         assert config.connection_string is not None  # HiveConfig validates it
         return RedisViewStore(config.connection_string, config.name, config.key_prefix)
-    if config.transport == "local":
+    if config.state_store in ("auto", "dir"):
         return FileViewStore(config.data_dir)
-    raise ConfigError(f"transport {config.transport!r} has no ring view store yet; "
-                      "use 'local' or 'redis'")
+    raise ConfigError(f"state_store {config.state_store!r} is not available yet; use 'dir'")

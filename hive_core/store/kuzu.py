@@ -77,7 +77,7 @@ import json
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -86,7 +86,7 @@ from hive_core.config import KUZU_MIN_BUFFER_POOL_SIZE, CoreSettings
 from hive_core.errors import ConfigError, ShardCorrupt, ShardError, ShardInUse
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import Bm25
-from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord
+from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
 from hive_core.store.index import IndexedStore, TermIndex
 from hive_core.store.kuzu_log import (
     Replay,
@@ -408,18 +408,15 @@ class KuzuShardStore(IndexedStore):
             self._claim = None
 
 
-def kuzu_store_factory(
-    root: Path, settings: CoreSettings, bm25: Bm25, shard_count: Callable[[], int]
-) -> Callable[[str], ShardStore]:
-    """Stores for a hive: one directory per agent under ``root``, pools sized per process."""
-
-    def make(agent_id: str) -> ShardStore:
-        if not _SAFE_NAME.match(agent_id):
-            raise ConfigError(f"agent id {agent_id!r} cannot name a shard directory")
-        return KuzuShardStore(
-            root / agent_id, agent_id=agent_id, bm25=bm25,
-            buffer_pool_size=buffer_pool_for(shard_count(), settings),
-            max_db_size=settings.kuzu_max_db_size,
-        )
-
-    return make
+def open_kuzu_store(agent_id: str, path: Path | None, bm25: Bm25, settings: CoreSettings,
+                    shards_in_process: int) -> KuzuShardStore:
+    """The ``kuzu`` entry of hive_core.store.registry: the shard at ``path`` (created), its
+    buffer pool one share of the process budget among ``shards_in_process`` shards."""
+    if path is None:
+        raise ConfigError("shard backend 'kuzu' needs a storage path")
+    if not _SAFE_NAME.match(agent_id):
+        raise ConfigError(f"agent id {agent_id!r} cannot name a shard directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return KuzuShardStore(path, agent_id=agent_id, bm25=bm25,
+                          buffer_pool_size=buffer_pool_for(shards_in_process, settings),
+                          max_db_size=settings.kuzu_max_db_size)

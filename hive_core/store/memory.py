@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from hive_core.config import CoreSettings
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact
 from hive_core.scoring import DEFAULT_BM25, Bm25
 from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
@@ -95,3 +97,9 @@ class MemoryShardStore(IndexedStore):
 
     def close(self) -> None:
         """Nothing to release; kept for the protocol."""
+
+
+def open_memory_store(agent_id: str, _path: Path | None, bm25: Bm25, _settings: CoreSettings,
+                      _shards_in_process: int) -> MemoryShardStore:
+    """The ``memory`` entry of hive_core.store.registry (no files: ``path`` is ignored)."""
+    return MemoryShardStore(agent_id, bm25=bm25)

@@ -1,28 +1,28 @@
-"""RedisShardTransport: one hive across machines over Redis Streams.
+"""Redis Streams as a :class:`~hive_core.transports.broker.Broker`: one hive across machines.
 
-Addressing is explicit, as with Event Hubs ``partition_id = agent index``: every agent reads
-only its own stream ``{prefix}:{hive}:inbox:{agent}`` through its own consumer group
-(:mod:`hive_core.transports.redis_consumer`); there is no shared channel that consumers
-compete on. Every transport instance has a private reply stream
-``{prefix}:{hive}:reply:{client_id}``, read by one thread that hands each reply to the
-request waiting for its ``correlation_id``.
+Addressing is explicit: every agent reads only its own stream ``{prefix}:{hive}:inbox:{agent}``
+through its own consumer group, so no two agents ever compete for a message (the shared
+consumer group of the system this follows lost most of its events). Every transport instance
+has a private reply stream ``{prefix}:{hive}:reply:{client_id}`` that expires after use.
 
-``request`` sends a whole batch with ONE script call: for each envelope it checks the
-target's liveness key and XADDs to its stream (``MAXLEN ~`` bounded) only if the target is
-live, atomically (:mod:`hive_core.transports.redis_membership`). So an unknown, stopped or
-crashed agent is a ``ConnectionLost`` at once; a live agent that does not answer in time is a
-``DeadlineExceeded``; all items share one deadline. If Redis itself is unreachable the send
-is retried with backoff until the deadline, then every item is ``ConnectionLost``.
+The primitives, as :mod:`hive_core.transports.broker` asks for them:
 
-Delivery is at least once (a request whose handler died, or whose reply could not be
-written, is handled again after the agent reconnects or restarts) and handling is
-idempotent, so nothing is lost and nothing doubles. The connection string is never logged or
-put into an error unredacted.
+* ``send``: a whole batch with ONE script call that, per envelope, checks the target's
+  liveness key and XADDs (``MAXLEN ~`` bounded) only if it is live, atomically -- an unknown,
+  stopped or crashed agent is a ``ConnectionLost`` at once. An unreachable Redis is retried
+  with backoff until the request's deadline.
+* ``receive``: XREADGROUP with a bounded BLOCK. After every (re)connect, and every
+  :data:`RECLAIM_INTERVAL` while connected, it first XAUTOCLAIMs stale pending entries (a
+  previous incarnation died holding them, or a reply could not be written): that is the
+  redelivery. A consumer group lost with a Redis restart is recreated (``NOGROUP``).
+* ``ack``: XACK. ``abandon`` leaves the entry pending (reclaimed later).
+* liveness and name claims: :mod:`hive_core.transports.redis_membership` (heartbeats).
+
+The connection string is never logged or put into an error unredacted.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import os
 import socket
@@ -30,23 +30,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from hive_core.config import MAX_MESSAGE_BYTES
-from hive_core.errors import (
-    ConfigError,
-    ConnectionLost,
-    DeadlineExceeded,
-    MessageRejected,
-    TransportError,
-)
-from hive_core.hive_config import redact_secret
-from hive_core.messages import Envelope, decode, encode
-from hive_core.transports.base import Handler, Reply, check_request
-from hive_core.transports.redis_consumer import StreamConsumer
+from hive_core.errors import ConfigError, ConnectionLost, TransportError
+from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.transports.broker import DRAIN_TIMEOUT, BrokerTransport, Delivery, Outgoing
 from hive_core.transports.redis_membership import (
     ALIVE_TTL,
     HEARTBEAT_INTERVAL,
@@ -62,7 +55,8 @@ BLOCK_MS = 250  # bounded blocking reads: a closing transport stops within this
 STREAM_MAXLEN = 10_000  # per inbox and reply stream, approximate (MAXLEN ~)
 REPLY_TTL_MS = 120_000  # an abandoned reply stream disappears after this
 SEND_CHUNK = 256  # envelopes per send script call
-DRAIN_TIMEOUT = 5.0
+GROUP = "shard"
+RECLAIM_INTERVAL = 30.0  # while connected, also reclaim entries idle this long (seconds)
 
 # KEYS: alive_1..alive_n, inbox_1..inbox_n. ARGV: n, maxlen, reply_to, (msg_id, body)*n.
 _SEND = """
@@ -123,48 +117,20 @@ def purge_hive_keys(url: str, hive: str, key_prefix: str = DEFAULT_KEY_PREFIX) -
     return deleted
 
 
-class _Batch:
-    """Results of one ``request`` call, filled by the sender and the reply thread."""
-
-    __slots__ = ("cond", "missing", "results")
-
-    def __init__(self, size: int) -> None:
-        self.results: list[Reply | None] = [None] * size
-        self.missing = size
-        self.cond = threading.Condition()
-
-    def set(self, index: int, result: Reply) -> None:
-        with self.cond:
-            if self.results[index] is None:
-                self.results[index] = result
-                self.missing -= 1
-                if self.missing == 0:
-                    self.cond.notify_all()
-
-    def wait(self, deadline: float) -> None:
-        with self.cond:
-            while self.missing and (left := deadline - time.monotonic()) > 0:
-                self.cond.wait(left)
-
-
-class RedisShardTransport:
-    """ShardTransport over Redis Streams for one hive (see module docstring)."""
+class RedisBroker:
+    """The Broker primitives over Redis Streams (see the module docstring)."""
 
     def __init__(
         self, url: str, hive: str, *, key_prefix: str = DEFAULT_KEY_PREFIX,
-        max_message_bytes: int = MAX_MESSAGE_BYTES, max_workers: int = 16,
         block_ms: int = BLOCK_MS, stream_maxlen: int = STREAM_MAXLEN,
         heartbeat_interval: float = HEARTBEAT_INTERVAL, alive_ttl: float = ALIVE_TTL,
-        drain_timeout: float = DRAIN_TIMEOUT,
     ) -> None:
-        self.where = redact_secret(url)
+        self.where = f"Redis at {redact_secret(url)}"
         self.keys = RedisKeys(key_prefix, hive)
+        self.hive = hive
         self.client = connect(url, socket_timeout=block_ms / 1000 + 1.0)
-        self.max_message_bytes = max_message_bytes
-        self.max_workers = max_workers
         self.block_ms = block_ms
         self.stream_maxlen = stream_maxlen
-        self.drain_timeout = drain_timeout
         self.client_id = uuid.uuid4().hex[:16]
         self.reply_key = self.keys.reply(self.client_id)
         token = f"{socket.gethostname()}:{os.getpid()}:{self.client_id}"
@@ -172,125 +138,57 @@ class RedisShardTransport:
                                           heartbeat_interval=heartbeat_interval,
                                           alive_ttl=alive_ttl)
         self._send_script = self.client.register_script(_SEND)
-        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers,
-                                           thread_name_prefix="redis-handler")
-        self._consumers: dict[str, StreamConsumer] = {}
-        self._waiters: dict[str, tuple[_Batch, int]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._reader: threading.Thread | None = None
         self._last_reply_id: bytes | str = "0-0"
-        self._link_error = ""
-        self._closed = False
-
-    @property
-    def hive(self) -> str:
-        return self.keys.hive
+        self._ready: dict[str, float] = {}  # agent -> when its pending entries were reclaimed
+        self._lock = threading.Lock()
 
     def _lost(self, exc: Exception) -> ConnectionLost:
-        return ConnectionLost(f"Redis at {self.where} is unreachable: {type(exc).__name__}: "
+        return ConnectionLost(f"{self.where} is unreachable: {type(exc).__name__}: "
                               f"{redact_secret(str(exc))}")
 
-    # -- serving ------------------------------------------------------------------------------
-    def bind(self, agent_id: str, handler: Handler) -> None:
-        """Join the hive as ``agent_id`` and serve its stream.
-
-        AgentError if another live process serves that name; ConnectionLost if Redis is down.
-        """
-        with self._lock:
-            if self._closed:
-                raise ConnectionLost("the transport is closed")
-            if agent_id in self._consumers:
-                raise ConfigError(f"{agent_id!r} is already bound on this transport")
+    # -- membership ---------------------------------------------------------------------------
+    def claim(self, agent: str) -> None:
         try:
-            self.membership.join(agent_id)
+            self.membership.join(agent)
         except redis.RedisError as exc:
             raise self._lost(exc) from exc
-        consumer = StreamConsumer(
-            self.client, self.keys, agent_id, handler, self._pool,
-            max_message_bytes=self.max_message_bytes, block_ms=self.block_ms,
-            max_inflight=self.max_workers * 2, reply_maxlen=self.stream_maxlen,
-            reply_ttl_ms=REPLY_TTL_MS, drain_timeout=self.drain_timeout)
-        with self._lock:
-            self._consumers[agent_id] = consumer
-        consumer.start()
 
-    def unbind(self, agent_id: str) -> None:
-        """Leave (senders get ConnectionLost from now on), then finish requests in flight."""
+    def release(self, agent: str) -> None:
         with self._lock:
-            consumer = self._consumers.pop(agent_id, None)
-        if consumer is None:
-            return
-        try:
-            self.membership.leave(agent_id)
-        except redis.RedisError as exc:
-            log.warning("%s: could not leave cleanly (%s); liveness expires within %.0fs",
-                        agent_id, exc, self.membership.alive_ttl)
-        consumer.close()
+            self._ready.pop(agent, None)
+        self.membership.leave(agent)
 
-    def consumer(self, agent_id: str) -> StreamConsumer:
-        """The consumer serving ``agent_id`` here (counters for tests and benchmarks)."""
-        with self._lock:
-            return self._consumers[agent_id]
-
-    # -- membership ---------------------------------------------------------------------------
     def live_members(self, candidates: Iterable[str] | None = None) -> set[str]:
-        """Agents of this hive (of ``candidates``, default: all registered) that are live now
-        (heartbeating): the Liveness protocol of hive_core.membership.liveness."""
         try:
             return self.membership.live(None if candidates is None else set(candidates))
         except redis.RedisError as exc:
             raise self._lost(exc) from exc
 
     def registered_members(self) -> set[str]:
-        """Agents that ever joined this hive (the registry agent processes build rings from)."""
+        """Agents that ever joined this hive (the registry)."""
         try:
             return self.membership.registered()
         except redis.RedisError as exc:
             raise self._lost(exc) from exc
 
-    # -- requesting ---------------------------------------------------------------------------
-    def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
-        deadline = check_request(self._closed, timeout)
-        self._start_reader()
-        batch = _Batch(len(envelopes))
-        outgoing: list[tuple[int, Envelope, bytes]] = []
-        for i, env in enumerate(envelopes):
-            try:
-                outgoing.append((i, env, encode(env, self.max_message_bytes)))
-            except MessageRejected as exc:
-                batch.set(i, exc)
-        with self._lock:  # registered before sending, so a fast reply is never missed
-            for i, env, _ in outgoing:
-                self._waiters[env.msg_id] = (batch, i)
-        try:
-            for start in range(0, len(outgoing), SEND_CHUNK):
-                chunk = outgoing[start:start + SEND_CHUNK]
-                for (i, _env, _), result in zip(chunk, self._send(chunk, deadline), strict=True):
-                    if result is not None:
-                        batch.set(i, result)
-            batch.wait(deadline)
-        finally:
-            with self._lock:
-                for _, env, _ in outgoing:
-                    self._waiters.pop(env.msg_id, None)
-        link = f" (reply stream: {self._link_error})" if self._link_error else ""
-        return [
-            r if r is not None else DeadlineExceeded(
-                f"{env.target} did not answer within {timeout:g}s{link}")
-            for r, env in zip(batch.results, envelopes, strict=True)
-        ]
+    # -- requests -----------------------------------------------------------------------------
+    def reply_address(self) -> str:
+        return self.reply_key
 
-    def _send(
-        self, chunk: Sequence[tuple[int, Envelope, bytes]], deadline: float
-    ) -> list[TransportError | None]:
-        """XADD each envelope to its live target; an error per item that could not go."""
+    def send(self, items: Sequence[Outgoing], deadline: float) -> list[TransportError | None]:
+        out: list[TransportError | None] = []
+        for start in range(0, len(items), SEND_CHUNK):
+            out += self._send_chunk(items[start:start + SEND_CHUNK], deadline)
+        return out
+
+    def _send_chunk(self, chunk: Sequence[Outgoing], deadline: float
+                    ) -> list[TransportError | None]:
         n = len(chunk)
-        keys = [self.keys.alive(env.target) for _, env, _ in chunk]
-        keys += [self.keys.inbox(env.target) for _, env, _ in chunk]
-        args: list[str | bytes | int] = [n, self.stream_maxlen, self.reply_key]
-        for _, env, body in chunk:
-            args += [env.msg_id, body]
+        keys = [self.keys.alive(item.target) for item in chunk]
+        keys += [self.keys.inbox(item.target) for item in chunk]
+        args: list[str | bytes | int] = [n, self.stream_maxlen, chunk[0].reply_to]
+        for item in chunk:
+            args += [item.msg_id, item.body]
         retry = RetryState(Backoff(base=0.02, cap=0.5))
         while True:
             try:
@@ -300,79 +198,155 @@ class RedisShardTransport:
                 return [TransportError(f"Redis refused the send: {exc}")] * n
             except redis.RedisError as exc:
                 if not retry.failed(deadline):
-                    lost = self._lost(exc)
-                    return [lost] * n
+                    return [self._lost(exc)] * n
         return [
             None if ok else ConnectionLost(
-                f"no live agent {env.target!r} in hive {self.hive!r} on Redis")
-            for (_, env, _), ok in zip(chunk, sent, strict=True)
+                f"no live agent {item.target!r} in hive {self.hive!r} on Redis")
+            for item, ok in zip(chunk, sent, strict=True)
         ]
 
-    # -- replies ------------------------------------------------------------------------------
-    def _start_reader(self) -> None:
-        with self._lock:
-            if self._reader is None:
-                self._reader = threading.Thread(target=self._read_replies, daemon=True,
-                                                name=f"redis-replies-{self.client_id}")
-                self._reader.start()
-
-    def _read_replies(self) -> None:
-        """The one reader of this transport's reply stream; reconnects with backoff."""
-        retry = RetryState(Backoff(), self._stop)
-        while not self._stop.is_set():
-            try:
-                resp = self.client.xread({self.reply_key: self._last_reply_id},
-                                         count=256, block=self.block_ms)
-                if retry.attempts:
-                    log.warning("reply stream reconnected to Redis after %d failure(s)",
-                                retry.attempts)
-                    retry.ok()
-                    self._link_error = ""
-                seen: list[bytes] = []
-                for _stream, entries in resp or []:
-                    for entry_id, fields in entries:
-                        self._last_reply_id = entry_id
-                        seen.append(entry_id)
-                        self._deliver(fields.get(b"r", b""))
-                if seen:
-                    self.client.xdel(self.reply_key, *seen)
-            except redis.RedisError as exc:
-                self._link_error = f"Redis unreachable: {type(exc).__name__}"
-                log.warning("reply stream lost Redis (%s: %s); reconnecting with backoff",
-                            type(exc).__name__, exc)
-                retry.failed()
-            except Exception:
-                log.exception("reply reader error; continuing")
-                retry.failed()
-
-    def _deliver(self, body: bytes) -> None:
+    # -- serving ------------------------------------------------------------------------------
+    def receive(self, agent: str, max_count: int, timeout: float) -> list[Delivery]:
         try:
-            reply = decode(body, self.max_message_bytes)
-        except MessageRejected as exc:
-            log.warning("rejected a reply: %s", exc)
-            return
-        with self._lock:
-            waiter = self._waiters.pop(reply.correlation_id, None)
-        if waiter is None:  # its request already reported DeadlineExceeded, or a duplicate
-            log.debug("late or duplicate reply to %s from %s", reply.correlation_id,
-                      reply.sender)
-            return
-        batch, index = waiter
-        batch.set(index, reply)
+            reclaimed = self._reclaim_if_due(agent)
+            if reclaimed:
+                return reclaimed
+            resp = self.client.xreadgroup(GROUP, agent, {self.keys.inbox(agent): ">"},
+                                          count=max_count, block=int(timeout * 1000))
+        except redis.ResponseError as exc:
+            with self._lock:
+                self._ready.pop(agent, None)
+            if "NOGROUP" in str(exc):
+                log.warning("%s: consumer group is gone (Redis restarted empty?); "
+                            "recreating it", agent)
+                return []
+            raise TransportError(f"Redis refused a command: {exc}") from exc
+        except redis.RedisError as exc:
+            with self._lock:
+                self._ready.pop(agent, None)
+            raise self._lost(exc) from exc
+        return [self._delivery(agent, entry_id, fields, 1)
+                for _stream, entries in resp or [] for entry_id, fields in entries]
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    def close(self) -> None:
-        """Leave and drain every bound agent, stop the threads, close the connections."""
+    def _reclaim_if_due(self, agent: str) -> list[Delivery]:
+        """After a (re)connect: recreate the group and take over every pending entry (ours
+        from a previous incarnation); while connected, every RECLAIM_INTERVAL, entries idle
+        that long (a reply that could not be written)."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            agents = list(self._consumers)
-        for agent_id in agents:
-            self.unbind(agent_id)
+            since = self._ready.get(agent)
+        now = time.monotonic()
+        if since is not None and now - since < RECLAIM_INTERVAL:
+            return []
+        if since is None:
+            try:  # from id 0: entries written before the group existed are delivered too
+                self.client.xgroup_create(self.keys.inbox(agent), GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        min_idle = 0 if since is None else int(RECLAIM_INTERVAL * 1000)
+        out: list[Delivery] = []
+        start: Any = "0-0"
+        while True:
+            got = self.client.xautoclaim(self.keys.inbox(agent), GROUP, agent, min_idle,
+                                         start_id=start, count=100)
+            start, entries = got[0], got[1]
+            if len(got) > 2 and got[2]:
+                log.error("%s: %d pending request(s) were trimmed from the stream before "
+                          "they were handled (MAXLEN reached); their senders saw a deadline",
+                          agent, len(got[2]))
+            out += [self._delivery(agent, entry_id, fields, 2)
+                    for entry_id, fields in entries if fields]
+            if start in (b"0-0", "0-0"):
+                break
+        with self._lock:
+            self._ready[agent] = now
+        return out
+
+    def _delivery(self, agent: str, entry_id: bytes, fields: dict[bytes, bytes],
+                  attempt: int) -> Delivery:
+        reply_to: str | None = fields.get(b"reply", b"").decode("utf-8", "replace")
+        if not str(reply_to).startswith(self.keys.reply("")):
+            log.warning("%s: dropped the reply address %r of a request: outside this hive",
+                        agent, reply_to)
+            reply_to = None
+        return Delivery(key=entry_id, body=fields.get(b"env", b""), reply_to=reply_to,
+                        msg_id=fields.get(b"id", b"").decode("utf-8", "replace"),
+                        handle=entry_id, attempt=attempt)
+
+    def ack(self, agent: str, deliveries: Sequence[Delivery]) -> None:
+        try:
+            self.client.xack(self.keys.inbox(agent), GROUP, *[d.handle for d in deliveries])
+        except redis.RedisError as exc:
+            raise self._lost(exc) from exc
+
+    def abandon(self, agent: str, delivery: Delivery) -> None:
+        """Nothing to do: the entry stays pending and is reclaimed after RECLAIM_INTERVAL."""
+
+    def send_reply(self, reply_to: str, body: bytes) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xadd(reply_to, {"r": body}, maxlen=self.stream_maxlen, approximate=True)
+            pipe.pexpire(reply_to, REPLY_TTL_MS)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise self._lost(exc) from exc
+
+    def receive_replies(self, max_count: int, timeout: float) -> list[bytes]:
+        try:
+            resp = self.client.xread({self.reply_key: self._last_reply_id}, count=max_count,
+                                     block=int(timeout * 1000))
+            seen: list[bytes] = []
+            bodies: list[bytes] = []
+            for _stream, entries in resp or []:
+                for entry_id, fields in entries:
+                    self._last_reply_id = entry_id
+                    seen.append(entry_id)
+                    bodies.append(fields.get(b"r", b""))
+            if seen:
+                self.client.xdel(self.reply_key, *seen)
+            return bodies
+        except redis.RedisError as exc:
+            raise self._lost(exc) from exc
+
+    def close(self) -> None:
         self.membership.close()
-        self._stop.set()
-        if self._reader is not None:
-            self._reader.join(timeout=self.block_ms / 1000 + 2.0)
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+class RedisShardTransport(BrokerTransport):
+    """The ShardTransport of a hive on Redis: a BrokerTransport over a RedisBroker."""
+
+    def __init__(
+        self, url: str, hive: str, *, key_prefix: str = DEFAULT_KEY_PREFIX,
+        max_message_bytes: int = MAX_MESSAGE_BYTES, max_workers: int = 16,
+        block_ms: int = BLOCK_MS, stream_maxlen: int = STREAM_MAXLEN,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL, alive_ttl: float = ALIVE_TTL,
+        drain_timeout: float = DRAIN_TIMEOUT,
+    ) -> None:
+        self.redis = RedisBroker(url, hive, key_prefix=key_prefix, block_ms=block_ms,
+                                 stream_maxlen=stream_maxlen,
+                                 heartbeat_interval=heartbeat_interval, alive_ttl=alive_ttl)
+        super().__init__(self.redis, max_message_bytes=max_message_bytes,
+                         max_workers=max_workers, receive_timeout=block_ms / 1000,
+                         drain_timeout=drain_timeout)
+
+    @property
+    def where(self) -> str:
+        return self.redis.where
+
+    def registered_members(self) -> set[str]:
+        return self.redis.registered_members()
+
+
+def open_transport(config: HiveConfig) -> RedisShardTransport:
+    """The ``redis`` entry of hive_core.transports.registry."""
+    assert config.connection_string is not None  # checked by the registry
+    return RedisShardTransport(config.connection_string, config.name,
+                               key_prefix=config.key_prefix)
+
+
+def purge(config: HiveConfig) -> list[str]:
+    """``delete --purge-data``: every key under the hive's prefix (its ring view too)."""
+    assert config.connection_string is not None
+    count = purge_hive_keys(config.connection_string, config.name, config.key_prefix)
+    return [f"{count} Redis key(s) under {config.key_prefix}:{config.name}:"]

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import (
@@ -38,6 +39,9 @@ from hive_core.errors import (
 from hive_core.messages import Envelope, MessageType, decode, encode
 from hive_core.transports.base import Handler, Reply, check_request
 from hive_core.transports.framing import FrameReader, frame
+
+if TYPE_CHECKING:
+    from hive_core.hive_config import HiveConfig
 from hive_core.transports.unix_listener import UnixListener, socket_path
 
 POOL_PER_PEER = 4
@@ -264,3 +268,8 @@ class UnixSocketTransport:
         for pool in idle.values():
             for sock in pool:
                 sock.close()
+
+
+def open_transport(config: HiveConfig) -> UnixSocketTransport:
+    """The ``local`` entry of hive_core.transports.registry: sockets in the hive's run/."""
+    return UnixSocketTransport(config.run_dir)
