@@ -248,14 +248,39 @@ def delete(
 @app.command()
 def start(
     hive: Hive,
-    target: Annotated[str, typer.Option(help="Where agents run (only 'local').")] = "local",
+    target: Annotated[str, typer.Option(help="Where agents run: local | azure.")] = "local",
     agents: AgentsOpt = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for ready.")] = 60.0,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="azure: only render the deployment parameters (offline).")] = False,
+    agents_per_app: Annotated[int, typer.Option(
+        min=1, help="azure: agents (containers) per Container App.")] = 5,
+    image: Annotated[str, typer.Option(help="azure: the agents' container image.")] =
+        "amplihack-hive:0.1.0",
+    resource_group: Annotated[str | None, typer.Option(
+        help="azure: resource group (default: amplihack-HIVE).")] = None,
+    location: Annotated[str | None, typer.Option(help="azure: Azure region.")] = None,
     json_out: Json = False,
-) -> None:
-    """Start one process per agent and wait until each reports ready."""
+) -> int | None:
+    """Start one process per agent and wait until each reports ready.
+
+    --target azure renders <hive dir>/deploy/azure/parameters.json (no secrets) and runs
+    deploy/azure/deploy.sh with it unless --dry-run (see deploy/azure/README.md).
+    """
+    if target == "azure":
+        from hive_cli import azure_deploy
+
+        if agents is not None:
+            raise UsageProblem("--agents cannot be used with --target azure: the deployment "
+                               "runs every agent of the hive")
+        return azure_deploy.start(
+            HiveConfig.load(hive), Renderer(json_out), dry_run=dry_run,
+            agents_per_app=agents_per_app, image=image, resource_group=resource_group,
+            location=location)
     if target != "local":
-        raise UsageProblem(f"unknown --target {target!r}: only 'local' is available")
+        raise UsageProblem(f"unknown --target {target!r}: choose local or azure")
+    if dry_run:
+        raise UsageProblem("--dry-run is for --target azure")
     wanted = _agent_list(agents)
     config = HiveConfig.load(hive)
     check_available(config)

@@ -247,11 +247,15 @@ class HiveConfig:
         return replace(self, **changes) if changes else self
 
 
-_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
-_SECRET_KV = re.compile(r"(?P<key>(?:SharedAccessKey|AccountKey|password|pwd)=)[^;]+", re.I)
+# Everything between "scheme://" and the LAST "@" of the token is credentials: a password
+# may itself hold "/" or "@" (percent-encoding is not guaranteed).
+_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^\s]*)@", re.I)
+_SECRET_KV = re.compile(
+    r"(?P<key>(?:SharedAccessKey|SharedAccessSignature|AccountKey|password|pwd|"
+    r"(?<![A-Za-z])sig)=)[^;&\s]+", re.I)
 
 
 def redact_secret(value: str) -> str:
-    """A connection string with passwords and keys replaced by ``***``."""
+    """A connection string with passwords, keys and SAS signatures replaced by ``***``."""
     out = _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", value)
     return _SECRET_KV.sub(lambda m: f"{m.group('key')}***", out)

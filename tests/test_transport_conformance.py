@@ -18,8 +18,14 @@ import pytest
 from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
 
 from hive_core.errors import ConnectionLost, DeadlineExceeded, MessageRejected
+from hive_core.hive_config import AgentConfig, HiveConfig
+from hive_core.membership.liveness import FileLiveness
 from hive_core.messages import Envelope, MessageType
+from hive_core.state import MemoryCheckpoints
+from hive_core.transports.azurefake import server as azurefake
 from hive_core.transports.base import ShardTransport, check_reply
+from hive_core.transports.broker import BrokerTransport
+from hive_core.transports.eventhubs import EventHubsBroker
 from hive_core.transports.local import LocalEventBus
 from hive_core.transports.redis import RedisShardTransport
 from hive_core.transports.unix import UnixSocketTransport
@@ -71,8 +77,23 @@ def redis_fabric(_tmp: Path) -> Fabric:
                                               max_message_bytes=LIMIT), cleanup)
 
 
+def eventhubs_fabric(tmp: Path) -> Fabric:
+    """Event Hubs over the in-process fake namespace (no emulator runs offline): each new()
+    is a separate broker (own producer, readers, reply route) on one namespace, with the
+    hive's liveness in flock files and checkpoints in memory, as agents of one machine."""
+    conn = azurefake.inproc(f"eh-{tmp.name}", partitions=2)  # agents share partitions
+    config = HiveConfig(name="h", transport="azure_event_hubs", connection_string=conn,
+                        agents=tuple(AgentConfig(n) for n in AGENTS))
+    checkpoints = MemoryCheckpoints()
+    return Fabric(lambda: BrokerTransport(
+        EventHubsBroker(config, presence=FileLiveness(tmp / "run"), checkpoints=checkpoints,
+                        agent_list=lambda: list(AGENTS), max_message_bytes=LIMIT),
+        max_message_bytes=LIMIT))
+
+
 FABRICS = [pytest.param(local_fabric, id="local"), pytest.param(unix_fabric, id="unix"),
-           pytest.param(redis_fabric, id="redis")]
+           pytest.param(redis_fabric, id="redis"), pytest.param(eventhubs_fabric, id="eventhubs")]
+AGENTS = ("a", "b", "c", "slow", "fast")
 
 
 @pytest.fixture(params=FABRICS)

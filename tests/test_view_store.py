@@ -2,9 +2,10 @@
 
 Agents change the view concurrently (two ``add-agent`` at once, a ring keeper marking a
 peer down while another flips); the store's swap is the only serialisation point, so a lost
-update would silently drop a member. Both stores run the same tests: the file store (flock +
-atomic rename) for the local transport, and the Redis store (Lua script) against the real
-Redis at 127.0.0.1:6379 (never skipped).
+update would silently drop a member. Both stores run the same checks
+(tests/view_store_checks.py, which the blob store of tests/test_state_store.py runs too): the
+file store (flock + atomic rename) for the local transport, and the Redis store (Lua script)
+against the real Redis at 127.0.0.1:6379 (never skipped).
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from redis_helpers import REDIS_URL
+from view_store_checks import CHECKS, StoreFactory
 
 from hive_core.membership.redis_store import RedisViewStore
-from hive_core.membership.store import FileViewStore, ViewStore, update
+from hive_core.membership.store import FileViewStore, ViewStore
 from hive_core.membership.view import RingView, initial, join
 from hive_core.transports.redis_membership import RedisKeys
-
-StoreFactory = Callable[[], ViewStore]
 
 
 @pytest.fixture(params=["file", "redis"])
@@ -48,97 +47,11 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
         store.close()
 
 
-def joiner(agent: str) -> Callable[[RingView | None], RingView | None]:
-    def transition(view: RingView | None) -> RingView | None:
-        assert view is not None
-        return join(view, agent)
-    return transition
-
-
-def test_stores_satisfy_the_protocol(make_store: StoreFactory) -> None:
-    """Agents take either store through the ViewStore protocol."""
-    assert isinstance(make_store(), ViewStore)
-
-
-def test_load_is_none_before_the_first_swap(make_store: StoreFactory) -> None:
-    """A hive that never started has no view; the first writer creates it at version 0."""
-    assert make_store().load() is None
-
-
-def test_first_swap_wins_once(make_store: StoreFactory) -> None:
-    """Two agents creating the first view at once: exactly one wins, and its view is kept."""
-    store = make_store()
-    first = initial(["a", "b"])
-    assert store.swap(0, first)
-    assert store.load() == first
-    assert not store.swap(0, initial(["x"]))
-    assert make_store().load() == first
-
-
-def test_a_stale_version_loses(make_store: StoreFactory) -> None:
-    """A writer that read an older version must not overwrite the newer view."""
-    store = make_store()
-    v1 = initial(["a", "b"])
-    assert store.swap(0, v1)
-    v2 = join(v1, "c")
-    assert v2 is not None and store.swap(v1.version, v2)
-    stale = join(v1, "d")
-    assert stale is not None
-    assert not store.swap(v1.version, stale)
-    assert not store.swap(v2.version + 1, stale)
-    assert store.load() == v2
-    v3 = join(v2, "d")
-    assert v3 is not None and store.swap(v2.version, v3)
-    assert store.load() == v3
-
-
-def test_update_without_a_change_returns_the_stored_view(make_store: StoreFactory) -> None:
-    """A transition with nothing to do writes nothing and returns what is in force."""
-    store = make_store()
-    view = initial(["a"])
-    assert update(store, lambda v: view if v is None else None) == view
-    assert update(store, joiner("a")) == view
-    assert store.load() == view
-
-
-def test_concurrent_updates_from_threads_lose_nothing(make_store: StoreFactory) -> None:
-    """Eight agents joining at once all land, one epoch each, in some order."""
-    seed = initial(["seed"])
-    assert make_store().swap(0, seed)
-    agents = [f"t{i}" for i in range(8)]
-    barrier = threading.Barrier(len(agents))
-    errors: list[BaseException] = []
-
-    def run(agent: str) -> None:
-        store = make_store()
-        try:
-            barrier.wait(timeout=10)
-            update(store, joiner(agent))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(a,)) for a in agents]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
-    view = make_store().load()
-    assert view is not None
-    assert set(view.target) == {"seed", *agents}
-    assert view.current == ("seed",)
-    assert view.epoch == 1 + len(agents)
-    assert view.version == 1 + len(agents)
-
-
-def test_clear_forgets_the_view(make_store: StoreFactory) -> None:
-    """Deleting a hive deletes its view; a later start begins again at version 0."""
-    store = make_store()
-    assert store.swap(0, initial(["a"]))
-    store.clear()
-    assert store.load() is None
-    store.clear()  # idempotent
-    assert store.swap(0, initial(["b"]))
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_view_store_contract(make_store: StoreFactory,
+                             check: Callable[[StoreFactory], None]) -> None:
+    """The shared ViewStore checks (tests/view_store_checks.py), on file and Redis."""
+    check(make_store)
 
 
 def test_redis_view_lives_under_the_hive_prefix(prefix: str) -> None:

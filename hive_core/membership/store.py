@@ -151,4 +151,7 @@ def open_view_store(config: HiveConfig) -> ViewStore:
         return RedisViewStore(config.connection_string, config.name, config.key_prefix)
     if config.state_store in ("auto", "dir"):
         return FileViewStore(config.data_dir)
-    raise ConfigError(f"state_store {config.state_store!r} is not available yet; use 'dir'")
+    from hive_core.state.view_store import BlobViewStore
+    from hive_core.transports.azure_state import state_blobs
+
+    return BlobViewStore(state_blobs(config))

@@ -1,0 +1,1 @@
+"""A fake Azure messaging namespace for tests (see namespace.py)."""
