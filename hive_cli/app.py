@@ -265,7 +265,7 @@ def start(
     """Start one process per agent and wait until each reports ready.
 
     --target azure renders <hive dir>/deploy/azure/parameters.json (no secrets) and runs
-    deploy/azure/deploy.sh with it unless --dry-run (see deploy/azure/README.md).
+    deploy/azure/deploy.sh with it unless --dry-run (README: "A hive in Azure").
     """
     if target == "azure":
         from hive_cli import azure_deploy

@@ -218,7 +218,7 @@ resource sbSubscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2
 }]
 
 // Named $Default so it replaces the catch-all rule: a subscription sees only its agent's
-// messages (application property `target`).
+// messages (application properties `hive` and `target`: hives may share one topic).
 resource sbFilters 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2021-11-01' = [for (agent, i) in agents: if (createBroker && useServiceBus) {
   parent: sbSubscriptions[i]
   name: '$Default'
@@ -226,6 +226,7 @@ resource sbFilters 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2
     filterType: 'CorrelationFilter'
     correlationFilter: {
       properties: {
+        hive: hiveName
         target: agent
       }
     }

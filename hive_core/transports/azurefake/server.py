@@ -21,7 +21,7 @@ import threading
 from multiprocessing.managers import BaseManager
 from typing import Any
 
-from hive_core.errors import ConfigError
+from hive_core.errors import ConfigError, ConnectionLost
 from hive_core.transports.azurefake.namespace import DEFAULT_PARTITIONS, FakeNamespace
 
 _ENDPOINT = re.compile(r"Endpoint\s*=\s*fake://([^/;]+)/?([^;]*)", re.I)
@@ -63,7 +63,11 @@ def namespace(connection_string: str) -> Any:
             _Manager.register("namespace")
             manager = _Manager(address=(addr, int(port)),
                                authkey=(key.group(1) if key else "").encode())
-            manager.connect()
+            try:
+                manager.connect()
+            except OSError as exc:
+                raise ConnectionLost(f"the fake namespace at {host} is unreachable: "
+                                     f"{type(exc).__name__}") from None
             # A proxy opens one connection per thread that uses it: blocking receives in
             # several threads do not wait for each other.
             _CLIENTS[connection_string] = manager.namespace()
