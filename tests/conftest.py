@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from redis_helpers import delete_prefix, shared_redis, unique_prefix
 from redis_hive import RedisHive
+from state_helpers import AZURITE_BIN, Azurite
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +41,20 @@ def hives() -> Iterator[list[RedisHive]]:
     yield made
     for hive in made:
         hive.stop_all()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite (Azure Storage emulator) for the session (each test takes its own
+    container); stopped by PID. Missing Azurite fails under CI, skips (with the reason)
+    elsewhere: .ci/run installs it."""
+    if not AZURITE_BIN.exists():
+        reason = (f"Azurite is not installed at {AZURITE_BIN}; run "
+                  "`npm install --prefix .ci/azurite azurite` (or .ci/run)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    yield server
+    server.stop()

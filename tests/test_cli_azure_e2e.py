@@ -10,11 +10,15 @@ fact, status counts = facts x RF, stop; no process is left and the key is never 
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 from azure_helpers import ServedNamespace
 from test_cli_e2e import CORPUS, Hive
+
+from hive_core.state.azure_blobs import AzureBlobs
 
 AGENTS = 4
 RF = 3
@@ -77,3 +81,56 @@ def test_azure_hive_life_cycle(transport: str, served: ServedNamespace, tmp_path
         assert all(served.key not in text for text in shown)
     finally:
         hive.kill_all()
+
+
+@pytest.mark.slow
+def test_two_apps_share_only_the_broker_and_the_blob_state(served: ServedNamespace, azurite,
+                                                           tmp_path: Path) -> None:
+    """Agents 0-1 run from one AMPLIHACK_HOME, agents 2-3 from another, as in two Container
+    Apps: no folder in common, only the (fake) Event Hubs namespace and the blob container
+    (Azurite) that holds the ring view, liveness and checkpoints (state_store: blob). A fact
+    learned through one app is found by an agent of the other."""
+    container = f"st{uuid.uuid4().hex[:12]}"
+    env = {"AMPLIHACK_EH_CONNECTION_STRING": served.connection_string,
+           "AMPLIHACK_BLOB_CONNECTION_STRING": azurite.connection_string,
+           "AMPLIHACK_BLOB_CONTAINER": container}
+    app_a, app_b = Hive(tmp_path / "app-a", "two-apps"), Hive(tmp_path / "app-b", "two-apps")
+    try:
+        created = app_a("create", "--name", app_a.name, "--agents", str(AGENTS),
+                        "--transport", "azure_event_hubs", env=env)
+        assert created.code == 0, created.err
+        path_a = tmp_path / "app-a" / "hives" / app_a.name / "config.yaml"
+        path_a.write_text(path_a.read_text().replace("state_store: auto", "state_store: blob"))
+        path_b = tmp_path / "app-b" / "hives" / app_b.name / "config.yaml"
+        path_b.parent.mkdir(parents=True, mode=0o700)
+        shutil.copy(path_a, path_b)
+
+        for app, agents in ((app_a, "agent_0,agent_1"), (app_b, "agent_2,agent_3")):
+            started = app("start", "--hive", app.name, "--agents", agents, "--timeout", "120",
+                          env=env)
+            assert started.code == 0, started.err
+        learned = app_a("learn", "--hive", app_a.name, "--file", str(CORPUS), "--json", env=env)
+        assert learned.code == 0, learned.err
+        answered = app_b("ask", "--hive", app_b.name, "--agent", "agent_3", "--json",
+                         "Who leads Project Osprey?", env=env)
+        assert answered.code == 0, answered.err
+        adoc = answered.json()
+        assert any("Hannah Schmidt" in f["content"] for f in adoc["facts"])
+        assert adoc["partial"] is False
+
+        state = AzureBlobs(azurite.connection_string, container)
+        try:
+            names = {b.name for b in state.list("")}
+        finally:
+            state.close()
+        assert "ring.json" in names
+        assert {f"live/agent_{i}" for i in range(AGENTS)} <= names
+        assert any(n.startswith("checkpoints/") for n in names)
+        assert not (tmp_path / "app-a" / "hives" / app_a.name / "data" / "ring.json").exists()
+        for app in (app_a, app_b):
+            stopped = app("stop", "--hive", app.name, env=env)
+            assert stopped.code == 0, stopped.err
+        assert app_a.alive() == [] and app_b.alive() == []
+    finally:
+        app_a.kill_all()
+        app_b.kill_all()

@@ -204,3 +204,30 @@ def test_start_with_redis_unreachable_is_one_line_and_spawns_nothing(tmp_path):
     assert len(lines) == 1 and "unreachable" in lines[0], res.err
     assert SECRET not in res.err + res.out and "Traceback" not in res.err
     assert not list((home / "hives" / "r" / "run").glob("*.pid"))
+
+
+def test_passwords_with_slash_or_at_are_redacted(amplihack_home, capsys):
+    password = f"pw/{SECRET}@x"
+    url = f"redis://:{password}@127.0.0.1:6379/0"
+    assert cli(capsys, "create", "--name", "slash", "--transport", "redis",
+               "--connection-string", url).code == 0
+    shown = [cli(capsys, "show", "--hive", "slash").out,
+             cli(capsys, "show", "--hive", "slash", "--json").out,
+             cli(capsys, "list", "--json").out]
+    assert all(SECRET not in text and "pw/" not in text for text in shown)
+    assert cli(capsys, "show", "--hive", "slash", "--json").json()["connection_string"] == \
+        "redis://***@127.0.0.1:6379/0"
+
+
+def test_an_azure_key_is_never_shown_by_start_status_or_logs(amplihack_home, capsys):
+    """The namespace is unreachable: start fails with one line before spawning anything,
+    status still reports; neither shows the key."""
+    conn = f"Endpoint=fake://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey={SECRET}"
+    assert cli(capsys, "create", "--name", "azk", "--agents", "2", "--transport",
+               "azure_event_hubs", "--connection-string", conn).code == 0
+    started = cli(capsys, "start", "--hive", "azk", "--timeout", "20")
+    assert started.code == 1 and "unreachable" in started.err
+    assert len(started.err.strip().splitlines()) == 1
+    status = cli(capsys, "status", "--hive", "azk", "--json")
+    for text in [started.out, started.err, status.out, status.err]:
+        assert SECRET not in text

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import stat
 import threading
 import time
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from state_helpers import AZURITE_BIN, DEV_KEY, Azurite, increment, increment_in_process
+from state_helpers import DEV_KEY, Azurite, increment, increment_in_process
 from view_store_checks import CHECKS, StoreFactory
 
 from hive_core.errors import AgentError, ConfigError, ConnectionLost, HiveError, TransportError
@@ -48,21 +47,6 @@ from hive_core.state.blobs import escape_segment, unescape_segment
 
 BlobsFactory = Callable[[], Blobs]
 KINDS = ["memory", "dir", "azure"]
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    """One Azurite for the session (each test takes its own container); stopped by PID."""
-    if not AZURITE_BIN.exists():
-        reason = (f"Azurite is not installed at {AZURITE_BIN}; run "
-                  "`npm install --prefix .ci/azurite azurite` (or .ci/run)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = Azurite(tmp_path_factory.mktemp("azurite"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def _container() -> str:
