@@ -29,13 +29,12 @@ import yaml
 from hive_cli.errors import CliFailure, UsageProblem
 from hive_cli.render import Renderer
 from hive_core.hive_config import HiveConfig
+from hive_core.transports import azure_names
 
 DEPLOYABLE = ("redis", "azure_event_hubs", "azure_service_bus")
 DEFAULT_AGENTS_PER_APP = 5
 MAX_AGENTS_PER_APP = 20  # Container Apps allows a bounded number of containers per app
 DEFAULT_IMAGE = "amplihack-hive:0.1.0"
-DEFAULT_TOPIC = "hive-graph"
-REPLY_QUEUE = "hive-graph-replies"
 STATE_CONTAINER = "hive-state"
 HEALTH_PORT_BASE = 8080
 PARAMS_SCHEMA = ("https://schema.management.azure.com/schemas/2019-04-01/"
@@ -92,6 +91,7 @@ class AzurePlan:
     config_yaml: str
     resource_group: str
     location: str | None
+    options: dict[str, Any] = field(default_factory=dict)  # the hive's transport_options
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -105,6 +105,11 @@ class AzurePlan:
             "image": self.image,
             "transport": self.transport,
             "agents": self.agents,
+            # Per agent, the names its transport reads (hive_core.transports.azure_names).
+            "consumerGroups": [azure_names.consumer_group(self.hive, a, self.options)
+                               for a in self.agents],
+            "subscriptionNames": [azure_names.subscription_name(self.hive, a)
+                                  for a in self.agents],
             "agentsPerApp": self.agents_per_app,
             "appCount": len(self.apps),
             "appAgents": self.apps,
@@ -169,9 +174,9 @@ def plan(config: HiveConfig, *, agents_per_app: int = DEFAULT_AGENTS_PER_APP,
         state_store = "blob"
         notes.append(f"state_store auto -> blob: the agents run in {len(apps)} apps, which "
                      f"share state only through the blob container {STATE_CONTAINER!r}")
-    event_hub = str(options.get("eventhub") or f"hive-shards-{config.name}")
-    topic = str(options.get("topic") or DEFAULT_TOPIC)
-    reply_queue = str(options.get("reply_queue") or REPLY_QUEUE)
+    event_hub = azure_names.event_hub(config.name, options)
+    topic = azure_names.topic(options)
+    reply_queue = azure_names.reply_queue(options)
     # The names main.bicep creates are written into the agents' config too, so the two agree
     # even where the transport's own defaults would differ.
     pinned = {"azure_event_hubs": {"eventhub": event_hub},
@@ -183,7 +188,7 @@ def plan(config: HiveConfig, *, agents_per_app: int = DEFAULT_AGENTS_PER_APP,
         event_hub=event_hub, topic=topic, reply_queue=reply_queue,
         config_yaml=container_config_yaml(data, state_store, pinned),
         resource_group=resource_group or default_resource_group(config.name),
-        location=location, notes=notes)
+        location=location, options=dict(options), notes=notes)
 
 
 def container_config_yaml(data: dict[str, Any], state_store: str,

@@ -30,6 +30,7 @@ from agent_runtime import health
 from agent_runtime.env_config import config_from_text, load_hive_config
 from hive_core.errors import ConfigError
 from hive_core.hive_config import AgentConfig, HiveConfig
+from hive_core.transports import azure_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "azure"
@@ -124,6 +125,34 @@ def test_event_hubs_names_and_blob_state_across_apps(capsys, amplihack_home,
     assert rendered["transport_options"]["eventhub"] == "hive-shards-eh"
     assert "SharedAccessKey" not in params_path(amplihack_home, "eh").read_text()
     assert "AMPLIHACK_EH_CONNECTION_STRING" in result.out
+    # The consumer groups main.bicep creates are the ones the transport reads in.
+    broker_groups = [azure_names.consumer_group("eh", f"agent_{i}", {}) for i in range(11)]
+    assert v["consumerGroups"] == broker_groups == [f"agent_{i}" for i in range(11)]
+
+
+def test_service_bus_subscriptions_are_the_transports_names(capsys, amplihack_home,
+                                                            monkeypatch) -> None:
+    monkeypatch.setenv("AMPLIHACK_SB_CONNECTION_STRING",
+                       "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;"
+                       "SharedAccessKey=x")
+    long_agent = "a" * 60
+    config = HiveConfig(name="sb", transport="azure_service_bus",
+                        agents=(AgentConfig("agent_0"), AgentConfig(long_agent)))
+    config.save()
+    result = cli(capsys, "start", "--hive", "sb", "--target", "azure", "--dry-run")
+    assert result.code == 0, result.err
+    v = values(params_path(amplihack_home, "sb"))
+    assert v["subscriptionNames"][0] == "sb.agent_0"
+    assert v["subscriptionNames"][1] == azure_names.subscription_name("sb", long_agent)
+    assert all(len(n) <= 50 for n in v["subscriptionNames"])
+
+
+def test_every_rendered_parameter_is_declared_in_the_template(capsys, amplihack_home) -> None:
+    create(capsys, "decl", 3)
+    assert cli(capsys, "start", "--hive", "decl", "--target", "azure", "--dry-run").code == 0
+    bicep = (ROOT / "deploy" / "azure" / "main.bicep").read_text()
+    declared = set(re.findall(r"^param (\w+) ", bicep, re.M))
+    assert set(values(params_path(amplihack_home, "decl"))) <= declared
 
 
 def test_local_hive_is_refused(capsys, amplihack_home) -> None:

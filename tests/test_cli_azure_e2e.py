@@ -24,6 +24,7 @@ AGENTS = 4
 RF = 3
 TRANSPORTS = {
     "azure_event_hubs": "AMPLIHACK_EH_CONNECTION_STRING",
+    "azure_service_bus": "AMPLIHACK_SB_CONNECTION_STRING",
 }
 
 

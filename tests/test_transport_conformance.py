@@ -91,8 +91,22 @@ def eventhubs_fabric(tmp: Path) -> Fabric:
         max_message_bytes=LIMIT))
 
 
+def servicebus_fabric(tmp: Path) -> Fabric:
+    """Service Bus over the in-process fake namespace (no emulator runs offline): each new()
+    is a separate broker (own senders, receivers, reply session) on one namespace and topic,
+    with the hive's liveness in flock files, as agents of one machine."""
+    from hive_core.transports.servicebus import ServiceBusBroker
+
+    conn = azurefake.inproc(f"sb-{tmp.name}")
+    return Fabric(lambda: BrokerTransport(
+        ServiceBusBroker(conn, "h", presence=FileLiveness(tmp / "run"),
+                         max_message_bytes=LIMIT, known_agents=lambda: list(AGENTS)),
+        max_message_bytes=LIMIT))
+
+
 FABRICS = [pytest.param(local_fabric, id="local"), pytest.param(unix_fabric, id="unix"),
-           pytest.param(redis_fabric, id="redis"), pytest.param(eventhubs_fabric, id="eventhubs")]
+           pytest.param(redis_fabric, id="redis"), pytest.param(eventhubs_fabric, id="eventhubs"),
+           pytest.param(servicebus_fabric, id="servicebus")]
 AGENTS = ("a", "b", "c", "slow", "fast")
 
 

@@ -38,6 +38,12 @@ param transport string
 @description('Every agent of the hive, in the hive\'s order.')
 param agents array
 
+@description('Per agent (same order), the Event Hubs consumer group it reads in (hive_core.transports.azure_names).')
+param consumerGroups array
+
+@description('Per agent (same order), its Service Bus subscription: HIVE.AGENT, at most 50 characters.')
+param subscriptionNames array
+
 @minValue(1)
 @maxValue(20)
 param agentsPerApp int = 5
@@ -171,9 +177,10 @@ resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2021-11-01' = if (cre
   }
 }
 
-resource ehConsumerGroups 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2021-11-01' = [for agent in agents: if (createBroker && useEventHubs) {
+// One per distinct name: a shared template (e.g. '{hive}') gives every agent the same group.
+resource ehConsumerGroups 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2021-11-01' = [for group in union(consumerGroups, []): if (createBroker && useEventHubs && group != '$Default') {
   parent: eventHub
-  name: agent
+  name: group
 }]
 
 resource ehRule 'Microsoft.EventHub/namespaces/authorizationRules@2021-11-01' = if (createBroker && useEventHubs) {
@@ -206,9 +213,9 @@ resource sbTopic 'Microsoft.ServiceBus/namespaces/topics@2021-11-01' = if (creat
   }
 }
 
-resource sbSubscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2021-11-01' = [for agent in agents: if (createBroker && useServiceBus) {
+resource sbSubscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2021-11-01' = [for (agent, i) in agents: if (createBroker && useServiceBus) {
   parent: sbTopic
-  name: take(agent, 50)
+  name: subscriptionNames[i]
   properties: {
     lockDuration: 'PT1M'
     maxDeliveryCount: 10

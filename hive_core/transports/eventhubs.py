@@ -45,7 +45,7 @@ from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConfigError, ConnectionLost, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, redact_secret
 from hive_core.state import CheckpointStore
-from hive_core.transports import chunks
+from hive_core.transports import azure_names, chunks
 from hive_core.transports.azure_state import Presence, open_checkpoints, open_presence
 from hive_core.transports.broker import BrokerTransport, Delivery, Outgoing
 from hive_core.transports.retry import Backoff, RetryState
@@ -247,9 +247,9 @@ class EventHubsBroker:
         opts = config.transport_options
         self.hive = config.name
         self.connection_string = config.connection_string
-        self.hub = opts.get("eventhub") or f"hive-shards-{config.name}"
+        self.hub = azure_names.event_hub(config.name, opts)
         self.where = f"Event Hubs {self.hub} at {redact_secret(config.connection_string)}"
-        self.group_template = opts.get("consumer_group") or "{agent}"
+        self.options = opts
         self.reply_partition: int | None = opts.get("reply_partition")
         self.sdk = load_sdk(config.connection_string)
         self.max_message_bytes = max_message_bytes
@@ -295,7 +295,7 @@ class EventHubsBroker:
         return parts[self._agents.index(agent) % len(parts)]
 
     def _group(self, agent: str) -> str:
-        return self.group_template.format(agent=agent, hive=self.hive)
+        return azure_names.consumer_group(self.hive, agent, self.options)
 
     # -- membership ---------------------------------------------------------------------------
     def claim(self, agent: str) -> None:

@@ -174,6 +174,15 @@ class FakeNamespace:
             self._topics.setdefault(topic, []).append(entity)
             return True
 
+    def sb_delete_subscription(self, topic: str, name: str) -> None:
+        """Delete a subscription and every message it held."""
+        entity = f"{topic}/subscriptions/{name}"
+        with self._cond:
+            self._entity(entity)
+            del self._entities[entity]
+            self._topics[topic].remove(entity)
+            self._cond.notify_all()
+
     def sb_subscription_exists(self, topic: str, name: str) -> bool:
         with self._cond:
             return f"{topic}/subscriptions/{name}" in self._entities
