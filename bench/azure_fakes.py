@@ -1,12 +1,12 @@
 """Request latency through the Azure transports over their in-process fakes.
 
-    python -m bench.azure_fakes servicebus [--requests 500]
+    python -m bench.azure_fakes eventhubs servicebus redis [--requests 500]
 
 No Azure emulator runs offline, so this measures the transports' own overhead (broker code,
 chunking, compression, settlement, the fake SDK and namespace), not Azure's network: one
-target agent, a small payload, requests one after the other, p50/p95 in milliseconds. Compare
-with ``python -m bench.redis_transport``. One function per transport; ``main`` runs the ones
-named on the command line.
+target agent, a small payload, requests one after the other, p50/p95 in milliseconds; the
+``redis`` entry runs the same loop over the real local Redis for comparison. One function
+per transport; ``main`` runs the ones named on the command line.
 """
 
 from __future__ import annotations
@@ -60,7 +60,49 @@ def servicebus(requests: int) -> None:
             server.close()
 
 
-BENCHES: dict[str, Callable[[int], None]] = {"servicebus": servicebus}
+def eventhubs(requests: int) -> None:
+    """Event Hubs: partition inboxes, per-agent consumer group, checkpoints in memory."""
+    from hive_core.hive_config import AgentConfig, HiveConfig
+    from hive_core.membership.liveness import FileLiveness
+    from hive_core.state import MemoryCheckpoints
+    from hive_core.transports.azurefake.server import inproc
+    from hive_core.transports.broker import BrokerTransport
+    from hive_core.transports.eventhubs import EventHubsBroker
+
+    config = HiveConfig(name="bench", transport="azure_event_hubs",
+                        connection_string=inproc("bench-eventhubs"),
+                        agents=(AgentConfig("a"),))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        made = [BrokerTransport(EventHubsBroker(
+            config, presence=FileLiveness(run), checkpoints=MemoryCheckpoints(),
+            agent_list=lambda: ["a"])) for _ in range(2)]
+        try:
+            _measure("eventhubs (in-process fake)", made[0], made[1], "bench", requests)
+        finally:
+            for t in made:
+                t.close()
+
+
+def redis(requests: int) -> None:
+    """Redis Streams on 127.0.0.1:6379 under a throwaway key prefix, for comparison."""
+    import uuid
+
+    from hive_core.transports.redis import RedisShardTransport, purge_hive_keys
+
+    url, prefix = "redis://127.0.0.1:6379/0", f"bench-{uuid.uuid4().hex[:8]}"
+    server = RedisShardTransport(url, "bench", key_prefix=prefix)
+    client = RedisShardTransport(url, "bench", key_prefix=prefix)
+    try:
+        _measure("redis (127.0.0.1:6379)", server, client, "bench", requests)
+    finally:
+        client.close()
+        server.close()
+        purge_hive_keys(url, "bench", prefix)
+
+
+BENCHES: dict[str, Callable[[int], None]] = {
+    "eventhubs": eventhubs, "servicebus": servicebus, "redis": redis}
 
 
 def main(argv: list[str] | None = None) -> int:

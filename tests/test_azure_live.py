@@ -50,7 +50,7 @@ def servicebus_live(tmp: Path) -> suite.Fabric:
 
     config = _config(tmp, "azure_service_bus", os.environ[SB], {})
     return suite.Fabric(lambda: BrokerTransport(
-        ServiceBusBroker(config, presence=FileLiveness(tmp / "run"),
+        ServiceBusBroker(os.environ[SB], config.name, presence=FileLiveness(tmp / "run"),
                          max_message_bytes=suite.LIMIT), max_message_bytes=suite.LIMIT))
 
 

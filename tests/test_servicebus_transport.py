@@ -129,7 +129,7 @@ def test_reply_that_cannot_be_sent_is_abandoned_then_answered(hive: Hive, monkey
     server, client = hive.transport(), hive.transport()
     handler = Calls("a")
     server.bind("a", handler)
-    real_send_reply = server.broker.send_reply
+    real_send_reply = server.broker._send_reply
     broken_until = time.monotonic() + 0.6
 
     def flaky_send_reply(reply_to: str, body: bytes) -> None:
@@ -137,7 +137,7 @@ def test_reply_that_cannot_be_sent_is_abandoned_then_answered(hive: Hive, monkey
             raise ConnectionLost("the reply queue is unreachable (test)")
         real_send_reply(reply_to, body)
 
-    monkeypatch.setattr(server.broker, "send_reply", flaky_send_reply)
+    monkeypatch.setattr(server.broker, "_send_reply", flaky_send_reply)
     [reply] = client.request([query("a", {"k": "v"})], timeout=10.0)
     assert check_reply(reply).payload["echo"] == {"k": "v"}
     assert handler.count >= 2  # abandoned after the reply failed, delivered again
@@ -154,7 +154,7 @@ def test_abandoned_message_is_dead_lettered_after_max_delivery_count(hive: Hive,
     def no_reply(reply_to: str, body: bytes) -> None:
         raise ConnectionLost("the reply queue is unreachable (test)")
 
-    monkeypatch.setattr(server.broker, "send_reply", no_reply)
+    monkeypatch.setattr(server.broker, "_send_reply", no_reply)
     [reply] = client.request([query("a")], timeout=2.0)
     assert isinstance(reply, DeadlineExceeded)
     assert until(lambda: hive.counts("a")["dead_letter"] == 1)

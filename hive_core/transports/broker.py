@@ -2,8 +2,9 @@
 
 As in kombu, a broker (Redis Streams, Event Hubs, Service Bus) implements only what differs
 between brokers -- the :class:`Broker` protocol: claim and release an agent's inbox, send a
-batch to agents' inboxes, receive a batch from an inbox with a timeout, acknowledge, send a
-reply to an asker's reply address, receive replies, say who is live, close. Everything a
+batch to agents' inboxes, receive a batch from an inbox with a timeout, acknowledge (with the
+reply to the asker, in one round trip where the broker can), receive replies, say who is
+live, close. Everything a
 request/reply hive needs on top is written once, here:
 
 * **correlation**: a reply finds the request waiting for it by ``correlation_id``; a late or
@@ -109,16 +110,15 @@ class Broker(Protocol):
         Raises TransportError when the broker is unreachable (the caller backs off)."""
         ...
 
-    def ack(self, agent: str, deliveries: Sequence[Delivery]) -> None:
-        """The deliveries are handled and answered: never deliver them again."""
+    def ack(self, agent: str, delivery: Delivery, reply: bytes | None) -> None:
+        """The delivery is handled: send ``reply`` (an encoded envelope) to its reply
+        address when it has one, then never deliver it again -- in one round trip where the
+        broker can. Raises TransportError when either step failed (the caller retries; a
+        reply sent twice is dropped by its asker)."""
         ...
 
     def abandon(self, agent: str, delivery: Delivery) -> None:
         """Handling failed: let the broker deliver it again (or dead-letter it)."""
-        ...
-
-    def send_reply(self, reply_to: str, body: bytes) -> None:
-        """Send one encoded reply envelope to an asker's reply address."""
         ...
 
     def receive_replies(self, max_count: int, timeout: float) -> list[bytes]:
@@ -227,8 +227,7 @@ class Inbox:
     def _work(self, delivery: Delivery) -> None:
         try:
             body = self._answer(delivery)
-            if self._reply(delivery, body):
-                self.broker.ack(self.agent, [delivery])
+            if self._ack(delivery, body):
                 with self._cond:
                     self.counters.handled += 1
             else:
@@ -255,15 +254,14 @@ class Inbox:
                          f"{self.broker.hive}/{self.agent}")
         return reply_bytes(self.handler, env, self.agent, limit, misrouted)
 
-    def _reply(self, delivery: Delivery, body: bytes) -> bool:
-        """Send the reply, retrying through outages up to REPLY_WRITE_DEADLINE."""
-        if delivery.reply_to is None:
-            return True  # nobody to answer (refused address): handled all the same
+    def _ack(self, delivery: Delivery, body: bytes) -> bool:
+        """Reply and acknowledge, retrying through outages up to REPLY_WRITE_DEADLINE."""
+        reply = body if delivery.reply_to is not None else None  # None: refused address
         retry = RetryState(self.t.backoff, self._stop)
         deadline = time.monotonic() + REPLY_WRITE_DEADLINE
         while True:
             try:
-                self.broker.send_reply(delivery.reply_to, body)
+                self.broker.ack(self.agent, delivery, reply)
                 return True
             except Exception as exc:
                 if not retry.failed(deadline):

@@ -400,12 +400,14 @@ class EventHubsBroker:
             return []
         return reader.take(max_count, timeout)
 
-    def ack(self, agent: str, deliveries: Sequence[Delivery]) -> None:
+    def ack(self, agent: str, delivery: Delivery, reply: bytes | None) -> None:
+        """Send the reply, then let the checkpoint pass the request's events."""
+        if reply is not None and delivery.reply_to is not None:
+            self._send_reply(delivery.reply_to, reply)
         with self._lock:
             reader = self._readers.get(agent)
         if reader is not None:
-            for d in deliveries:
-                reader.tracker.done(d.handle)
+            reader.tracker.done(delivery.handle)
 
     def abandon(self, agent: str, delivery: Delivery) -> None:
         """Event Hubs has no per-event redelivery: the event is queued again here (and the
@@ -416,7 +418,7 @@ class EventHubsBroker:
             delivery.attempt += 1
             reader.inbox.put(delivery)
 
-    def send_reply(self, reply_to: str, body: bytes) -> None:
+    def _send_reply(self, reply_to: str, body: bytes) -> None:
         partition, _, client = reply_to.partition(":")
         if not client or partition not in self.partitions():
             raise MessageRejected(f"bad reply address {reply_to!r}")

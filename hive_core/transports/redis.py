@@ -15,7 +15,8 @@ The primitives, as :mod:`hive_core.transports.broker` asks for them:
   :data:`RECLAIM_INTERVAL` while connected, it first XAUTOCLAIMs stale pending entries (a
   previous incarnation died holding them, or a reply could not be written): that is the
   redelivery. A consumer group lost with a Redis restart is recreated (``NOGROUP``).
-* ``ack``: XACK. ``abandon`` leaves the entry pending (reclaimed later).
+* ``ack``: the reply XADDed to the asker's stream and the XACK, in one pipeline.
+  ``abandon`` leaves the entry pending (reclaimed later).
 * liveness and name claims: :mod:`hive_core.transports.redis_membership` (heartbeats).
 
 The connection string is never logged or put into an error unredacted.
@@ -273,23 +274,21 @@ class RedisBroker:
                         msg_id=fields.get(b"id", b"").decode("utf-8", "replace"),
                         handle=entry_id, attempt=attempt)
 
-    def ack(self, agent: str, deliveries: Sequence[Delivery]) -> None:
+    def ack(self, agent: str, delivery: Delivery, reply: bytes | None) -> None:
+        """XADD the reply to the asker's stream and XACK, in one pipeline."""
         try:
-            self.client.xack(self.keys.inbox(agent), GROUP, *[d.handle for d in deliveries])
+            pipe = self.client.pipeline(transaction=False)
+            if reply is not None and delivery.reply_to is not None:
+                pipe.xadd(delivery.reply_to, {"r": reply}, maxlen=self.stream_maxlen,
+                          approximate=True)
+                pipe.pexpire(delivery.reply_to, REPLY_TTL_MS)
+            pipe.xack(self.keys.inbox(agent), GROUP, delivery.handle)
+            pipe.execute()
         except redis.RedisError as exc:
             raise self._lost(exc) from exc
 
     def abandon(self, agent: str, delivery: Delivery) -> None:
         """Nothing to do: the entry stays pending and is reclaimed after RECLAIM_INTERVAL."""
-
-    def send_reply(self, reply_to: str, body: bytes) -> None:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.xadd(reply_to, {"r": body}, maxlen=self.stream_maxlen, approximate=True)
-            pipe.pexpire(reply_to, REPLY_TTL_MS)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise self._lost(exc) from exc
 
     def receive_replies(self, max_count: int, timeout: float) -> list[bytes]:
         try:

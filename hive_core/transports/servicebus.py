@@ -399,7 +399,7 @@ class ServiceBusBroker:
         self._send_batches("topic", messages, deadline, errors)
         return [errors.get(i) for i in range(len(items))]
 
-    def send_reply(self, reply_to: str, body: bytes) -> None:
+    def _send_reply(self, reply_to: str, body: bytes) -> None:
         """One attempt (the answering Inbox retries through outages)."""
         now = time.monotonic()
         messages = self._messages(0, body, {"hive": self.hive}, uuid.uuid4().hex, reply_to,
@@ -464,8 +464,11 @@ class ServiceBusBroker:
                     agent, reply_to)
         return None
 
-    def ack(self, agent: str, deliveries: Sequence[Delivery]) -> None:
-        self._settle_soon(self._inbox(agent), "complete", deliveries)
+    def ack(self, agent: str, delivery: Delivery, reply: bytes | None) -> None:
+        """Send the reply to the asker's session, then complete the request's messages."""
+        if reply is not None and delivery.reply_to is not None:
+            self._send_reply(delivery.reply_to, reply)
+        self._settle_soon(self._inbox(agent), "complete", [delivery])
 
     def abandon(self, agent: str, delivery: Delivery) -> None:
         self._settle_soon(self._inbox(agent), "abandon", [delivery])
