@@ -222,3 +222,30 @@ def test_checkpoints_follow_the_handled_events(fabric: Fabric) -> None:
     while fabric.checkpoints.load("hive-shards-h", "alpha", "1/alpha") != last:
         assert time.monotonic() < deadline, "the checkpoint never reached the last event"
         time.sleep(0.1)
+
+
+def test_a_clean_stop_drains_and_replays_nothing(fabric: Fabric) -> None:
+    """A request still being handled at unbind is answered (drain) and checkpointed, so the
+    next incarnation starts after it instead of handling it again."""
+    server, client = fabric.new(), fabric.new()
+    entered = threading.Event()
+
+    def slow(env: Envelope) -> Envelope:
+        entered.set()
+        time.sleep(0.5)
+        return env.reply({"by": "first"})
+
+    server.bind("alpha", slow)
+    out: list = []
+    asker = threading.Thread(target=lambda: out.extend(client.request([query("alpha")], 10.0)))
+    asker.start()
+    assert entered.wait(5)
+    server.unbind("alpha")  # releases, then drains the request in flight
+    asker.join(10)
+    assert check_reply(out[0]).payload["by"] == "first"
+    heir = fabric.new()
+    heir.bind("alpha", echo("heir"))
+    assert check_reply(client.request([query("alpha", {"n": 1})], 5.0)[0]).payload["by"] == \
+        "heir"
+    time.sleep(0.5)
+    assert heir.inbox("alpha").handled == 1  # only the new request: nothing replayed

@@ -264,6 +264,7 @@ class EventHubsBroker:
         self.replies: queue.Queue[bytes] = queue.Queue()
         self._partitions: list[str] | None = None
         self._readers: dict[str, _Reader] = {}
+        self._draining: dict[str, _Reader] = {}  # released, finishing requests in flight
         self._reply_reader: _Reader | None = None
         self._reply_address: str | None = None
         self._lock = threading.Lock()
@@ -304,12 +305,17 @@ class EventHubsBroker:
             raise ConfigError(f"hive {self.hive!r} has no agent {agent!r}")
         self.presence.hold(agent)
         with self._lock:
+            self._draining.pop(agent, None)
             self._readers[agent] = _Reader(self, agent, partition, self._group(agent))
 
     def release(self, agent: str) -> None:
+        """Stop reading for ``agent``; requests in flight still ack (the transport drains
+        them next), each ack saving the checkpoint, so a clean stop replays nothing."""
         self.presence.release(agent)
         with self._lock:
             reader = self._readers.pop(agent, None)
+            if reader is not None:
+                self._draining[agent] = reader
         if reader is not None:
             reader.close()
 
@@ -406,8 +412,12 @@ class EventHubsBroker:
             self._send_reply(delivery.reply_to, reply)
         with self._lock:
             reader = self._readers.get(agent)
+            draining = self._draining.get(agent)
         if reader is not None:
             reader.tracker.done(delivery.handle)
+        elif draining is not None:
+            draining.tracker.done(delivery.handle)
+            draining.save_checkpoint(force=True)
 
     def abandon(self, agent: str, delivery: Delivery) -> None:
         """Event Hubs has no per-event redelivery: the event is queued again here (and the
