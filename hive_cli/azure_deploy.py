@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import yaml
 
 from hive_cli.errors import CliFailure, UsageProblem
 from hive_cli.render import Renderer
+from hive_core.atomic import write_private
 from hive_core.hive_config import HiveConfig
 from hive_core.transports import azure_names
 
@@ -211,16 +211,7 @@ def write_parameters(config: HiveConfig, azure: AzurePlan) -> Path:
     for path in (config.directory / "deploy", folder):
         os.chmod(path, 0o700)
     target = folder / "parameters.json"
-    text = json.dumps(azure.parameters(), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parameters.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(target, json.dumps(azure.parameters(), indent=2) + "\n")
     return target
 
 

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from hive_core.atomic import write_private
 from hive_core.errors import AgentError
 from hive_core.hive_config import HiveConfig, amplihack_home
 
@@ -75,15 +75,7 @@ def write_pid(config: HiveConfig, agent: str, record: PidRecord) -> None:
     """Atomically (temp file + rename), mode 0600."""
     path = pid_path(config, agent)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{agent}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(record.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, record.to_json(), fsync=False)
 
 
 def clear_pid(config: HiveConfig, agent: str) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hive_core.atomic import write_private
 from hive_core.config import DEFAULT_QUERY_FANOUT, DEFAULT_REPLICATION_FACTOR, DEFAULTS
 from hive_core.errors import ConfigError, HiveNotFound
 from hive_core.store import registry as stores
@@ -197,16 +197,7 @@ class HiveConfig:
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     @classmethod

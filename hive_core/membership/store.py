@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from hive_core.atomic import write_private
 from hive_core.errors import ConfigError, TransportError
 from hive_core.membership.view import RingView
 
@@ -116,17 +116,7 @@ class FileViewStore:
             current = self.load()
             if (current.version if current is not None else 0) != expected_version:
                 return False
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ring.", suffix=".tmp")
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(view.encode())
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_private(self.path, view.encode())
             return True
 
     def clear(self) -> None:

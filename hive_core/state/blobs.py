@@ -25,7 +25,6 @@ import fcntl
 import hashlib
 import itertools
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote
 
+from hive_core.atomic import write_private
 from hive_core.errors import ConfigError, HiveError
 
 MAX_NAME = 1024  # Azure's limit on blob names, in characters
@@ -268,16 +268,7 @@ class DirBlobs:
         with self._locked() as lock_fd:
             _require(name, self._current_etag(path), if_match, if_none_match)
             etag = _etag(data, self._next_count(lock_fd))
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as fh:  # mkstemp made it 0600
-                    fh.write(_MAGIC + etag.encode() + b"\n" + data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_private(path, _MAGIC + etag.encode() + b"\n" + data)
             return etag
 
     def delete(self, name: str, *, if_match: str | None = None) -> bool:
