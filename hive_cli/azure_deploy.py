@@ -106,8 +106,10 @@ class AzurePlan:
             "transport": self.transport,
             "agents": self.agents,
             # Per agent, the names its transport reads (hive_core.transports.azure_names).
-            "consumerGroups": [azure_names.consumer_group(self.hive, a, self.options)
-                               for a in self.agents],
+            "consumerGroups": [
+                azure_names.consumer_group(self.hive, a, self.options,
+                                           app=f"{app_name_prefix(self.hive)}-{i}")
+                for i, app in enumerate(self.apps) for a in app],
             "subscriptionNames": [azure_names.subscription_name(self.hive, a)
                                   for a in self.agents],
             "agentsPerApp": self.agents_per_app,

@@ -433,3 +433,22 @@ def test_agent_process_configured_by_env_serves_healthz(amplihack_home, tmp_path
                                 if k != "AMPLIHACK_HEALTH_PORT"},
                            capture_output=True, text=True, timeout=20)
     assert unset.returncode == 1 and "AMPLIHACK_HEALTH_PORT" in unset.stderr
+
+
+def test_per_app_consumer_groups_match_what_each_agent_reads(capsys, amplihack_home,
+                                                             monkeypatch) -> None:
+    monkeypatch.setenv("AMPLIHACK_EH_CONNECTION_STRING",
+                       "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;"
+                       "SharedAccessKey=x")
+    HiveConfig(name="pa", transport="azure_event_hubs",
+               transport_options={"consumer_group": "{app}"}, state_store="blob",
+               agents=tuple(AgentConfig(f"agent_{i}") for i in range(7))).save()
+    assert cli(capsys, "start", "--hive", "pa", "--target", "azure", "--dry-run").code == 0
+    v = values(params_path(amplihack_home, "pa"))
+    assert v["consumerGroups"] == ["ah-pa-0"] * 5 + ["ah-pa-1"] * 2
+    # In the container of app 1, the transport computes the same name from AMPLIHACK_APP.
+    monkeypatch.setenv("AMPLIHACK_APP", "ah-pa-1")
+    assert azure_names.consumer_group("pa", "agent_6", {"consumer_group": "{app}"}) == \
+        "ah-pa-1"
+    with pytest.raises(ConfigError, match="not a valid template"):
+        azure_names.consumer_group("pa", "agent_6", {"consumer_group": "{nope}"})

@@ -249,3 +249,31 @@ def test_a_clean_stop_drains_and_replays_nothing(fabric: Fabric) -> None:
         "heir"
     time.sleep(0.5)
     assert heir.inbox("alpha").handled == 1  # only the new request: nothing replayed
+
+
+def test_a_first_start_never_replays_an_older_hives_events(fabric: Fabric) -> None:
+    """The hub outlives hives: requests to 'alpha' of an older hive of the same name lie in
+    its partition. A first start begins where the partition ended when it claimed."""
+    stale = Envelope(MessageType.LEARN, "h", "client", "alpha", {"turns": ["stale"]})
+    fabric.ns.eh_send("hive-shards-h", "1", [(chunks_body(stale), {
+        "hive": "h", "kind": "req", "target": "alpha", "id": stale.msg_id,
+        "reply_to": "0:gone", "part": "0", "parts": "1"})])
+    seen: list[str] = []
+
+    def record(env: Envelope) -> Envelope:
+        seen.append(env.type)
+        return env.reply({})
+
+    server, client = fabric.new(), fabric.new()
+    server.bind("alpha", record)
+    assert check_reply(client.request([query("alpha")], 5.0)[0])
+    time.sleep(0.5)
+    assert seen == [MessageType.SHARD_QUERY]  # the stale LEARN was not handled
+
+
+def chunks_body(env: Envelope) -> bytes:
+    from hive_core.messages import encode
+    from hive_core.transports.chunks import split
+
+    [part] = split(encode(env))
+    return part

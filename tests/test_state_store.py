@@ -466,9 +466,11 @@ def test_checkpoint_names_do_not_collide(make_checkpoints) -> None:
 
 def test_checkpoints_refuse_bad_input(make_checkpoints) -> None:
     store = make_checkpoints()
-    for bad in (-1, True, 1.5, "3"):
+    for bad in (-2, True, 1.5, "3"):
         with pytest.raises(ValueError):
             store.save("hub", "g", "0", bad)  # type: ignore[arg-type]
+    store.save("hub", "g", "1", -1)  # before the first event of an empty partition
+    assert store.load("hub", "g", "1") == -1
     with pytest.raises(ValueError):
         store.save("", "g", "0", 1)
 

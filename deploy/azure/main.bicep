@@ -395,6 +395,11 @@ resource apps 'Microsoft.App/containerApps@2024-03-01' = [for i in range(0, chec
             name: 'AMPLIHACK_HEALTH_PORT'
             value: string(healthPortBase + j)
           }
+          {
+            // The {app} of a per-app Event Hubs consumer group template.
+            name: 'AMPLIHACK_APP'
+            value: '${appNamePrefix}-${i}'
+          }
         ])
         resources: {
           cpu: json(cpuPerAgent)

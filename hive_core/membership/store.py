@@ -144,4 +144,4 @@ def open_view_store(config: HiveConfig) -> ViewStore:
     from hive_core.state.view_store import BlobViewStore
     from hive_core.transports.azure_state import state_blobs
 
-    return BlobViewStore(state_blobs(config))
+    return BlobViewStore(state_blobs(config), owns_blobs=True)

@@ -28,13 +28,15 @@ class CheckpointStore(Protocol):
         ...
 
     def save(self, hub: str, group: str, partition: str, sequence: int) -> None:
-        """Record ``sequence`` as handled; a lower one than stored is ignored."""
+        """Record ``sequence`` as handled (-1: before the partition's first event); a lower
+        one than stored is ignored."""
         ...
 
 
 def _check_sequence(sequence: int) -> int:
-    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
-        raise ValueError(f"a checkpoint is a sequence number >= 0, not {sequence!r}")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < -1:
+        raise ValueError(f"a checkpoint is a sequence number >= -1 (-1: before the first "
+                         f"event), not {sequence!r}")
     return sequence
 
 

@@ -19,11 +19,13 @@ class BlobViewStore:
     """ViewStore on a :class:`~hive_core.state.blobs.Blobs` (see module docstring).
 
     The blobs belong to the caller (one container serves the view, liveness and
-    checkpoints), so :meth:`close` leaves them open.
+    checkpoints), so :meth:`close` leaves them open unless ``owns_blobs``.
     """
 
-    def __init__(self, blobs: Blobs, name: str = "ring.json") -> None:
+    def __init__(self, blobs: Blobs, name: str = "ring.json", *,
+                 owns_blobs: bool = False) -> None:
         self.blobs = blobs
+        self.owns_blobs = owns_blobs
         self.name = check_name(name)
         # (etag, view) of the last blob read or written: saves a decode per poll, and lets a
         # swap right after a load skip the re-read.
@@ -74,4 +76,6 @@ class BlobViewStore:
         self._known = None
 
     def close(self) -> None:
-        """Nothing of its own to release; the blobs are the caller's."""
+        """Close the blobs if they are this store's own (see ``owns_blobs``)."""
+        if self.owns_blobs:
+            self.blobs.close()

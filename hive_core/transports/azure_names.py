@@ -9,11 +9,15 @@ without it.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
+
+from hive_core.errors import ConfigError
 
 DEFAULT_TOPIC = "hive-graph"
 DEFAULT_REPLY_QUEUE = "hive-graph-replies"
-DEFAULT_CONSUMER_GROUP = "{agent}"  # a template: {agent} and {hive} are filled in
+DEFAULT_CONSUMER_GROUP = "{agent}"  # a template: {agent}, {hive} and {app} are filled in
+APP_ENV = "AMPLIHACK_APP"  # the Container App an agent runs in (set by main.bicep)
 MAX_SUBSCRIPTION_NAME = 50  # a Service Bus limit
 
 
@@ -22,10 +26,19 @@ def event_hub(hive: str, options: dict[str, Any]) -> str:
     return str(options.get("eventhub") or f"hive-shards-{hive}")
 
 
-def consumer_group(hive: str, agent: str, options: dict[str, Any]) -> str:
-    """The consumer group ``agent`` reads its partition in."""
+def consumer_group(hive: str, agent: str, options: dict[str, Any],
+                   app: str | None = None) -> str:
+    """The consumer group ``agent`` reads its partition in: one per agent by default,
+    ``{app}`` for one per Container App (``app``, else $AMPLIHACK_APP, else "local"). Each
+    agent keeps its own checkpoint either way; Event Hubs allows 5 readers per partition and
+    group, so keep agents per app <= 5 with ``{app}``."""
     template = str(options.get("consumer_group") or DEFAULT_CONSUMER_GROUP)
-    return template.format(agent=agent, hive=hive)
+    try:
+        return template.format(agent=agent, hive=hive,
+                               app=app or os.environ.get(APP_ENV) or "local")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"transport_options.consumer_group {template!r} is not a valid "
+                          f"template ({exc}): use {{agent}}, {{hive}} or {{app}}") from None
 
 
 def topic(options: dict[str, Any]) -> str:

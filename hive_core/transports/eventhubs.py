@@ -117,8 +117,7 @@ class _Reader:
         self.agent = agent
         self.partition = partition
         self.group = group
-        start = broker.checkpoints.load(broker.hub, group, self._ckpt_key())
-        self.position = -1 if start is None else start  # last sequence number handed out
+        self.position = self._start()  # the last sequence number handed out
         self.tracker = _Tracker(self.position)
         self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.parts = chunks.Reassembler(broker.max_message_bytes)
@@ -131,6 +130,11 @@ class _Reader:
 
     def _ckpt_key(self) -> str:
         return f"{self.partition}/{self.agent}"
+
+    def _start(self) -> int:
+        """Resume after the saved checkpoint (claim saved a first one)."""
+        start = self.b.checkpoints.load(self.b.hub, self.group, self._ckpt_key())
+        return -1 if start is None else start
 
     def _run(self) -> None:
         retry = RetryState(Backoff(), self._stop)
@@ -303,10 +307,26 @@ class EventHubsBroker:
         partition = self.partition_of(agent)
         if partition is None:
             raise ConfigError(f"hive {self.hive!r} has no agent {agent!r}")
+        self._first_checkpoint(agent, partition)
         self.presence.hold(agent)
         with self._lock:
             self._draining.pop(agent, None)
             self._readers[agent] = _Reader(self, agent, partition, self._group(agent))
+
+    def _first_checkpoint(self, agent: str, partition: str) -> None:
+        """An agent's first start saves where its partition ends, BEFORE the agent is live:
+        nobody sends to an agent that is not live, so nothing for it lies before that point,
+        and old events of a hive that had the same name (the hub outlives hives) are never
+        replayed. Every later start resumes from a saved checkpoint, never from @latest."""
+        group, key = self._group(agent), f"{partition}/{agent}"
+        if self.checkpoints.load(self.hub, group, key) is not None:
+            return
+        try:
+            last = int(self.producer.get_partition_properties(partition)
+                       ["last_enqueued_sequence_number"])
+        except Exception as exc:
+            raise self._lost(exc) from exc
+        self.checkpoints.save(self.hub, group, key, last)
 
     def release(self, agent: str) -> None:
         """Stop reading for ``agent``; requests in flight still ack (the transport drains
@@ -468,8 +488,8 @@ class _ReplyReader(_Reader):
         self._after = after
         super().__init__(broker, f"client-{broker.client_id}", partition, "$Default")
 
-    def _ckpt_key(self) -> str:
-        return f"{self.partition}/{self.agent}"
+    def _start(self) -> int:
+        return self._after
 
     def save_checkpoint(self, force: bool = False) -> None:
         """Replies are not replayed after a restart: nothing to save."""

@@ -45,6 +45,12 @@ def _azure_check(conn: str) -> str | None:
     return None
 
 
+def _eventhubs_options(options: Mapping[str, Any]) -> None:
+    from hive_core.transports import azure_names
+
+    azure_names.consumer_group("hive", "agent", dict(options), app="app")  # a valid template?
+
+
 @dataclass(frozen=True, slots=True)
 class TransportSpec:
     """What the rest of the product knows about one transport."""
@@ -60,6 +66,7 @@ class TransportSpec:
     option_env: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, type] = field(default_factory=dict)  # allowed transport_options
     check_connection: Callable[[str], str | None] | None = None  # None = fine, else why not
+    check_options: Callable[[Mapping[str, Any]], None] | None = None  # raises ConfigError
     # The hive's state (ring view, liveness) lives where the transport is (redis), or in the
     # hive's folder / a blob container (state_store).
     state_in_broker: bool = False
@@ -76,7 +83,7 @@ TRANSPORTS: dict[str, TransportSpec] = {spec.name: spec for spec in (
                   connection_env=("AMPLIHACK_EH_CONNECTION_STRING",),
                   option_env={"AMPLIHACK_EH_NAME": "eventhub"},
                   options={"eventhub": str, "consumer_group": str, "reply_partition": int},
-                  check_connection=_azure_check),
+                  check_connection=_azure_check, check_options=_eventhubs_options),
     TransportSpec("azure_service_bus", "hive_core.transports.servicebus",
                   "Azure Service Bus (one topic per hive)", needs_connection_string=True,
                   connection_env=("AMPLIHACK_SB_CONNECTION_STRING",),
@@ -113,6 +120,8 @@ def check(config: HiveConfig, *, connection_required: bool) -> None:
         value = config.transport_options.get(key)
         if value is not None and not isinstance(value, kind):
             raise ConfigError(f"transport_options.{key} must be a {kind.__name__}")
+    if s.check_options is not None:
+        s.check_options(config.transport_options)
     conn = config.connection_string
     if conn and s.check_connection is not None and (why := s.check_connection(conn)):
         raise ConfigError(f"invalid {s.name} connection string {redact_secret(conn)!r}: {why}")
