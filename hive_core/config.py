@@ -43,13 +43,16 @@ class CoreSettings:
     escalation_confidence: float = ESCALATION_CONFIDENCE
     rrf_k: int = RRF_K
     bloom_false_positive_rate: float = BLOOM_FALSE_POSITIVE_RATE
-    # BM25 parameters. The reference collection size and document length are fixed numbers,
-    # not live statistics, so that a score computed on any shard, at any hive size, is the
-    # same number (see hive_core.scoring).
+    # BM25 parameters. Searches use the hive's real collection size and average length
+    # (hive_core.scoring.Collection); the two constants are the fallback of a hive that
+    # knows nothing yet.
     bm25_k1: float = 1.2
     bm25_b: float = 0.5
     bm25_avgdl: float = 12.0
     bm25_reference_docs: int = 1_000_000
+    # Seconds an agent process reuses the hive's collection statistics before asking the
+    # live agents for their parts again (one small request each, only when it searches).
+    collection_ttl: float = 10.0
     # Seconds between anti-entropy rounds of an agent process (hive_core.gossip).
     gossip_interval: float = 30.0
     # Weight multiplier for a question's names and identifiers (hive_core.search).

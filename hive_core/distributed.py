@@ -34,7 +34,7 @@ from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, place
 from hive_core.ring import HashRing, MovingRing
-from hive_core.scoring import Bm25
+from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
     prefer_current,
@@ -99,6 +99,10 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.gossip_failures: list[str] = []
         self._make_store = store_factory or self._backend_factory(shard_backend, storage_path)
         self._client_name = f"{hive_id}/client"
+        # Collection statistics of an agent process (see collection()).
+        self._collection = CorpusStats()
+        self._collection_at: float | None = None
+        self._collection_parts: dict[str, CorpusStats] = {}
 
     def _backend_factory(self, backend: str, storage_path: str | Path | None) -> StoreFactory:
         check_name(backend)
@@ -299,17 +303,47 @@ class DistributedHiveGraph(BaseHiveGraph):
                     f"store failed on shard(s) {', '.join(sorted(failed))}")
         return sorted(failed)
 
+    def collection(self, asking_agent: str | None = None) -> CorpusStats:
+        """The hive's collection statistics: its live facts and their total length, summed
+        over the agents' primaries (each fact has one primary, whatever the ring).
+
+        Exact and fresh when every member's shard is in this process (the library hive).
+        An agent process asks the live members for their parts at most every
+        ``collection_ttl`` seconds (only when it searches); a member that does not answer
+        counts with its last known part.
+        """
+        members = sorted(self.ring.agents)
+        if all(m in self._servers for m in members):
+            return sum((self._servers[m].collection_part() for m in members), CorpusStats())
+        now = time.monotonic()
+        if self._collection_at is not None and now - self._collection_at < \
+                self.settings.collection_ttl:
+            return self._collection
+        parts = self._collection_parts
+        for m in members:
+            if m in self._servers:
+                parts[m] = self._servers[m].collection_part()
+        remote = [m for m in members if m not in self._servers]
+        calls = {m: (MessageType.SHARD_QUERY, {"op": "collection"}) for m in remote}
+        for member, res in self.client_for(asking_agent).call_many(calls).items():
+            if not isinstance(res, TransportError):
+                parts[member] = CorpusStats(int(res["docs"]), int(res["length"]))
+        self._collection = sum((parts.get(m, CorpusStats()) for m in members), CorpusStats())
+        self._collection_at = now
+        return self._collection
+
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None
     ) -> SearchResult:
         terms = query_terms(query, self.settings.query_fanout)
         emphasis = question_emphasis(query, self.settings.anchor_boost)
+        bm25 = self.bm25.for_collection(self.collection(asking_agent))
         for attempt in range(STALE_RETRIES + 1):
             client = self.client_for(asking_agent)
             route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
                                 avoid=self._avoid())
             result = prefer_current(
-                ranked_search(route, client.stats, client.score, self.bm25, limit, emphasis),
+                ranked_search(route, client.stats, client.score, bm25, limit, emphasis),
                 query)
             # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.

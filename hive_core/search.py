@@ -64,7 +64,8 @@ class SearchResult:
 
 
 StatsCall = Callable[[Mapping[str, Sequence[str]]], tuple[dict[str, TermStats], dict[str, str]]]
-ScoreCall = Callable[[str, Sequence[str], Mapping[str, float], int], list[ScoredFact]]
+# (shard, terms, weights, limit, avgdl) -> top facts of the shard for those terms
+ScoreCall = Callable[[str, Sequence[str], Mapping[str, float], int, float], list[ScoredFact]]
 
 
 def route_terms(
@@ -104,6 +105,9 @@ def ranked_search(
 ) -> SearchResult:
     """Steps 3-5 above over ``route`` (term -> shard). Transport failures make it partial.
 
+    ``bm25`` carries the hive's collection statistics (:meth:`Bm25.for_collection`): its
+    document count makes the idf weights here, its average length goes to every scoring shard.
+
     ``emphasis`` multiplies the idf weight of some terms (the question's names and
     identifiers, see :func:`question_emphasis`); weights are fixed before any shard scores,
     so every shard still computes the same number for a fact.
@@ -120,7 +124,7 @@ def ranked_search(
 
     boost = emphasis or {}
     weights = {t: bm25.idf(s.df) * boost.get(t, 1.0) for t, s in stats.items() if s.df > 0}
-    bounds = {t: weights[t] * stats[t].max_tf_part for t in weights}
+    bounds = {t: weights[t] * stats[t].bound(bm25) for t in weights}
     remaining = sorted(weights, key=lambda t: (stats[t].df, t))
     best: dict[str, ScoredFact] = {}
 
@@ -136,7 +140,7 @@ def ranked_search(
         batch = [t for t in remaining if route[t] == shard]
         remaining = [t for t in remaining if route[t] != shard]
         try:
-            hits = score_call(shard, batch, weights, limit)
+            hits = score_call(shard, batch, weights, limit, bm25.avgdl)
         except TransportError as exc:
             failed[shard] = str(exc) or type(exc).__name__
             continue
@@ -198,7 +202,8 @@ def search_single_store(
     store: ShardStore, query: str, limit: int, settings: CoreSettings = DEFAULTS
 ) -> SearchResult:
     """The engine with one shard holding every term: what "one big memory" answers."""
-    bm25 = getattr(store, "bm25", None) or Bm25.from_settings(settings)
+    bm25 = (getattr(store, "bm25", None) or Bm25.from_settings(settings)).for_collection(
+        store.collection())
     terms = query_terms(query, settings.query_fanout)
     name = getattr(store, "agent_id", "") or "local"
     route = dict.fromkeys(terms, name)
@@ -206,8 +211,9 @@ def search_single_store(
     def stats_call(by_shard: Mapping[str, Sequence[str]]) -> tuple[dict[str, TermStats], dict]:
         return store.term_stats(by_shard[name]), {}
 
-    def score_call(_s: str, terms_: Sequence[str], w: Mapping[str, float], k: int):
-        return store.score(terms_, w, k)
+    def score_call(_s: str, terms_: Sequence[str], w: Mapping[str, float], k: int,
+                   avgdl: float) -> list[ScoredFact]:
+        return store.score(terms_, w, k, avgdl)
 
     emphasis = question_emphasis(query, settings.anchor_boost)
     return prefer_current(

@@ -92,14 +92,15 @@ class ShardClient:
             if isinstance(res, TransportError):
                 failed[shard] = str(res) or type(res).__name__
                 continue
-            for term, (df, max_part) in res["stats"].items():
-                stats[term] = TermStats(int(df), float(max_part))
+            for term, (df, max_tf, min_dl) in res["stats"].items():
+                stats[term] = TermStats(int(df), int(max_tf), int(min_dl))
         return stats, failed
 
     def score(
-        self, shard: str, terms: Sequence[str], weights: Mapping[str, float], limit: int
+        self, shard: str, terms: Sequence[str], weights: Mapping[str, float], limit: int,
+        avgdl: float,
     ) -> list[ScoredFact]:
         res = self.call(shard, MessageType.SHARD_QUERY,
                         {"op": "score", "terms": list(terms), "weights": dict(weights),
-                         "limit": limit})
+                         "limit": limit, "avgdl": avgdl})
         return [ScoredFact(HiveFact.from_dict(f), float(s)) for f, s in res["hits"]]

@@ -20,6 +20,7 @@ from hive_core.facts import HiveEdge
 from hive_core.membership.ranges import RangeSet
 from hive_core.messages import Envelope, MessageType
 from hive_core.ring import HashRing, stable_hash
+from hive_core.scoring import CorpusStats
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 RingSource = Callable[[], HashRing]
@@ -36,6 +37,24 @@ class ShardServer:
         self.store = store
         self.ring = ring  # the hive's current ring; needed to answer anti-entropy
         self._pulls = _Selections()  # hand-off selections by pull id (handoff_page)
+        self._part: tuple[object, int, CorpusStats] | None = None  # (ring, changes, part)
+
+    def collection_part(self) -> CorpusStats:
+        """This shard's part of the hive's collection statistics: the facts it holds whose
+        FIRST ring owner it is, so that every fact counts once over the hive however many
+        replicas it has. Cached until the store or the ring changes."""
+        ring = self.ring() if self.ring is not None else None
+        changes = self.store.changes()
+        cached = self._part
+        if cached is not None and cached[0] is ring and cached[1] == changes:
+            return cached[2]
+        if ring is None or len(ring) == 0:
+            part = self.store.collection()
+        else:
+            me, owners = self.agent_id, ring.get_agents
+            part = self.store.collection(lambda fid: owners(fid, 1)[:1] == (me,))
+        self._part = (ring, changes, part)
+        return part
 
     def handle(self, env: Envelope) -> Envelope | None:
         if env.type == MessageType.SHARD_QUERY:
@@ -56,15 +75,20 @@ class ShardServer:
         store = self.store
         if op == "stats":
             stats = store.term_stats(p["terms"])
-            return {"stats": {t: [s.df, s.max_tf_part] for t, s in stats.items()}}
+            return {"stats": {t: [s.df, s.max_tf, s.min_dl] for t, s in stats.items()}}
         if op == "score":
-            hits = store.score(p["terms"], p["weights"], int(p["limit"]))
+            avgdl = p.get("avgdl")
+            hits = store.score(p["terms"], p["weights"], int(p["limit"]),
+                               None if avgdl is None else float(avgdl))
             return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
         if op == "get":
             fact = store.get(p["fact_id"])
             return {"fact": fact.to_dict() if fact else None}
         if op == "count":
             return {"count": store.count(), "index_size": store.index_size()}
+        if op == "collection":
+            part = self.collection_part()
+            return {"docs": part.docs, "length": part.length}
         if op == "edges":
             return {"edges": [e.to_dict() for e in store.get_edges(p["fact_id"])]}
         if op == "records":

@@ -98,7 +98,8 @@ def test_term_stats(store):
     assert set(stats) == {"apollo", "billing", "2025-03-14"}
     assert stats["apollo"].df == 2 and stats["billing"].df == 2 and stats["2025-03-14"].df == 1
     dl = sum(term_counts(APOLLO.content).values())
-    assert stats["2025-03-14"].max_tf_part == pytest.approx(DEFAULT_BM25.tf_part(1, dl))
+    assert (stats["2025-03-14"].max_tf, stats["2025-03-14"].min_dl) == (1, dl)
+    assert stats["2025-03-14"].bound(DEFAULT_BM25) == pytest.approx(DEFAULT_BM25.tf_part(1, dl))
 
 
 def test_score_orders_and_never_pads(store):

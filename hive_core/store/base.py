@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from hive_core.facts import HiveEdge, HiveFact
+from hive_core.scoring import Bm25, CorpusStats
 
 
 class StoreRecord(NamedTuple):
@@ -99,10 +100,18 @@ class StoreBatch:
 
 @dataclass(frozen=True, slots=True)
 class TermStats:
-    """What a term's owner knows about it: exact df and the best tf-part in its postings."""
+    """What a term's owner knows about it: exact df, and the largest term count and the
+    shortest length among the facts in its postings -- with them the asker bounds what the
+    term can add to any score, for the collection's average length of this query."""
 
     df: int
-    max_tf_part: float
+    max_tf: int
+    min_dl: int
+
+    def bound(self, bm25: Bm25) -> float:
+        """An upper bound of the term's tf-part in any of its facts (tf-part grows with tf
+        and shrinks with length, so this pair bounds every fact, even from two facts)."""
+        return bm25.tf_part(self.max_tf, self.min_dl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +147,11 @@ class ShardStore(Protocol):
         ...
 
     def score(
-        self, terms: Iterable[str], weights: Mapping[str, float], limit: int
+        self, terms: Iterable[str], weights: Mapping[str, float], limit: int,
+        avgdl: float | None = None,
     ) -> list[ScoredFact]:
-        """Top ``limit`` facts in the postings of ``terms``, scored over all ``weights``.
+        """Top ``limit`` facts in the postings of ``terms``, scored over all ``weights``
+        with the hive's average fact length ``avgdl`` (the store's own constant if None).
 
         Sorted by (-score, fact_id). Only facts that contain a weighted term are returned;
         a shard never pads results with facts that do not match.
@@ -153,6 +164,15 @@ class ShardStore(Protocol):
 
     def count(self) -> int:
         """Live (not retracted) facts held in the primary role."""
+        ...
+
+    def collection(self, keep: Callable[[str], bool] | None = None) -> CorpusStats:
+        """The live facts held in the primary role (those whose id passes ``keep``) and
+        their total length: what the hive's collection statistics are summed from."""
+        ...
+
+    def changes(self) -> int:
+        """A counter that moves with every write (readers cache what they derive)."""
         ...
 
     def index_size(self) -> int:

@@ -3,7 +3,7 @@
 Both shard stores keep one. The memory store keeps the fact bodies next to it; the Kuzu store
 keeps them only on disk and rebuilds this index from disk when it opens. Keeping the two
 stores on one index is what makes them rank identically: the same postings, the same
-``max_tf_part`` bookkeeping and the same :class:`~hive_core.scoring.Bm25` call per document.
+term extremes (largest count, shortest fact) and the same Bm25 call per document.
 
 Layout: plain dicts keyed by fact id (term counts, length), one set of primary ids and one
 set of fact ids per term; a fact's index roles are *derived* (the terms whose postings hold
@@ -17,9 +17,10 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
-from hive_core.scoring import Bm25
+from hive_core.scoring import Bm25, CorpusStats
 from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord, TermStats
 
 
@@ -32,15 +33,17 @@ class TermIndex:
         self.dl: dict[str, int] = {}  # fid -> document length
         self.primary: set[str] = set()
         self._postings: dict[str, set[str]] = {}
-        # Largest tf-part per term, computed when first asked and forgotten when the term's
-        # postings grow (ingest stays a set insert; a query pays the scan once per change).
-        # Removals keep the old value: still a valid upper bound for the search pruning.
-        self._max_tf_part: dict[str, float] = {}
+        # (largest count, shortest length) per term, computed when first asked and forgotten
+        # when the term's postings grow (ingest stays a set insert; a query pays the scan
+        # once per change). Removals keep the old pair: still a valid bound for pruning.
+        self._extremes: dict[str, tuple[int, int]] = {}
+        self.changes = 0  # bumped by every write: lets readers cache what they derive
 
     # -- writes -------------------------------------------------------------------------------
     def merge_batch(self, batch: StoreBatch, refused: Collection[str] = ()) -> int:
         """Add every role in ``batch`` except for ``refused`` ids; returns new primaries."""
-        tfs, dls, postings, stale = self.tf, self.dl, self._postings, self._max_tf_part
+        self.changes += 1
+        tfs, dls, postings, stale = self.tf, self.dl, self._postings, self._extremes
         for fid, tf in batch.tf.items():
             if fid not in tfs and fid not in refused:
                 tfs[fid] = tf
@@ -72,9 +75,10 @@ class TermIndex:
                 posting.discard(fid)
                 if not posting:
                     del self._postings[term]
-                    self._max_tf_part.pop(term, None)
+                    self._extremes.pop(term, None)
 
     def _forget(self, fid: str) -> None:
+        self.changes += 1
         self.tf.pop(fid, None)
         self.dl.pop(fid, None)
         self.primary.discard(fid)
@@ -93,6 +97,7 @@ class TermIndex:
         if fid not in self.tf:
             return False
         self._unindex(fid, terms)
+        self.changes += 1
         if primary:
             self.primary.discard(fid)
         if fid not in self.primary and not self.roles(fid):
@@ -148,31 +153,41 @@ class TermIndex:
             posting = self._postings.get(term)
             if not posting:
                 continue
-            best = self._max_tf_part.get(term)
-            if best is None:
-                part, tfs, dls = self.bm25.tf_part, self.tf, self.dl
-                best = max(part(tfs[f][term], dls[f]) for f in posting)
-                self._max_tf_part[term] = best
-            out[term] = TermStats(len(posting), best)
+            extremes = self._extremes.get(term)
+            if extremes is None:
+                tfs, dls = self.tf, self.dl
+                extremes = (max(tfs[f][term] for f in posting), min(dls[f] for f in posting))
+                self._extremes[term] = extremes
+            out[term] = TermStats(len(posting), *extremes)
         return out
 
     def top(
-        self, terms: Iterable[str], weights: Mapping[str, float], limit: int
+        self, terms: Iterable[str], weights: Mapping[str, float], limit: int,
+        avgdl: float | None = None,
     ) -> list[tuple[str, float]]:
-        """(fact_id, score) of the best ``limit`` facts in the postings of ``terms``.
+        """(fact_id, score) of the best ``limit`` facts in the postings of ``terms``, with
+        the hive's average length ``avgdl`` (this index's constant when None).
 
         Sorted by (-score, fact_id); facts scoring 0 are never returned.
         """
+        bm25 = self.bm25 if avgdl is None else replace(self.bm25, avgdl=float(avgdl))
         candidates: set[str] = set()
         for term in terms:
             candidates |= self._postings.get(term, set())
-        score, tfs, dls = self.bm25.score, self.tf, self.dl
+        score, tfs, dls = bm25.score, self.tf, self.dl
         scored = []
         for fid in candidates:
             s = score(weights, tfs[fid], dls[fid])
             if s > 0.0:
                 scored.append((-s, fid))
         return [(fid, -neg) for neg, fid in heapq.nsmallest(limit, scored)]
+
+    def primary_stats(self, keep: Callable[[str], bool] | None = None) -> tuple[int, int]:
+        """(count, total length) of the facts held in the primary role (those passing
+        ``keep``)."""
+        dls = self.dl
+        ids = self.primary if keep is None else [f for f in self.primary if keep(f)]
+        return len(ids), sum(dls[f] for f in ids)
 
     def size(self) -> int:
         """Number of (term, fact) postings."""
@@ -201,6 +216,13 @@ class IndexedStore:
 
     def count(self) -> int:
         return self._index.primary_live
+
+    def collection(self, keep: Callable[[str], bool] | None = None) -> CorpusStats:
+        with self._lock:
+            return CorpusStats(*self._index.primary_stats(keep))
+
+    def changes(self) -> int:
+        return self._index.changes
 
     def primary_ids(self) -> list[str]:
         with self._lock:

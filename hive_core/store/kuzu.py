@@ -371,10 +371,11 @@ class KuzuShardStore(IndexedStore):
         return HiveFact.from_dict(dict(fact)) if fact is not None else None
 
     def score(
-        self, terms: Iterable[str], weights: Mapping[str, float], limit: int
+        self, terms: Iterable[str], weights: Mapping[str, float], limit: int,
+        avgdl: float | None = None,
     ) -> list[ScoredFact]:
         with self._lock:
-            best = self._index.top(terms, weights, limit)
+            best = self._index.top(terms, weights, limit, avgdl)
             bodies = [self._bodies[fid] for fid, _ in best]
         return [ScoredFact(HiveFact.from_dict(dict(body)), s)
                 for body, (_, s) in zip(bodies, best, strict=True)]

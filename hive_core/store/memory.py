@@ -72,10 +72,11 @@ class MemoryShardStore(IndexedStore):
             return HiveFact.from_dict(fact) if fact is not None else None
 
     def score(
-        self, terms: Iterable[str], weights: Mapping[str, float], limit: int
+        self, terms: Iterable[str], weights: Mapping[str, float], limit: int,
+        avgdl: float | None = None,
     ) -> list[ScoredFact]:
         with self._lock:
-            best = self._index.top(terms, weights, limit)
+            best = self._index.top(terms, weights, limit, avgdl)
             return [ScoredFact(HiveFact.from_dict(self._facts[fid]), s) for fid, s in best]
 
     def _body(self, fact_id: str) -> Mapping[str, Any]:
