@@ -7,6 +7,11 @@ there is exactly one tokenizer and it lives here.
 
 The tokenizer keeps identifiers whole: ``CVE-2024-3094``, ``10.0.1.0/24``, ``$4.7M``, ``p95``,
 ``v1.29`` and ``INC-2041`` are single tokens, because those are what operators ask about.
+Numbers keep their thousands separators inside the token and lose them in the term
+(``$1,200`` and ``$1200`` are one term); an en dash joins like a hyphen (``2023–2024``);
+possessives and contractions stay with their word and are folded away (``Chen's``,
+``Chen’s`` -> ``chen``; ``didn't`` -> a stopword), so "'s" never becomes a term ``s`` that
+matches every other possessive.
 """
 
 from __future__ import annotations
@@ -17,8 +22,15 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 # A token: an optional currency sign, a word, then any number of (joiner, word) pairs where the
-# joiner is one of - . / : _ and both sides are alphanumeric; an optional trailing %.
-_TOKEN = re.compile(r"[$€£]?[0-9A-Za-z]+(?:[-./:_][0-9A-Za-z]+)*%?")
+# joiner is one of - – . / : _ (or a comma between digit groups of three) and both sides are
+# alphanumeric; an optional apostrophe suffix ('s, n't, 're, ...); an optional trailing %.
+_TOKEN = re.compile(
+    r"[$€£]?[0-9A-Za-z]+"
+    r"(?:(?:[-–./:_]|(?<=[0-9]),(?=[0-9]{3}(?![0-9])))[0-9A-Za-z]+)*"
+    r"(?:['’][A-Za-z]{1,2}(?![A-Za-z]))?%?")
+_APOSTROPHE = re.compile(r"['’][a-z]{1,2}$")
+# A contraction's word once its n't is gone (the rest are stopwords or plain words).
+_NOT_BASES = {"ca": "can", "wo": "will", "sha": "shall"}
 
 STOPWORDS = frozenset(
     """
@@ -64,8 +76,16 @@ def _stem(word: str) -> str:
 def normalize_token(token: str) -> str | None:
     """The term a surface token stands for, or None for a stopword (cached: vocabularies
     are small next to the number of tokens, and this runs for every word ingested)."""
-    term = token.lower()
-    if term in STOPWORDS:
+    term = token.lower().replace("–", "-")
+    if "," in term:
+        term = term.replace(",", "")
+    if "'" in term or "’" in term:
+        if term.endswith(("n't", "n’t")):
+            term = term[:-3]
+            term = _NOT_BASES.get(term, term)
+        else:
+            term = _APOSTROPHE.sub("", term)
+    if not term or term in STOPWORDS:
         return None
     return _stem(term)
 
@@ -116,10 +136,9 @@ def query_terms(question: str, max_terms: int) -> list[str]:
     """
     seen: dict[str, tuple[int, int, int]] = {}
     for position, surface in enumerate(_TOKEN.findall(question)):
-        term = surface.lower()
-        if term in STOPWORDS:
+        term = normalize_token(surface)
+        if term is None:
             continue
-        term = _stem(term)
         shown = surface if position > 0 else surface.lower()
         rank, length = specificity(term, shown)
         previous = seen.get(term)

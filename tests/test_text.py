@@ -29,3 +29,53 @@ def test_query_terms_do_not_depend_on_anything_but_the_question() -> None:
     q = "Who owns project Falcon and when is its deadline?"
     assert query_terms(q, 5) == query_terms(q, 5)
     assert key_terms("alpha beta alpha") == ["alpha", "beta"]
+
+
+# -- possessives, contractions, Unicode punctuation, numbers (property tests) -------------------
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+words = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1,
+                max_size=12)
+alnum = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
+
+
+@given(words)
+def test_a_possessive_is_its_word(word: str) -> None:
+    assert tokenize(f"{word}'s") == tokenize(f"{word}’s") == tokenize(word)
+    assert tokenize(f"{word}'s own") == tokenize(f"{word} own")
+
+
+def test_possessives_never_make_a_term_s() -> None:
+    terms = tokenize("What is Sarah Chen's birthday? Marcus' dog, Ana’s cat and the CEO's car")
+    assert "s" not in terms
+    assert terms == ["sarah", "chen", "birthday", "marcus", "dog", "ana", "cat", "ceo", "car"]
+    assert query_terms("What is Sarah Chen's birthday?", 5) == ["sarah", "chen", "birthday"]
+
+
+def test_contractions_fold_to_their_word() -> None:
+    assert tokenize("didn't wasn't isn't") == []  # stopwords once n't is gone
+    assert tokenize("can't won't shan't") == ["shall"]  # can, will: stopwords
+    assert tokenize("Redis isn't reachable") == ["redis", "reachabl"]
+    assert tokenize("they're we've I'll she'd I'm") == []
+
+
+@given(st.integers(min_value=1000, max_value=10**12))
+def test_thousands_separators_do_not_split_a_number(n: int) -> None:
+    assert tokenize(f"${n:,}") == tokenize(f"${n}") == [f"${n}"]
+    assert tokenize(f"{n:,} users") == [str(n), "user"]
+
+
+def test_commas_that_are_not_separators_still_split() -> None:
+    assert tokenize("1,2,3 and 12,34") == ["1", "2", "3", "12", "34"]
+
+
+@given(alnum, alnum)
+def test_an_en_dash_joins_like_a_hyphen(a: str, b: str) -> None:
+    assert tokenize(f"{a}–{b}") == tokenize(f"{a}-{b}")
+
+
+@given(st.text(max_size=80))
+def test_terms_never_hold_quotes_commas_or_en_dashes(text: str) -> None:
+    for term in tokenize(text):
+        assert not set(term) & set("'’,–"), term
