@@ -8,10 +8,10 @@ there is exactly one tokenizer and it lives here.
 The tokenizer keeps identifiers whole: ``CVE-2024-3094``, ``10.0.1.0/24``, ``$4.7M``, ``p95``,
 ``v1.29`` and ``INC-2041`` are single tokens, because those are what operators ask about.
 Numbers keep their thousands separators inside the token and lose them in the term
-(``$1,200`` and ``$1200`` are one term); an en dash joins like a hyphen (``2023–2024``);
-possessives and contractions stay with their word and are folded away (``Chen's``,
-``Chen’s`` -> ``chen``; ``didn't`` -> a stopword), so "'s" never becomes a term ``s`` that
-matches every other possessive.
+(``$1,200`` and ``$1200`` are one term); an en dash (U+2013) joins like a hyphen;
+possessives and contractions, with a straight or a typographic (U+2019) apostrophe, stay
+with their word and are folded away (``Chen's`` -> ``chen``; ``didn't`` -> a stopword),
+so "'s" never becomes a term ``s`` that matches every other possessive.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
-# A token: an optional currency sign, a word, then any number of (joiner, word) pairs where the
-# joiner is one of - – . / : _ (or a comma between digit groups of three) and both sides are
-# alphanumeric; an optional apostrophe suffix ('s, n't, 're, ...); an optional trailing %.
+# A token: an optional currency sign, a word, then any number of (joiner, word) pairs where
+# the joiner is one of - . / : _ or an en dash (or a comma between digit groups of three)
+# and both sides are alphanumeric; an optional apostrophe suffix ('s, n't, 're, ...); an
+# optional trailing %.
 _TOKEN = re.compile(
     r"[$€£]?[0-9A-Za-z]+"
-    r"(?:(?:[-–./:_]|(?<=[0-9]),(?=[0-9]{3}(?![0-9])))[0-9A-Za-z]+)*"
-    r"(?:['’][A-Za-z]{1,2}(?![A-Za-z]))?%?")
-_APOSTROPHE = re.compile(r"['’][a-z]{1,2}$")
+    r"(?:(?:[-\u2013./:_]|(?<=[0-9]),(?=[0-9]{3}(?![0-9])))[0-9A-Za-z]+)*"
+    r"(?:['\u2019][A-Za-z]{1,2}(?![A-Za-z]))?%?")
+_APOSTROPHE = re.compile(r"['\u2019][a-z]{1,2}$")
 # A contraction's word once its n't is gone (the rest are stopwords or plain words).
 _NOT_BASES = {"ca": "can", "wo": "will", "sha": "shall"}
 
@@ -76,11 +77,11 @@ def _stem(word: str) -> str:
 def normalize_token(token: str) -> str | None:
     """The term a surface token stands for, or None for a stopword (cached: vocabularies
     are small next to the number of tokens, and this runs for every word ingested)."""
-    term = token.lower().replace("–", "-")
+    term = token.lower().replace("\u2013", "-")
     if "," in term:
         term = term.replace(",", "")
-    if "'" in term or "’" in term:
-        if term.endswith(("n't", "n’t")):
+    if "'" in term or "\u2019" in term:
+        if term.endswith(("n't", "n\u2019t")):
             term = term[:-3]
             term = _NOT_BASES.get(term, term)
         else:

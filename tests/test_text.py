@@ -42,12 +42,12 @@ alnum = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max
 
 @given(words)
 def test_a_possessive_is_its_word(word: str) -> None:
-    assert tokenize(f"{word}'s") == tokenize(f"{word}’s") == tokenize(word)
+    assert tokenize(f"{word}'s") == tokenize(f"{word}\u2019s") == tokenize(word)
     assert tokenize(f"{word}'s own") == tokenize(f"{word} own")
 
 
 def test_possessives_never_make_a_term_s() -> None:
-    terms = tokenize("What is Sarah Chen's birthday? Marcus' dog, Ana’s cat and the CEO's car")
+    terms = tokenize("What is Sarah Chen's birthday? Marcus' dog, Ana\u2019s cat and the CEO's car")
     assert "s" not in terms
     assert terms == ["sarah", "chen", "birthday", "marcus", "dog", "ana", "cat", "ceo", "car"]
     assert query_terms("What is Sarah Chen's birthday?", 5) == ["sarah", "chen", "birthday"]
@@ -72,10 +72,10 @@ def test_commas_that_are_not_separators_still_split() -> None:
 
 @given(alnum, alnum)
 def test_an_en_dash_joins_like_a_hyphen(a: str, b: str) -> None:
-    assert tokenize(f"{a}–{b}") == tokenize(f"{a}-{b}")
+    assert tokenize(f"{a}\u2013{b}") == tokenize(f"{a}-{b}")
 
 
 @given(st.text(max_size=80))
 def test_terms_never_hold_quotes_commas_or_en_dashes(text: str) -> None:
     for term in tokenize(text):
-        assert not set(term) & set("'’,–"), term
+        assert not set(term) & set("'\u2019,\u2013"), term
