@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from hive_core.query import parse
 from hive_core.search import SearchResult
-from hive_core.text import anchor_terms, tokenize
+from hive_core.text import tokenize
 
 NO_ANSWER = "No fact in the hive matches this question."
 
@@ -46,7 +47,7 @@ class ExtractiveAnswerer:
                      if i > 0 and episode is not None and f.metadata.get("episode") == episode]
         floor = result.scores[0] * self.min_relative_score
         terms = [set(tokenize(f.content)) for f in result.facts]
-        key = self._distinctive(anchor_terms(question) & terms[0], terms)
+        key = self._distinctive(parse(question).anchors & terms[0], terms)
         close = [i for i, score in enumerate(result.scores)
                  if i > 0 and score >= floor and i not in same_turn
                  and (not key or key & terms[i])]

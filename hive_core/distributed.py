@@ -33,12 +33,12 @@ from hive_core.facts import HiveEdge, HiveFact
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, place
+from hive_core.query import parse
 from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
     prefer_current,
-    question_emphasis,
     ranked_search,
     route_terms,
 )
@@ -46,7 +46,7 @@ from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 from hive_core.store.registry import check_name, open_store
-from hive_core.text import query_terms, term_counts
+from hive_core.text import term_counts
 from hive_core.transports.base import ShardTransport
 from hive_core.transports.local import LocalEventBus
 
@@ -335,8 +335,9 @@ class DistributedHiveGraph(BaseHiveGraph):
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None
     ) -> SearchResult:
-        terms = query_terms(query, self.settings.query_fanout)
-        emphasis = question_emphasis(query, self.settings.anchor_boost)
+        parsed = parse(query)
+        terms = parsed.routed(self.settings.query_fanout)
+        emphasis = parsed.emphasis(self.settings.anchor_boost)
         bm25 = self.bm25.for_collection(self.collection(asking_agent))
         for attempt in range(STALE_RETRIES + 1):
             client = self.client_for(asking_agent)
@@ -344,7 +345,7 @@ class DistributedHiveGraph(BaseHiveGraph):
                                 avoid=self._avoid())
             result = prefer_current(
                 ranked_search(route, client.stats, client.score, bm25, limit, emphasis),
-                query)
+                parsed)
             # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(
@@ -355,7 +356,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         return result
 
     def route_query(self, query: str) -> list[str]:
-        terms = query_terms(query, self.settings.query_fanout)
+        terms = parse(query).routed(self.settings.query_fanout)
         return sorted(set(route_terms(terms, self.ring.get_agents, avoid=self._avoid()).values()))
 
     def _ask_owners(self, key: str, payload: dict[str, Any]) -> list[dict[str, Any]]:

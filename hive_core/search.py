@@ -2,9 +2,9 @@
 
 How a question is answered (the same code for a hive of 1 shard and of 100):
 
-1. **Terms.** :func:`hive_core.text.query_terms` picks at most ``query_fanout`` terms, most
-   specific first, from the question alone (never from hive state), so every hive size picks
-   the same terms.
+1. **Terms.** The parsed question (:mod:`hive_core.query`) gives at most ``query_fanout``
+   terms, most specific first, from the question alone (never from hive state), so every
+   hive size picks the same terms.
 2. **Route.** Each term is served by one of its ring owners (all owners of a term hold all of
    its postings), preferring the asking agent, then a shard already chosen. At most one shard
    per term, so at most ``query_fanout`` shards, never all N.
@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import TransportError
 from hive_core.facts import HiveFact
+from hive_core.query import ParsedQuery, parse
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, TermStats
-from hive_core.text import anchor_terms, query_terms, tokenize, wants_current
+from hive_core.text import tokenize
 
 
 @dataclass(slots=True)
@@ -156,29 +157,24 @@ def ranked_search(
 
 
 def question_emphasis(question: str, factor: float) -> dict[str, float]:
-    """Weight multipliers for what a question is about: its names and identifiers.
-
-    In "Who leads Project Osprey?" the rare verb "leads" can out-score the name "Osprey" by
-    idf alone; the name is what the asker means, so it weighs ``factor`` times more.
-    """
-    if factor == 1.0:
-        return {}
-    return dict.fromkeys(anchor_terms(question), factor)
+    """Weight multipliers for what a question is about (:meth:`ParsedQuery.emphasis`)."""
+    return parse(question).emphasis(factor)
 
 
-def prefer_current(result: SearchResult, question: str) -> SearchResult:
+def prefer_current(result: SearchResult, query: ParsedQuery | str) -> SearchResult:
     """For a question about the value in force now, newest first among its versions.
 
     "What is the current deadline of project Falcon?" matches the initial deadline and every
     update about as well, and BM25 cannot know which is in force. When the question carries a
-    currency cue (:func:`~hive_core.text.wants_current`), facts that share a concept and
+    currency cue (:attr:`ParsedQuery.wants_current`), facts that share a concept and
     contain all of the question's names and identifiers are versions of one attribute: they
     keep the ranks the group earned, reassigned newest first. This runs on the merged top-k,
     which is identical for every hive size, so N=1 and N=100 still agree.
     """
-    if not result.facts or not wants_current(question):
+    query = parse(query) if isinstance(query, str) else query
+    if not result.facts or not query.wants_current:
         return result
-    anchors = anchor_terms(question)
+    anchors = query.anchors
     if not anchors:
         return result
     groups: dict[str, list[int]] = {}
@@ -204,7 +200,8 @@ def search_single_store(
     """The engine with one shard holding every term: what "one big memory" answers."""
     bm25 = (getattr(store, "bm25", None) or Bm25.from_settings(settings)).for_collection(
         store.collection())
-    terms = query_terms(query, settings.query_fanout)
+    parsed = parse(query)
+    terms = parsed.routed(settings.query_fanout)
     name = getattr(store, "agent_id", "") or "local"
     route = dict.fromkeys(terms, name)
 
@@ -215,9 +212,9 @@ def search_single_store(
                    avgdl: float) -> list[ScoredFact]:
         return store.score(terms_, w, k, avgdl)
 
-    emphasis = question_emphasis(query, settings.anchor_boost)
+    emphasis = parsed.emphasis(settings.anchor_boost)
     return prefer_current(
-        ranked_search(route, stats_call, score_call, bm25, limit, emphasis), query)
+        ranked_search(route, stats_call, score_call, bm25, limit, emphasis), parsed)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:

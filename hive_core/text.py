@@ -129,47 +129,31 @@ def specificity(term: str, surface: str) -> tuple[int, int]:
     return rank, len(term)
 
 
+def surface_tokens(text: str) -> list[str]:
+    """The tokens of ``text`` as written (before normalisation)."""
+    return _TOKEN.findall(text)
+
+
 def query_terms(question: str, max_terms: int) -> list[str]:
-    """The at most ``max_terms`` terms a question is searched by, most specific first.
+    """The at most ``max_terms`` terms a question is searched by, most specific first
+    (:class:`hive_core.query.ParsedQuery`, kept here for library callers)."""
+    from hive_core.query import parse
 
-    Ties keep question order. A question's first word is capitalised by grammar, not because it
-    is a name, so it does not get the proper-noun rank.
-    """
-    seen: dict[str, tuple[int, int, int]] = {}
-    for position, surface in enumerate(_TOKEN.findall(question)):
-        term = normalize_token(surface)
-        if term is None:
-            continue
-        shown = surface if position > 0 else surface.lower()
-        rank, length = specificity(term, shown)
-        previous = seen.get(term)
-        if previous is None or (rank, length) > previous[:2]:
-            seen[term] = (rank, length, previous[2] if previous else position)
-    ordered = sorted(seen.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2]))
-    return [term for term, _ in ordered[:max_terms]]
-
-
-CURRENCY_CUES = frozenset(
-    "current currently latest now today newest recent recently still anymore nowadays".split()
-)
+    return parse(question).routed(max_terms)
 
 
 def wants_current(question: str) -> bool:
     """Does the question ask for the value in force now (not a past one)?"""
-    return any(tok.lower() in CURRENCY_CUES for tok in _TOKEN.findall(question))
+    from hive_core.query import parse
+
+    return parse(question).wants_current
 
 
 def anchor_terms(question: str) -> frozenset[str]:
     """The question's names and identifiers (specificity rank >= 2): what it is *about*."""
-    out = set()
-    for position, surface in enumerate(_TOKEN.findall(question)):
-        term = normalize_token(surface)
-        if term is None:
-            continue
-        shown = surface if position > 0 else surface.lower()
-        if specificity(term, shown)[0] >= 2:
-            out.add(term)
-    return frozenset(out)
+    from hive_core.query import parse
+
+    return parse(question).anchors
 
 
 def overlap(a: Iterable[str], b: Iterable[str]) -> float:

@@ -79,3 +79,18 @@ def test_an_en_dash_joins_like_a_hyphen(a: str, b: str) -> None:
 def test_terms_never_hold_quotes_commas_or_en_dashes(text: str) -> None:
     for term in tokenize(text):
         assert not set(term) & set("'\u2019,\u2013"), term
+
+
+def test_a_question_is_parsed_once_into_terms_names_and_cues() -> None:
+    from hive_core.query import parse
+
+    q = parse("Who leads Project Atlas now, and how many people did Sarah Chen's team have?")
+    # Names first (longest first, then question order), then the other words; stemmed.
+    assert q.terms == ("project", "sarah", "atla", "chen", "peopl", "lead", "team")
+    assert q.anchors == frozenset({"project", "atla", "sarah", "chen"})
+    assert q.wants_current and q.wants_count and not q.wants_past
+    assert q.routed(2) == ["project", "sarah"]
+    assert parse("Who led Atlas before Dana?").wants_past
+    assert parse("What did Marcus use to drive?").wants_past is False
+    assert parse("What car did Marcus used to drive?").wants_past
+    assert q.emphasis(1.5) == dict.fromkeys(q.anchors, 1.5) and q.emphasis(1.0) == {}
