@@ -336,16 +336,18 @@ class DistributedHiveGraph(BaseHiveGraph):
         self, query: str, limit: int = 10, asking_agent: str | None = None
     ) -> SearchResult:
         parsed = parse(query)
-        terms = parsed.routed(self.settings.query_fanout)
+        routed = parsed.routed(self.settings.query_fanout)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
         bm25 = self.bm25.for_collection(self.collection(asking_agent))
         for attempt in range(STALE_RETRIES + 1):
             client = self.client_for(asking_agent)
-            route = route_terms(terms, self.ring.get_agents, prefer=asking_agent,
+            # Every term gets a shard for its df (the routed ones first, so they are placed
+            # as before); only the routed ones are searched for candidates.
+            route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,
                                 avoid=self._avoid())
             result = prefer_current(
-                ranked_search(route, client.stats, client.score, bm25, limit, emphasis),
-                parsed)
+                ranked_search(route, client.stats, client.score, bm25, limit, emphasis,
+                              routed), parsed)
             # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(

@@ -27,7 +27,7 @@ Vahdat (2003), with the documents kept beside their postings so no second hop is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hive_core.config import DEFAULTS, CoreSettings
@@ -45,7 +45,8 @@ class SearchResult:
 
     facts: list[HiveFact] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
-    shards_queried: list[str] = field(default_factory=list)
+    shards_queried: list[str] = field(default_factory=list)  # every shard asked anything
+    shards_searched: list[str] = field(default_factory=list)  # asked to score: <= fanout
     shards_failed: list[str] = field(default_factory=list)
     partial: bool = False
     terms: list[str] = field(default_factory=list)
@@ -58,6 +59,7 @@ class SearchResult:
             "facts": [f.to_dict() for f in self.facts],
             "scores": list(self.scores),
             "shards_queried": list(self.shards_queried),
+            "shards_searched": list(self.shards_searched),
             "shards_failed": list(self.shards_failed),
             "partial": self.partial,
             "terms": list(self.terms),
@@ -103,8 +105,15 @@ def ranked_search(
     bm25: Bm25,
     limit: int,
     emphasis: Mapping[str, float] | None = None,
+    candidates: Collection[str] | None = None,
 ) -> SearchResult:
     """Steps 3-5 above over ``route`` (term -> shard). Transport failures make it partial.
+
+    Every term of ``route`` weighs in every score (its df comes from its shard in the one
+    stats round); facts are *found* through the postings of the ``candidates`` terms only
+    (default: all), the at most ``query_fanout`` routed ones, so scoring asks no more shards
+    than routing chose. The candidates depend on the question alone, so every hive size
+    scores the same facts with the same weights.
 
     ``bm25`` carries the hive's collection statistics (:meth:`Bm25.for_collection`): its
     document count makes the idf weights here, its average length goes to every scoring shard.
@@ -120,13 +129,18 @@ def ranked_search(
     for term, shard in route.items():
         by_shard.setdefault(shard, []).append(term)
     result.shards_queried = list(by_shard)
+    result.shards_searched = list(dict.fromkeys(
+        route[t] for t in route if candidates is None or t in candidates))
     stats, failures = stats_call(by_shard)
     failed: dict[str, str] = dict(failures)
 
     boost = emphasis or {}
     weights = {t: bm25.idf(s.df) * boost.get(t, 1.0) for t, s in stats.items() if s.df > 0}
     bounds = {t: weights[t] * stats[t].bound(bm25) for t in weights}
-    remaining = sorted(weights, key=lambda t: (stats[t].df, t))
+    sources = set(route) if candidates is None else set(candidates)
+    # A fact found late may still hold any of the other (non-candidate) terms.
+    extra = sum(bounds[t] for t in weights if t not in sources)
+    remaining = sorted((t for t in weights if t in sources), key=lambda t: (stats[t].df, t))
     best: dict[str, ScoredFact] = {}
 
     def kth_score() -> float:
@@ -135,7 +149,7 @@ def ranked_search(
         return sorted((sf.score for sf in best.values()), reverse=True)[limit - 1]
 
     while remaining:
-        if kth_score() > sum(bounds[t] for t in remaining):
+        if kth_score() > sum(bounds[t] for t in remaining) + extra:
             break
         shard = route[remaining[0]]
         batch = [t for t in remaining if route[t] == shard]
@@ -201,9 +215,8 @@ def search_single_store(
     bm25 = (getattr(store, "bm25", None) or Bm25.from_settings(settings)).for_collection(
         store.collection())
     parsed = parse(query)
-    terms = parsed.routed(settings.query_fanout)
     name = getattr(store, "agent_id", "") or "local"
-    route = dict.fromkeys(terms, name)
+    route = dict.fromkeys(parsed.terms, name)
 
     def stats_call(by_shard: Mapping[str, Sequence[str]]) -> tuple[dict[str, TermStats], dict]:
         return store.term_stats(by_shard[name]), {}
@@ -214,7 +227,8 @@ def search_single_store(
 
     emphasis = parsed.emphasis(settings.anchor_boost)
     return prefer_current(
-        ranked_search(route, stats_call, score_call, bm25, limit, emphasis), parsed)
+        ranked_search(route, stats_call, score_call, bm25, limit, emphasis,
+                      parsed.routed(settings.query_fanout)), parsed)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:

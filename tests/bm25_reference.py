@@ -42,8 +42,11 @@ class ReferenceBm25:
                 total += self.idf(term) * f * (self.k1 + 1) / (f + norm)
         return total
 
-    def top(self, terms: Sequence[str], k: int) -> list[tuple[str, float]]:
-        scored = [(doc_id, self.score(doc_id, terms)) for doc_id in self.tf]
+    def top(self, terms: Sequence[str], k: int,
+            among: set[str] | None = None) -> list[tuple[str, float]]:
+        """The best ``k`` facts over ``terms`` (only facts holding one of ``among``)."""
+        docs = [d for d, tf in self.tf.items() if among is None or among & tf.keys()]
+        scored = [(doc_id, self.score(doc_id, terms)) for doc_id in docs]
         scored = [(d, s) for d, s in scored if s > 0]
         scored.sort(key=lambda ds: (-ds[1], ds[0]))
         return scored[:k]

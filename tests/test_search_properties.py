@@ -36,7 +36,7 @@ def test_any_hive_size_ranks_like_one_memory(facts, questions, agents, rf, limit
             alone = central.search(q, limit=limit)
             assert [f.fact_id for f in routed.facts] == [f.fact_id for f in alone.facts]
             assert routed.scores == alone.scores
-            assert len(routed.shards_queried) <= hive.settings.query_fanout
+            assert len(routed.shards_searched) <= hive.settings.query_fanout
             assert not routed.partial
     finally:
         hive.close()
