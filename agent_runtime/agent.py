@@ -281,10 +281,17 @@ class Agent:
                 1 <= limit <= MAX_ASK_LIMIT):
             raise ValueError(f"ASK limit must be an integer between 1 and {MAX_ASK_LIMIT}")
         result, queried, failed = self._search(question, limit)
+        answer = self.answerer.answer(question, result)
         return {
             "question": question,
             "agent": self.name,
-            "answer": self.answerer.answer(question, result),
+            "answer": answer.text,
+            "sources": [
+                {"fact_id": result.facts[i].fact_id, "content": result.facts[i].content,
+                 "source_agent": result.facts[i].source_agent,
+                 "score": round(result.scores[i], 6)}
+                for i in answer.sources
+            ],
             "facts": [
                 {"fact_id": f.fact_id, "content": f.content, "source_agent": f.source_agent,
                  "score": round(s, 6), "concept": f.concept,

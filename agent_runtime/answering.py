@@ -1,13 +1,17 @@
-"""Answering: a question and the hive's search result in, an answer with provenance out.
+"""Answering: a question and the hive's search result in, an answer and its sources out.
 
-Offline the answer is *extractive*: the best facts themselves, each with the agent that
-learned it and its fact id, so a reader can check every claim. Facts scoring far below the
-best one are left out (they matched a common word, not the question), and an answer built
-from a partial search says which shards did not answer instead of sounding complete.
+An :class:`Answer` is one line a person reads -- no ids, no agent names in it -- plus the
+facts it came from (``sources``: indexes into the search result), which the CLI shows below
+the line and ``--json`` returns beside it, each with the agent that learned it and its fact
+id, so a reader can check every claim. Offline the answer is *extractive*: the best facts
+themselves, joined. Facts scoring far below the best one are left out (they matched a common
+word, not the question); whether the search was partial is reported beside the answer (the
+result's ``partial`` and ``shards_failed``), never hidden in its text.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from hive_core.query import parse
@@ -17,9 +21,15 @@ from hive_core.text import tokenize
 NO_ANSWER = "No fact in the hive matches this question."
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str  # one line, no provenance
+    sources: list[int] = field(default_factory=list)  # indexes into the result's facts
+
+
 @runtime_checkable
 class Answerer(Protocol):
-    def answer(self, question: str, result: SearchResult) -> str: ...
+    def answer(self, question: str, result: SearchResult) -> Answer: ...
 
 
 class ExtractiveAnswerer:
@@ -63,13 +73,10 @@ class ExtractiveAnswerer:
         fewest = min(counts.values())
         return {t for t, c in counts.items() if c == fewest}
 
-    def answer(self, question: str, result: SearchResult) -> str:
-        lines = []
-        for i in self.chosen(result, question):
-            fact = result.facts[i]
-            source = fact.source_agent or "unknown agent"
-            lines.append(f"{fact.content} (learned by {source}; {fact.fact_id})")
-        text = "\n".join(lines) if lines else NO_ANSWER
-        if result.partial:
-            text += (f"\n(partial: no answer from shard(s) {', '.join(result.shards_failed)})")
-        return text
+    def answer(self, question: str, result: SearchResult) -> Answer:
+        chosen = self.chosen(result, question)
+        if not chosen:
+            return Answer(NO_ANSWER)
+        parts = [" ".join(result.facts[i].content.split()) for i in chosen]
+        text = " ".join(p if p.endswith((".", "!", "?")) else p + "." for p in parts)
+        return Answer(text, chosen)

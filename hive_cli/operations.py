@@ -194,7 +194,8 @@ def _transient(result: Any) -> bool:
 def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
         ) -> dict[str, Any]:
     reply = link.ask(agent, question, limit, timeout)
-    keys = ("question", "agent", "answer", "facts", "shards_queried", "shards_failed", "partial")
+    keys = ("question", "agent", "answer", "sources", "facts", "shards_queried", "shards_failed",
+            "partial")
     missing = [k for k in keys if k not in reply]
     if missing:
         raise CliFailure(f"agent {agent} sent an incomplete answer (missing {', '.join(missing)})")

@@ -151,13 +151,13 @@ class Renderer:
     def answer(self, doc: dict[str, Any]) -> None:
         if self.json_mode:
             return self.json(doc)
-        self._line(f"[bold]{escape(doc['agent'])}[/] answers: {escape(str(doc['answer']))}")
-        if doc["facts"]:
-            table = Table("#", "score", "source agent", "fact", title="facts used")
-            for i, f in enumerate(doc["facts"], start=1):
-                table.add_row(str(i), f"{float(f['score']):.3f}",
-                              escape(str(f["source_agent"])), escape(str(f["content"])))
-            self.out.print(table)
+        self._line(escape(str(doc["answer"])))
+        for i, f in enumerate(doc.get("sources") or [], start=1):
+            self._line(f"  [dim][{i}] {escape(str(f['content']))} -- learned by "
+                       f"{escape(str(f['source_agent'] or 'unknown agent'))}, "
+                       f"{escape(str(f['fact_id']))}, score {float(f['score']):.3f}[/]")
+        self._line(f"[dim]asked {escape(doc['agent'])}; {len(doc['facts'])} fact(s) "
+                   f"matched[/]")
         queried = ", ".join(doc["shards_queried"]) or "-"
         self._line(f"shards queried ({len(doc['shards_queried'])}): {escape(queried)}")
         if doc.get("partial"):

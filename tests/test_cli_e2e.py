@@ -127,10 +127,15 @@ def test_full_life_cycle(hive: Hive):
     assert answered.code == 0, answered.err
     adoc = answered.json()
     assert adoc["agent"] == asker and adoc["question"] == "Who leads Project Osprey?"
-    assert set(adoc) == {"question", "agent", "answer", "facts", "shards_queried",
+    assert set(adoc) == {"question", "agent", "answer", "sources", "facts", "shards_queried",
                          "shards_failed", "partial"}
     hits = [f for f in adoc["facts"] if "Hannah Schmidt" in f["content"]]
     assert hits and hits[0]["source_agent"] == learner != asker
+    # The answer is a line to read; who learned it and the fact ids are its sources.
+    assert "Hannah Schmidt" in adoc["answer"] and "\n" not in adoc["answer"]
+    assert learner not in adoc["answer"] and hits[0]["fact_id"] not in adoc["answer"]
+    assert adoc["sources"][0]["fact_id"] == hits[0]["fact_id"]
+    assert adoc["sources"][0]["source_agent"] == learner
     assert 1 <= len(adoc["shards_queried"]) <= 5 and adoc["partial"] is False
     human = hive("ask", "--hive", hive.name, "--agent", asker, "Who leads Project Osprey?")
     assert human.code == 0 and "Hannah Schmidt" in human.out and "shards queried" in human.out
