@@ -10,10 +10,11 @@ agent on one machine (``local``), heartbeat keys on Redis.
 On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
 
 * ``SHARD_QUERY {"op": "status"}`` -> agent, ready, pid, facts, index_size, rss_mb, ...
-* ``LEARN {"turns": [str]}`` -> facts extracted, placed on their ring owners (not stored
+* ``LEARN {"turns": [str | {"content", "session", "turn"}]}`` -> facts extracted (each with
+  its turn's session and index in ``metadata``), placed on their ring owners (not stored
   here unless this shard owns them), with the shards that missed their copy.
-* ``ASK {"question": str, "limit": int}`` -> an answer with provenance, the shards asked
-  and those that failed.
+* ``ASK {"question": str, "limit": int}`` -> an answer line, its sources, the facts found,
+  the shards asked and those that failed.
 
 The socket is bound only after the shard is open and the ring view adopted, so a status
 reply means ready; the agent then joins the ring if it is not a member yet (its status says
@@ -63,6 +64,28 @@ def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25
     """This agent's shard store (one shard in this process: it gets the whole pool)."""
     return open_store(config.shard_backend, name, bm25=bm25, settings=settings,
                       path=config.shard_path(name), shards_in_process=1)
+
+
+LEARN_USAGE = ("LEARN needs a payload {'turns': [str or {'content': str, 'session': str, "
+               "'turn': int}, ...]}")
+
+
+def _turn(item: Any) -> tuple[str, dict[str, Any]]:
+    """A LEARN turn's text and its place (session, turn index) when given."""
+    if isinstance(item, str):
+        return item, {}
+    if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+        raise ValueError(LEARN_USAGE)
+    where: dict[str, Any] = {}
+    if item.get("session") is not None:
+        if not isinstance(item["session"], str):
+            raise ValueError(LEARN_USAGE)
+        where["session"] = item["session"]
+    if item.get("turn") is not None:
+        if not isinstance(item["turn"], int) or isinstance(item["turn"], bool):
+            raise ValueError(LEARN_USAGE)
+        where["turn"] = item["turn"]
+    return item["content"], where
 
 
 class Agent:
@@ -258,11 +281,13 @@ class Agent:
 
     def learn(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         turns = payload.get("turns")
-        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
-            raise ValueError("LEARN needs a payload {'turns': [str, ...]}")
+        if not isinstance(turns, list):
+            raise ValueError(LEARN_USAGE)
         facts: dict[str, HiveFact] = {}
-        for turn in turns:
-            for fact in self.extractor.extract(turn):
+        for item in turns:
+            content, where = _turn(item)
+            for fact in self.extractor.extract(content):
+                fact.metadata.update(where)  # its place in the conversation
                 facts.setdefault(fact.fact_id, fact)
         ids: list[str] = []
         failed: list[str] = []
@@ -295,7 +320,8 @@ class Agent:
             "facts": [
                 {"fact_id": f.fact_id, "content": f.content, "source_agent": f.source_agent,
                  "score": round(s, 6), "concept": f.concept,
-                 "episode": f.metadata.get("episode")}
+                 "episode": f.metadata.get("episode"), "session": f.metadata.get("session"),
+                 "turn": f.metadata.get("turn")}
                 for f, s in zip(result.facts, result.scores, strict=True)
             ],
             "shards_queried": queried,

@@ -4,6 +4,11 @@ The whole input is read and checked before anything is sent, so a bad line 4,000
 a hive that learned lines 1-3,999. Blank lines are skipped. The input is JSONL when the file
 name ends in ``.jsonl`` or its first non-blank line starts with ``{``; then every line must be
 a JSON object with a non-empty string ``content``.
+
+Every turn keeps where it stands in its conversation -- ``session`` (the file's name, "stdin"
+or "text", or a JSONL line's ``session`` field) and ``turn`` (its line number, or a JSONL
+``turn`` field) -- because a turn's meaning leans on its neighbours; the facts of a turn carry
+both in their metadata (``HiveFact.metadata["session"]`` and ``["turn"]``).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hive_cli.errors import CliFailure
 
+T = TypeVar("T")
 MAX_TURN_BYTES = 1024 * 1024
 MAX_TURNS = 1_000_000
 
@@ -31,9 +38,14 @@ def _lines(raw: bytes, source: str) -> list[str]:
     return text.splitlines()
 
 
-def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None) -> list[str]:
+Turn = dict[str, Any]  # {"content": str, "session": str, "turn": int}
+
+
+def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
+                session: str | None = None) -> list[Turn]:
     """Turns from lines; raises :class:`BadInput` naming the first bad line."""
-    turns: list[str] = []
+    session = session or source
+    turns: list[Turn] = []
     for number, line in enumerate(lines, start=1):
         size = len(line.encode("utf-8"))
         if size > MAX_TURN_BYTES:
@@ -43,7 +55,8 @@ def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None) ->
             continue
         if jsonl is None:
             jsonl = line.lstrip().startswith("{")
-        turns.append(_jsonl_content(line, source, number) if jsonl else line.strip())
+        turns.append(_jsonl_turn(line, source, number, session) if jsonl else
+                     {"content": line.strip(), "session": session, "turn": number})
         if len(turns) > MAX_TURNS:
             raise BadInput(f"{source}: more than {MAX_TURNS:,} turns; split the input")
     if not turns:
@@ -51,7 +64,7 @@ def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None) ->
     return turns
 
 
-def _jsonl_content(line: str, source: str, number: int) -> str:
+def _jsonl_turn(line: str, source: str, number: int, session: str) -> Turn:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -59,13 +72,18 @@ def _jsonl_content(line: str, source: str, number: int) -> str:
     content = obj.get("content") if isinstance(obj, dict) else None
     if not isinstance(content, str) or not content.strip():
         raise BadInput(f"{source}: line {number} has no non-empty string 'content' field")
-    return content.strip()
+    own_session, turn = obj.get("session", session), obj.get("turn", number)
+    if not isinstance(own_session, str) or not own_session.strip():
+        raise BadInput(f"{source}: line {number}: 'session' must be a non-empty string")
+    if not isinstance(turn, int) or isinstance(turn, bool) or turn < 0:
+        raise BadInput(f"{source}: line {number}: 'turn' must be an integer >= 0")
+    return {"content": content.strip(), "session": own_session, "turn": turn}
 
 
-def read_turns(file: Path | None, text: str | None) -> list[str]:
+def read_turns(file: Path | None, text: str | None) -> list[Turn]:
     """Turns from ``--file`` (``-`` is stdin) or ``--text`` (exactly one must be given)."""
     if text is not None:
-        return parse_turns(text.splitlines(), "--text", jsonl=False)
+        return parse_turns(text.splitlines(), "--text", jsonl=False, session="text")
     if file is None:
         raise BadInput("nothing to learn: give --file F, --text T, or - for stdin")
     if str(file) == "-":
@@ -75,12 +93,12 @@ def read_turns(file: Path | None, text: str | None) -> list[str]:
     except IsADirectoryError as exc:
         raise BadInput(f"{file} is a directory, not a file") from exc
     jsonl = True if file.suffix == ".jsonl" else None
-    return parse_turns(_lines(raw, str(file)), str(file), jsonl=jsonl)
+    return parse_turns(_lines(raw, str(file)), str(file), jsonl=jsonl, session=file.name)
 
 
-def round_robin(turns: list[str], agents: list[str]) -> dict[str, list[str]]:
+def round_robin(turns: list[T], agents: list[str]) -> dict[str, list[T]]:
     """Turn i goes to agent i mod N (N = len(agents)); order kept within each agent."""
-    out: dict[str, list[str]] = {a: [] for a in agents}
+    out: dict[str, list[T]] = {a: [] for a in agents}
     for i, turn in enumerate(turns):
         out[agents[i % len(agents)]].append(turn)
     return out

@@ -18,7 +18,7 @@ import pytest
 
 from agent_runtime.learning import RuleBasedExtractor
 from hive_core.config import DEFAULTS
-from hive_core.errors import TransportError
+from hive_core.errors import MessageRejected, TransportError
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
 from hive_core.placement import place
@@ -140,6 +140,21 @@ def expected_facts() -> list:
         for fact in RuleBasedExtractor().extract(turn):
             facts.setdefault(fact.fact_id, fact)
     return list(facts.values())
+
+
+def test_a_turns_session_and_index_travel_with_its_facts(running: Hive) -> None:
+    """What retrieval reads for a turn's neighbours (HiveFact.metadata["session"] and
+    ["turn"]) is set by LEARN from the turn's place; a malformed turn is refused whole."""
+    turn = {"content": "Dana Ruiz adopted a greyhound named Comet.", "session": "chat-7",
+            "turn": 42}
+    learned = running.send(MessageType.LEARN, "a1", {"turns": [turn]})
+    assert learned["facts"] >= 1 and learned["failed_shards"] == []
+    answer = running.send(MessageType.ASK, "a2", {"question": "What did Dana Ruiz adopt?",
+                                                  "limit": 3})
+    top = answer["facts"][0]
+    assert "Comet" in top["content"] and (top["session"], top["turn"]) == ("chat-7", 42)
+    with pytest.raises(MessageRejected, match="LEARN needs"):
+        running.send(MessageType.LEARN, "a1", {"turns": [{"content": "x", "turn": "7"}]})
 
 
 def test_learn_at_one_agent_answer_at_another(running: Hive) -> None:

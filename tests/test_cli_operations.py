@@ -18,17 +18,39 @@ def test_round_robin_sends_turn_i_to_agent_i_mod_n():
         "a": ["t0", "t3", "t6"], "b": ["t1", "t4"], "c": ["t2", "t5"]}
 
 
+def contents(turns):
+    return [t["content"] for t in turns]
+
+
 def test_plain_and_jsonl_turns(tmp_path):
     plain = tmp_path / "t.txt"
     plain.write_text("first turn\n\n  second turn  \n")
-    assert inputs.read_turns(plain, None) == ["first turn", "second turn"]
+    assert inputs.read_turns(plain, None) == [
+        {"content": "first turn", "session": "t.txt", "turn": 1},
+        {"content": "second turn", "session": "t.txt", "turn": 3}]  # line numbers
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"content": "one", "speaker": "x"}\n\n{"content": "two"}\n')
-    assert inputs.read_turns(jsonl, None) == ["one", "two"]
+    assert contents(inputs.read_turns(jsonl, None)) == ["one", "two"]
     sniffed = tmp_path / "t.log"
     sniffed.write_text('{"content": "json by its first line"}\n')
-    assert inputs.read_turns(sniffed, None) == ["json by its first line"]
-    assert inputs.read_turns(None, "a\nb") == ["a", "b"]
+    assert contents(inputs.read_turns(sniffed, None)) == ["json by its first line"]
+    assert inputs.read_turns(None, "a\nb") == [
+        {"content": "a", "session": "text", "turn": 1},
+        {"content": "b", "session": "text", "turn": 2}]
+
+
+def test_jsonl_session_and_turn_fields(tmp_path):
+    jsonl = tmp_path / "chat.jsonl"
+    jsonl.write_text('{"content": "hi", "session": "s-9", "turn": 41}\n{"content": "yo"}\n')
+    assert inputs.read_turns(jsonl, None) == [
+        {"content": "hi", "session": "s-9", "turn": 41},
+        {"content": "yo", "session": "chat.jsonl", "turn": 2}]
+    for bad, why in (('{"content": "x", "turn": -1}', "'turn'"),
+                     ('{"content": "x", "turn": "3"}', "'turn'"),
+                     ('{"content": "x", "session": 5}', "'session'")):
+        jsonl.write_text(bad + "\n")
+        with pytest.raises(inputs.BadInput, match=why):
+            inputs.read_turns(jsonl, None)
 
 
 def test_oversized_line_is_named_before_anything_is_read_further(tmp_path):
