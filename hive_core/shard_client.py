@@ -7,7 +7,7 @@ dropped silently.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hive_core.errors import StaleEpoch, TransportError
@@ -18,6 +18,9 @@ from hive_core.store.base import ScoredFact, TermStats
 from hive_core.transports.base import ShardTransport, request_payloads
 
 Call = tuple[MessageType, dict[str, Any]]
+# What a shard server answers in-process without an envelope (see ShardClient._direct).
+DIRECT_KINDS = frozenset({MessageType.SHARD_QUERY, MessageType.SHARD_STORE,
+                          MessageType.SHARD_DELETE})
 
 
 class ShardClient:
@@ -32,6 +35,7 @@ class ShardClient:
         local: Mapping[str, ShardServer] | None = None,
         timeout: float,
         epoch: int = 0,
+        direct: Callable[[str], bool] | None = None,
     ) -> None:
         self.hive_id = hive_id
         self.transport = transport
@@ -40,6 +44,10 @@ class ShardClient:
         self.timeout = timeout
         self.epoch = epoch  # the sender's ring view, carried by every envelope
         self.stale_epoch = 0  # the newest epoch a shard refused us with (StaleEpoch)
+        # Which other shards of ``local`` may be called directly too (not only the sender's
+        # own): those the transport would deliver to the same handler in this process, where
+        # a message costs a thread hand-off and buys nothing.
+        self.direct = direct
 
     def call_many(
         self, calls: Mapping[str, Call], timeout: float | None = None
@@ -48,7 +56,10 @@ class ShardClient:
         out: dict[str, dict[str, Any] | TransportError] = {}
         remote: list[Envelope] = []
         for shard, (kind, payload) in calls.items():
-            server = self.local.get(shard) if shard == self.sender else None
+            server = self.local.get(shard) if kind in DIRECT_KINDS else None
+            if server is not None and shard != self.sender and (
+                    self.direct is None or not self.direct(shard)):
+                server = None
             if server is not None:
                 out[shard] = self._direct(server, kind, payload)
             else:

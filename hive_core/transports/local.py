@@ -39,6 +39,10 @@ class LocalEventBus:
         with self._lock:
             self._handlers[agent_id] = handler
 
+    def handler(self, agent_id: str) -> Handler | None:
+        """The handler bound for ``agent_id`` (a graph compares it to skip the hand-off)."""
+        return self._handlers.get(agent_id)
+
     def unbind(self, agent_id: str) -> None:
         with self._lock:
             self._handlers.pop(agent_id, None)
