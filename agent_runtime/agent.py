@@ -257,9 +257,9 @@ class Agent:
             log.info("LEARN turns=%d facts=%d failed_shards=%s in %.0f ms",
                      out["turns"], out["facts"], out["failed_shards"] or "-", ms)
         else:
-            log.info("ASK %r -> %d fact(s), shards=%s failed=%s in %.0f ms",
+            log.info("ASK %r -> %d fact(s), shards=%s failed=%s rerouted=%s in %.0f ms",
                      out["question"][:80], len(out["facts"]), ",".join(out["shards_queried"]),
-                     out["shards_failed"] or "-", ms)
+                     out["shards_failed"] or "-", out["shards_rerouted"] or "-", ms)
         return out
 
     def status(self) -> dict[str, Any]:
@@ -305,7 +305,7 @@ class Agent:
         if not isinstance(limit, int) or isinstance(limit, bool) or not (
                 1 <= limit <= MAX_ASK_LIMIT):
             raise ValueError(f"ASK limit must be an integer between 1 and {MAX_ASK_LIMIT}")
-        result, queried, failed = self._search(question, limit)
+        result, queried, rerouted = self._search(question, limit)
         answer = self.answerer.answer(question, result)
         return {
             "question": question,
@@ -325,22 +325,27 @@ class Agent:
                 for f, s in zip(result.facts, result.scores, strict=True)
             ],
             "shards_queried": queried,
-            "shards_failed": failed,
+            "shards_failed": list(result.shards_failed),  # the answer lacks their data
+            "shards_rerouted": rerouted,  # failed, but a replica answered for them
             "partial": result.partial,
         }
 
-    def _search(self, question: str, limit: int) -> tuple[SearchResult, list[str], list[str]]:
+    def _search(self, question: str, limit: int
+                ) -> tuple[SearchResult, list[str], list[str]]:
         """Search; if shards failed, search once more: the graph now routes around them.
 
         A dead replica thus costs one extra (fast: its socket refuses) round, and the answer
-        comes from the live replicas; the failure is still reported.
+        comes from the live replicas. Returns (result, shards queried, shards *rerouted*:
+        those that failed the first round but whose data the answer has from a replica).
+        ``result.shards_failed`` are the shards whose data the answer lacks; the result is
+        partial exactly when that list is not empty.
         """
         assert self.graph is not None
         result = self.graph.search(question, limit, asking_agent=self.name)
-        queried, failed = list(result.shards_queried), list(result.shards_failed)
+        queried, rerouted = list(result.shards_queried), []
         if result.partial:
-            retry = self.graph.search(question, limit, asking_agent=self.name)
-            queried += [s for s in retry.shards_queried if s not in queried]
-            failed = sorted(set(failed) | set(retry.shards_failed))
-            result = retry
-        return result, queried, failed
+            first = result.shards_failed
+            result = self.graph.search(question, limit, asking_agent=self.name)
+            queried += [s for s in result.shards_queried if s not in queried]
+            rerouted = sorted(set(first) - set(result.shards_failed))
+        return result, queried, rerouted

@@ -200,6 +200,7 @@ def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
     if missing:
         raise CliFailure(f"agent {agent} sent an incomplete answer (missing {', '.join(missing)})")
     doc = {k: reply[k] for k in keys}
+    doc["shards_rerouted"] = list(reply.get("shards_rerouted") or [])
     doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "score")}
                     for f in reply["facts"]]
     return doc

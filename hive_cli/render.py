@@ -163,6 +163,9 @@ class Renderer:
         if doc.get("partial"):
             failed = ", ".join(doc.get("shards_failed") or [])
             self._line(f"[red]partial answer: shards failed: {escape(failed)}[/]")
+        if doc.get("shards_rerouted"):
+            self._line(f"[yellow]answered from replicas of: "
+                       f"{escape(', '.join(doc['shards_rerouted']))} (they did not answer)[/]")
 
 
 def _count(n: int, noun: str) -> str:
