@@ -305,7 +305,11 @@ class Agent:
         if not isinstance(limit, int) or isinstance(limit, bool) or not (
                 1 <= limit <= MAX_ASK_LIMIT):
             raise ValueError(f"ASK limit must be an integer between 1 and {MAX_ASK_LIMIT}")
-        result, queried, rerouted = self._search(question, limit)
+        budget = payload.get("timeout")
+        if budget is not None and (isinstance(budget, bool) or
+                                   not isinstance(budget, int | float) or budget <= 0):
+            raise ValueError("ASK timeout must be a number of seconds > 0")
+        result, queried, rerouted = self._search(question, limit, budget)
         answer = self.answerer.answer(question, result)
         return {
             "question": question,
@@ -330,7 +334,7 @@ class Agent:
             "partial": result.partial,
         }
 
-    def _search(self, question: str, limit: int
+    def _search(self, question: str, limit: int, budget: float | None = None
                 ) -> tuple[SearchResult, list[str], list[str]]:
         """Search; if shards failed, search once more: the graph now routes around them.
 
@@ -338,14 +342,16 @@ class Agent:
         comes from the live replicas. Returns (result, shards queried, shards *rerouted*:
         those that failed the first round but whose data the answer has from a replica).
         ``result.shards_failed`` are the shards whose data the answer lacks; the result is
-        partial exactly when that list is not empty.
+        partial exactly when that list is not empty. With the asker's ``budget`` (seconds),
+        each of the two rounds waits at most half of it.
         """
         assert self.graph is not None
-        result = self.graph.search(question, limit, asking_agent=self.name)
+        wait = None if budget is None else max(0.05, budget / 2)
+        result = self.graph.search(question, limit, asking_agent=self.name, timeout=wait)
         queried, rerouted = list(result.shards_queried), []
         if result.partial:
             first = result.shards_failed
-            result = self.graph.search(question, limit, asking_agent=self.name)
+            result = self.graph.search(question, limit, asking_agent=self.name, timeout=wait)
             queried += [s for s in result.shards_queried if s not in queried]
             rerouted = sorted(set(first) - set(result.shards_failed))
         return result, queried, rerouted

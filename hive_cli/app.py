@@ -429,8 +429,7 @@ def ask(
     check_available(config)
     live = operations.require_live(config, agent)
     with operations.connected(config) as link:
-        who = operations.running_among(config, link, live, agent)[0]
-        doc = operations.ask(link, who, question, limit, timeout)
+        doc = operations.ask_first(link, live, question, limit, timeout)
     Renderer(json_out).answer(doc)
 
 

@@ -26,6 +26,7 @@ from hive_core.membership.store import FileViewStore, open_view_store
 from hive_core.transports import registry
 from hive_core.transports.retry import Backoff, RetryState
 
+ASK_TRY_MIN = 5.0  # seconds an agent gets to answer before the next one is asked
 LEARN_BATCH = 50
 LEARN_PARALLEL = 4
 LEARN_RETRIES = 3  # per batch, for transport failures only (LEARN is idempotent)
@@ -204,6 +205,30 @@ def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
     doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "score")}
                     for f in reply["facts"]]
     return doc
+
+
+def ask_first(link: AgentLink, agents: Sequence[str], question: str, limit: int,
+              timeout: float) -> dict[str, Any]:
+    """Ask the first of ``agents`` (processes known alive) that answers, all within one
+    ``timeout``: no status round first (a hung agent cost every ask its 2 s probe), and an
+    agent that cannot be reached hands the question to the next one. An agent's own refusal
+    (a bad question) is the answer and ends it."""
+    deadline = time.monotonic() + timeout
+    misses: list[str] = []
+    for i, agent in enumerate(agents):
+        left = deadline - time.monotonic()
+        if left <= 0.05:
+            break
+        # A hung agent must not take all the time: unless it is the last one to try, it
+        # gets half of what is left (at least ASK_TRY_MIN seconds).
+        wait = left if i == len(agents) - 1 else min(left, max(ASK_TRY_MIN, left / 2))
+        try:
+            return ask(link, agent, question, limit, wait)
+        except TransportError as exc:
+            if not _transient(exc):
+                raise
+            misses.append(f"{agent}: {describe(exc)}")
+    raise CliFailure(f"no agent answered within {timeout:g}s ({'; '.join(misses) or 'none'})")
 
 
 def require_live(config: HiveConfig, wanted: str | None) -> list[str]:

@@ -345,14 +345,19 @@ class DistributedHiveGraph(BaseHiveGraph):
         return self._collection
 
     def search(
-        self, query: str, limit: int = 10, asking_agent: str | None = None
+        self, query: str, limit: int = 10, asking_agent: str | None = None,
+        timeout: float | None = None,
     ) -> SearchResult:
+        """Ranked search (hive_core.search). ``timeout`` shortens the per-round deadline
+        below ``search_timeout`` (an asker that waits less than that)."""
         parsed = parse(query)
         routed = parsed.routed(self.settings.query_fanout)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
         bm25 = self.bm25.for_collection(self.collection(asking_agent))
         for attempt in range(STALE_RETRIES + 1):
             client = self.client_for(asking_agent)
+            if timeout is not None:
+                client.timeout = min(client.timeout, timeout)
             # Every term gets a shard for its df (the routed ones first, so they are placed
             # as before); only the routed ones are searched for candidates.
             route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,

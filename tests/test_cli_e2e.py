@@ -239,3 +239,29 @@ def test_status_without_running_agents_and_no_color(hive: Hive):
     assert colored.code == plain.code == 3
     assert COLOR_SGR.search(colored.out) and not COLOR_SGR.search(plain.out)
     assert "crashed" in plain.out
+
+
+@pytest.mark.slow
+def test_a_hung_agent_hands_the_question_to_the_next(hive: Hive) -> None:
+    """agent_0 is alive but frozen (SIGSTOP): ask sends no status round first, gives it a
+    bounded try, then asks agent_1, all within --timeout. --agent agent_0 gets one line."""
+    started = hive("start", "--hive", hive.name, "--json", "--timeout", "120")
+    assert started.code == 0, started.err
+    pids = {a["agent"]: a["pid"] for a in started.json()["agents"]}
+    assert hive("learn", "--hive", hive.name, "--file", str(CORPUS)).code == 0
+    os.kill(pids["agent_0"], signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        answered = hive("ask", "--hive", hive.name, "--json", "--timeout", "20",
+                        "Who leads Project Osprey?")
+        took = time.monotonic() - began
+        assert answered.code == 0, answered.err
+        doc = answered.json()
+        assert doc["agent"] != "agent_0" and "Hannah Schmidt" in doc["answer"]
+        assert took < 20
+        pinned = hive("ask", "--hive", hive.name, "--agent", "agent_0", "--timeout", "2",
+                      "Who leads Project Osprey?")
+        assert pinned.code == 1 and len(pinned.err.strip().splitlines()) == 1
+        assert "no agent answered within 2s" in pinned.err and "agent_0" in pinned.err
+    finally:
+        os.kill(pids["agent_0"], signal.SIGCONT)
