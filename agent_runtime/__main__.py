@@ -57,6 +57,9 @@ def setup_logging(hive: str, agent: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything an agent writes -- Kuzu's files under any --storage-path, its state, its
+    # socket -- holds the hive's facts: owner-only, whatever umask the caller had.
+    os.umask(0o077)
     args = parse_args(argv)
     setup_logging(args.hive, args.agent)
     stop = threading.Event()

@@ -265,3 +265,27 @@ def test_a_hung_agent_hands_the_question_to_the_next(hive: Hive) -> None:
         assert "no agent answered within 2s" in pinned.err and "agent_0" in pinned.err
     finally:
         os.kill(pids["agent_0"], signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_shards_under_a_storage_path_are_owner_only(tmp_path: Path, monkeypatch) -> None:
+    """Kuzu creates its files with the process umask; agents set 077, so a shard under any
+    --storage-path is readable by its owner only (it holds the hive's facts)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("AMPLIHACK_HOME", str(home))
+    storage = tmp_path / "shards"
+    h = Hive(home, "perm")
+    try:
+        assert h("create", "--name", h.name, "--agents", "2", "--storage-path",
+                 str(storage)).code == 0
+        assert h("start", "--hive", h.name, "--timeout", "120").code == 0
+        assert h("learn", "--hive", h.name, "--text", "Project Wren is led by Ada Okafor.").code \
+            == 0
+        assert h("stop", "--hive", h.name).code == 0
+        made = [p for p in storage.rglob("*")]
+        assert any(p.is_file() for p in made)
+        loose = [f"{p} {oct(p.stat().st_mode & 0o777)}" for p in made
+                 if p.stat().st_mode & 0o077]
+        assert loose == []
+    finally:
+        h.kill_all()
