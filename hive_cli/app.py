@@ -28,10 +28,32 @@ app = typer.Typer(
     help="Run a hive of agents that share one distributed, sharded fact memory.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
     epilog="Exit codes: 0 ok, 1 failure, 2 usage error, 3 (status) an agent is not running. "
     "Hives live in $AMPLIHACK_HOME/hives (default ~/.amplihack). NO_COLOR=1 disables colour.",
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("amplihack-hive")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        sys.stdout.write(f"amplihack-hive {number}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Run a hive of agents that share one distributed, sharded fact memory."""
 
 
 def _name_check(kind: str):
@@ -289,8 +311,11 @@ def start(
     with operations.connected(config) as link, out.progress("agents ready", len(names)) as bar:
         results = lifecycle.start(config, link, names, timeout, progress=bar)
     if all(r.outcome == "already running" for r in results):
-        raise CliFailure(f"hive {hive!r}: {len(results)} agent(s) already running; "
-                         "nothing to start")
+        # Like `docker compose up` and pm2: the wanted state holds, so this succeeds.
+        if json_out:
+            return out.started(hive, results)
+        return out.message(f"hive {hive}: all {len(results)} agent(s) already running; "
+                           "nothing to start")
     out.started(hive, results)
     failed = [r.agent for r in results if not r.ok]
     if failed:
@@ -324,7 +349,9 @@ def stop(
         _decommission(config, names, handoff_timeout)
     results = supervisor.stop(config, names, timeout)
     if all(r.outcome == "not running" for r in results):
-        raise CliFailure(f"hive {hive!r} is not running: no agent to stop")
+        if json_out:
+            return Renderer(json_out).stopped(hive, results)
+        return Renderer(json_out).message(f"hive {hive} is not running: nothing to stop")
     Renderer(json_out).stopped(hive, results)
     stuck = [r.agent for r in results if r.outcome == "stuck"]
     if stuck:

@@ -59,7 +59,6 @@ CASES = [
      "replication_factor"),
     ("bad-key-prefix", ["create", "--name", "t6", "--key-prefix", "a b"], 2,
      "invalid key_prefix"),
-    ("stop-when-stopped", ["stop", "--hive", "good"], 1, "not running"),
     ("ask-when-stopped", ["ask", "--hive", "good", "who leads the project?"], 1,
      "not running"),
     ("learn-when-stopped", ["learn", "--hive", "good", "--text", "Ada leads Apollo."], 1,
@@ -116,3 +115,14 @@ def test_bad_input_is_one_clear_line(home: Path, argv: list[str], code: int, wor
 
 def test_at_least_fifteen_bad_inputs():
     assert len(CASES) >= 15
+
+
+def test_version_short_help_and_idempotent_stop(tmp_path) -> None:
+    home = tmp_path / "home"
+    version = cli_process(home, "--version")
+    assert version.code == 0 and version.out.startswith("amplihack-hive ")
+    short = cli_process(home, "start", "-h")
+    assert short.code == 0 and "--target" in short.out
+    assert cli_process(home, "create", "--name", "idle", "--agents", "1").code == 0
+    stopped = cli_process(home, "stop", "--hive", "idle")  # already so: success, one line
+    assert stopped.code == 0 and stopped.out.strip() == "hive idle is not running: nothing to stop"
