@@ -31,6 +31,13 @@ class CliFailure(Exception):
     exit_code = EXIT_FAILURE
 
 
+class Interrupted(CliFailure):
+    """Ctrl-C, with what was done by then (exit 130). Raised by the command itself, because
+    Typer turns a KeyboardInterrupt into a silent exit before the CLI could say anything."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class UsageProblem(CliFailure):
     """Something typed on the command line is wrong (exit 2)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink, describe
-from hive_cli.errors import CliFailure
+from hive_cli.errors import CliFailure, Interrupted
 from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
 from hive_core.errors import HiveError, MessageRejected, TransportError
@@ -147,8 +147,26 @@ def learn(
     facts: dict[str, int] = dict.fromkeys(per_agent, 0)
     failed: set[str] = set()
     fact_ids: set[str] = set()
-    done = 0
+    done = [0]  # turns whose batch an agent answered, as the rounds go
+    try:
+        _learn_rounds(link, per_agent, timeout, advance, batch, parallel, facts, fact_ids,
+                      failed, done)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {done[0]:,} of {total:,} turns learned; re-running "
+                          "the same learn is safe (a fact learned twice is one fact)") from None
+    return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
+            "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
+            "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _learn_rounds(link: AgentLink, per_agent: dict[str, list[Any]], timeout: float,
+                  advance: Callable[[int], None], batch: int, parallel: int,
+                  facts: dict[str, int], fact_ids: set[str], failed: set[str],
+                  done_box: list[int]) -> None:
+    """The rounds of :func:`learn`; counts what is done in ``done_box`` as it goes."""
+    total = sum(len(t) for t in per_agent.values())
     longest = max((len(t) for t in per_agent.values()), default=0)
+    done = 0
     for offset in range(0, longest, batch):
         jobs = [(a, t[offset:offset + batch]) for a, t in per_agent.items()
                 if t[offset:offset + batch]]
@@ -164,10 +182,8 @@ def learn(
                 fact_ids.update(str(f) for f in result.get("fact_ids") or ())
                 failed.update(str(s) for s in result.get("failed_shards") or ())
                 done += len(group[agent])
+                done_box[0] = done
                 advance(len(group[agent]))
-    return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
-            "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
-            "seconds": round(time.monotonic() - t0, 3)}
 
 
 def _learn_with_retry(

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -287,5 +288,43 @@ def test_shards_under_a_storage_path_are_owner_only(tmp_path: Path, monkeypatch)
         loose = [f"{p} {oct(p.stat().st_mode & 0o777)}" for p in made
                  if p.stat().st_mode & 0o077]
         assert loose == []
+    finally:
+        h.kill_all()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_learn_says_how_far_it_got(tmp_path: Path, monkeypatch) -> None:
+    """SIGINT in the middle of learn: exit 130 and one line with K of T turns learned and
+    that re-running is safe; re-running learns the rest and loses nothing."""
+    from cli_helpers import console_script
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("AMPLIHACK_HOME", str(home))
+    h = Hive(home, "intr")
+    turns = tmp_path / "turns.txt"
+    turns.write_text("".join(f"Host h{i} runs service s{i}.\n" for i in range(20_000)))
+    try:
+        assert h("create", "--name", h.name, "--agents", "2", "--shard-backend",
+                 "memory").code == 0
+        assert h("start", "--hive", h.name, "--timeout", "120").code == 0
+        proc = subprocess.Popen(
+            [*console_script(), "learn", "--hive", h.name, "--file", str(turns), "--batch",
+             "1", "--parallel", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "AMPLIHACK_HOME": str(home)})
+        time.sleep(3.0)
+        assert proc.poll() is None, "learn finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        line = err.decode().strip()
+        found = re.fullmatch(r"amplihack-hive: error: interrupted: ([\d,]+) of 20,000 turns "
+                             r"learned; re-running the same learn is safe \(a fact learned "
+                             r"twice is one fact\)", line)
+        assert found, line
+        assert 0 < int(found.group(1).replace(",", "")) < 20_000
+        again = h("learn", "--hive", h.name, "--file", str(turns), "--json", "--timeout", "300",
+                  timeout=600)
+        assert again.code == 0, again.err
+        assert again.json()["unique_facts"] == 20_000
     finally:
         h.kill_all()
