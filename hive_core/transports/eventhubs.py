@@ -31,6 +31,7 @@ keeps only its own.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import queue
 import threading
@@ -45,7 +46,8 @@ from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConfigError, ConnectionLost, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, redact_secret
 from hive_core.state import CheckpointStore
-from hive_core.transports import azure_names, chunks
+from hive_core.transports import azure_names, azure_sdk, chunks
+from hive_core.transports.azure_sdk import str_properties
 from hive_core.transports.azure_state import Presence, open_checkpoints, open_presence
 from hive_core.transports.broker import BrokerTransport, Delivery, Outgoing
 from hive_core.transports.retry import Backoff, RetryState
@@ -59,29 +61,11 @@ SEND_ATTEMPT_BACKOFF = Backoff(base=0.02, cap=0.5)
 
 
 def load_sdk(connection_string: str) -> ModuleType:
-    """The fake SDK for a ``fake://`` endpoint (tests), else azure.eventhub (imported only
-    here, only when an Event Hubs hive is opened)."""
-    from hive_core.transports.azurefake.server import is_fake
-
-    if is_fake(connection_string):
-        from hive_core.transports.azurefake import eventhub_sdk
-
-        return eventhub_sdk
-    try:
-        import azure.eventhub
-    except ImportError as exc:
-        raise ConfigError("transport 'azure_event_hubs' needs the Azure SDK: "
-                          "pip install 'amplihack-hive[azure]'") from exc
-    return azure.eventhub
-
-
-def _props(raw: dict[Any, Any] | None) -> dict[str, str]:
-    """Application properties as str -> str (the AMQP client delivers bytes)."""
-    out: dict[str, str] = {}
-    for key, value in (raw or {}).items():
-        k = key.decode() if isinstance(key, bytes) else str(key)
-        out[k] = value.decode() if isinstance(value, bytes) else str(value)
-    return out
+    """azure.eventhub, or the fake of its calls for a ``fake://`` endpoint (azure_sdk)."""
+    return azure_sdk.load_sdk(
+        connection_string, "azure_event_hubs",
+        lambda: importlib.import_module("hive_core.transports.azurefake.eventhub_sdk"),
+        lambda: importlib.import_module("azure.eventhub"))
 
 
 class _Tracker:
@@ -177,7 +161,7 @@ class _Reader:
     def _take(self, event: Any) -> None:
         seq = int(event.sequence_number)
         self.position = seq
-        props = _props(event.properties)
+        props = str_properties(event.properties)
         if props.get("hive") != self.b.hive:
             self.tracker.seen(seq, done=True)
             return

@@ -4,7 +4,8 @@
   with one subscription per agent, :func:`subscription_name` ``HIVE.AGENT`` (two hives on one
   topic usually both have an ``agent_0``), created by ``claim`` if missing with a correlation
   rule on the application properties ``hive`` and ``target`` and the catch-all ``$Default``
-  rule removed: it sees only its agent's messages, never another hive's.
+  rule removed (:mod:`.servicebus_entities`): it sees only its agent's messages, never
+  another hive's.
 * **Requests** -- each envelope is compressed and split under the message limit (:mod:`.chunks`,
   parts sized to the sender's batch limit: 256 KB on Standard, 1 MB on Premium), the parts
   put on the topic in as few batch sends as fit. A target that is not live is
@@ -31,7 +32,7 @@ same exceptions) for ``fake://`` endpoints. The connection string is never logge
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import logging
 import re
 import threading
@@ -40,11 +41,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError
 from azure.servicebus.exceptions import (
     MessageLockLostError,
     MessageSizeExceededError,
@@ -54,44 +54,42 @@ from azure.servicebus.exceptions import (
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConfigError, ConnectionLost, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, redact_secret
-from hive_core.transports import chunks
+from hive_core.transports import azure_sdk, chunks
 from hive_core.transports.azure_names import (
     DEFAULT_REPLY_QUEUE,
     DEFAULT_TOPIC,
     subscription_name,
 )
+from hive_core.transports.azure_sdk import str_properties
 from hive_core.transports.azure_state import Presence, open_presence
 from hive_core.transports.broker import BrokerTransport, Delivery, Outgoing
 from hive_core.transports.retry import Backoff, RetryState
+from hive_core.transports.servicebus_entities import SDK_ERRORS, ServiceBusEntities
+from hive_core.transports.servicebus_entities import purge as purge  # the registry's entry
 
 log = logging.getLogger("hive_core.transports.servicebus")
 
 DEFAULT_MAX_DELIVERY_COUNT = 10
 DEFAULT_LOCK_DURATION = 60.0  # seconds a received request stays locked to its agent
-REPLY_TTL = timedelta(hours=1)  # replies nobody reads (the asker died) expire
-RULE_NAME = "hive-target"
 PART_ROOM = 4096  # bytes of a message kept for its properties when sizing parts
 SEND_BACKOFF = Backoff(base=0.02, cap=0.5)
-SDK_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError, ValueError)
 _ENDPOINT = re.compile(r"Endpoint\s*=\s*[a-z]+://([^/;]+)", re.I)
 T = TypeVar("T")
 
 
 def load_sdk(connection_string: str) -> Any:
-    """The fake SDK for a ``fake://`` endpoint (tests), else azure.servicebus (imported only
-    here, only when a Service Bus hive is opened)."""
-    from hive_core.transports.azurefake.server import is_fake
+    """azure.servicebus (the few classes used), or the fake of its calls for a ``fake://``
+    endpoint (azure_sdk)."""
+    return azure_sdk.load_sdk(
+        connection_string, "azure_service_bus",
+        lambda: importlib.import_module("hive_core.transports.azurefake.servicebus_sdk"),
+        _real_sdk)
 
-    if is_fake(connection_string):
-        from hive_core.transports.azurefake import servicebus_sdk
 
-        return servicebus_sdk
-    try:
-        import azure.servicebus as sb
-        import azure.servicebus.management as mgmt
-    except ImportError as exc:
-        raise ConfigError("transport 'azure_service_bus' needs the Azure SDK: "
-                          "pip install 'amplihack-hive[azure]'") from exc
+def _real_sdk() -> SimpleNamespace:
+    import azure.servicebus as sb
+    import azure.servicebus.management as mgmt
+
     return SimpleNamespace(
         ServiceBusClient=sb.ServiceBusClient, ServiceBusMessage=sb.ServiceBusMessage,
         ServiceBusReceiveMode=sb.ServiceBusReceiveMode,
@@ -99,19 +97,10 @@ def load_sdk(connection_string: str) -> Any:
         CorrelationRuleFilter=mgmt.CorrelationRuleFilter)
 
 
-def _props(raw: dict[Any, Any] | None) -> dict[str, str]:
-    """Application properties as str -> str (the AMQP client delivers strings as bytes)."""
-    out: dict[str, str] = {}
-    for key, value in (raw or {}).items():
-        k = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        out[k] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return out
-
-
 def _part(parts: chunks.Reassembler, message: Any) -> tuple[dict[str, str], int, bytes | None]:
     """A received part: its properties, its index, and the whole body once complete
     (MessageRejected or ValueError for a malformed or oversize one)."""
-    props = _props(message.application_properties)
+    props = str_properties(message.application_properties)
     raw = message.body
     index = int(props.get("part", "0"))
     body = parts.add(props.get("msg_id", ""), index, int(props.get("parts", "1")),
@@ -178,9 +167,10 @@ class ServiceBusBroker:
                               f"{redact_secret(str(exc))}") from None
         self.client_id = uuid.uuid4().hex[:16]
         self.session = f"{hive}.{self.client_id}"
-        self._admin: Any = None
-        self._admin_lock = threading.Lock()
-        self._topic_ready = self._replies_ready = False
+        self.entities = ServiceBusEntities(
+            self.sdk, connection_string, hive, topic=topic, reply_queue=reply_queue,
+            max_delivery_count=max_delivery_count, lock_duration=lock_duration,
+            where=self.where)
         self._inboxes: dict[str, _Inbox] = {}
         self._lock = threading.Lock()
         self._senders: dict[str, Any] = {}
@@ -194,53 +184,6 @@ class ServiceBusBroker:
     def _lost(self, what: str, exc: BaseException) -> ConnectionLost:
         return ConnectionLost(f"{what} on {self.where} failed: {type(exc).__name__}: "
                               f"{redact_secret(str(exc))}")
-
-    # -- administration -------------------------------------------------------------------------
-    def _admin_client(self) -> Any:
-        if self._admin is None:
-            self._admin = self.sdk.ServiceBusAdministrationClient.from_connection_string(
-                self._conn)
-        return self._admin
-
-    def _ensure_topic(self) -> None:
-        """Every step below may race another agent doing the same: "exists" is fine."""
-        if not self._topic_ready:
-            try:
-                self._admin_client().get_topic(self.topic)
-            except ResourceNotFoundError:
-                with contextlib.suppress(ResourceExistsError):
-                    self._admin_client().create_topic(self.topic)
-            self._topic_ready = True
-
-    def _ensure_subscription(self, name: str, agent: str) -> None:
-        """Idempotent at every step, so a claim interrupted half-way is completed later."""
-        admin = self._admin_client()
-        with contextlib.suppress(ResourceNotFoundError):
-            admin.get_subscription(self.topic, name)
-            return
-        with contextlib.suppress(ResourceExistsError):
-            admin.create_subscription(self.topic, name,
-                                      max_delivery_count=self.max_delivery_count,
-                                      lock_duration=timedelta(seconds=self.lock_duration))
-        rule = self.sdk.CorrelationRuleFilter(properties={"hive": self.hive, "target": agent})
-        with contextlib.suppress(ResourceExistsError):
-            admin.create_rule(self.topic, name, RULE_NAME, filter=rule)
-        with contextlib.suppress(ResourceNotFoundError):
-            admin.delete_rule(self.topic, name, "$Default")
-        log.info("%s: created subscription %s on %s", agent, name, self.where)
-
-    def _ensure_reply_queue(self) -> None:
-        with self._admin_lock:
-            if self._replies_ready:
-                return
-            admin = self._admin_client()
-            try:
-                admin.get_queue(self.reply_queue)
-            except ResourceNotFoundError:
-                with contextlib.suppress(ResourceExistsError):
-                    admin.create_queue(self.reply_queue, requires_session=True,
-                                       default_message_time_to_live=REPLY_TTL)
-            self._replies_ready = True
 
     # -- membership -----------------------------------------------------------------------------
     def _inbox(self, agent: str) -> _Inbox:
@@ -256,9 +199,7 @@ class ServiceBusBroker:
         self.presence.hold(agent)  # AgentError if another live process is that agent
         box = self._inbox(agent)
         try:
-            with self._admin_lock:
-                self._ensure_topic()
-                self._ensure_subscription(box.subscription, agent)
+            self.entities.ensure_subscription(box.subscription, agent)
         except SDK_ERRORS as exc:
             self.presence.release(agent)
             raise self._lost(f"preparing the subscription of {agent!r}", exc) from exc
@@ -283,7 +224,7 @@ class ServiceBusBroker:
     # -- sending --------------------------------------------------------------------------------
     def reply_address(self) -> str:
         try:
-            self._ensure_reply_queue()
+            self.entities.ensure_reply_queue()
         except SDK_ERRORS as exc:  # replies are retried by the answering agent
             log.warning("could not prepare the reply queue %s on %s (%s: %s)",
                         self.reply_queue, self.where, type(exc).__name__,
@@ -440,7 +381,7 @@ class ServiceBusBroker:
             try:
                 props, index, body = _part(box.reassembler, message)
             except (MessageRejected, ValueError) as exc:
-                msg_id = _props(message.application_properties).get("msg_id", "")
+                msg_id = str_properties(message.application_properties).get("msg_id", "")
                 log.error("%s: dead-lettering message %r: %s", box.agent, msg_id, exc)
                 held = box.parts.pop(msg_id, {})
                 for rcv, msg in [*held.values(), (receiver, message)]:
@@ -510,7 +451,7 @@ class ServiceBusBroker:
         with self._reply_lock:
             try:
                 if self._reply_receiver is None:
-                    self._ensure_reply_queue()
+                    self.entities.ensure_reply_queue()
                     self._reply_receiver = self._client.get_queue_receiver(
                         self.reply_queue, session_id=self.session,
                         receive_mode=self.sdk.ServiceBusReceiveMode.RECEIVE_AND_DELETE,
@@ -550,7 +491,7 @@ class ServiceBusBroker:
         for which, lock in self._sender_locks.items():
             with lock:
                 self._drop_sender(which)
-        _close(self._admin, "administration client")
+        self.entities.close()
         _close(self._client, "client")
         if self._owns_presence:
             self.presence.close()
@@ -574,28 +515,3 @@ def open_transport(config: HiveConfig) -> BrokerTransport:
         presence.close()
         raise
     return BrokerTransport(broker)
-
-
-def purge(config: HiveConfig) -> list[str]:
-    """``delete --purge-data``: the subscriptions of the hive's agents (replies left in the
-    shared reply queue expire on their own after REPLY_TTL)."""
-    if not config.connection_string:
-        raise ConfigError("transport 'azure_service_bus' needs a connection string")
-    conn = config.connection_string
-    topic = config.transport_options.get("topic") or DEFAULT_TOPIC
-    admin = load_sdk(conn).ServiceBusAdministrationClient.from_connection_string(conn)
-    removed: list[str] = []
-    try:
-        for agent in config.agent_names():
-            name = subscription_name(config.name, agent)
-            try:
-                admin.delete_subscription(topic, name)
-            except ResourceNotFoundError:
-                continue
-            removed.append(f"Service Bus subscription {topic}/{name}")
-    except SDK_ERRORS as exc:
-        raise ConnectionLost(f"could not purge hive {config.name!r} from Service Bus: "
-                             f"{type(exc).__name__}: {redact_secret(str(exc))}") from None
-    finally:
-        admin.close()
-    return removed
