@@ -119,7 +119,7 @@ def ranked_search(
     document count makes the idf weights here, its average length goes to every scoring shard.
 
     ``emphasis`` multiplies the idf weight of some terms (the question's names and
-    identifiers, see :func:`question_emphasis`); weights are fixed before any shard scores,
+    identifiers, :meth:`ParsedQuery.emphasis`); weights are fixed before any shard scores,
     so every shard still computes the same number for a fact.
     """
     result = SearchResult(terms=list(route))
@@ -168,11 +168,6 @@ def ranked_search(
     result.shards_failed = sorted(failed)
     result.partial = bool(failed)
     return result
-
-
-def question_emphasis(question: str, factor: float) -> dict[str, float]:
-    """Weight multipliers for what a question is about (:meth:`ParsedQuery.emphasis`)."""
-    return parse(question).emphasis(factor)
 
 
 def prefer_current(result: SearchResult, query: ParsedQuery | str) -> SearchResult:

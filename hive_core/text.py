@@ -136,24 +136,10 @@ def surface_tokens(text: str) -> list[str]:
 
 def query_terms(question: str, max_terms: int) -> list[str]:
     """The at most ``max_terms`` terms a question is searched by, most specific first
-    (:class:`hive_core.query.ParsedQuery`, kept here for library callers)."""
+    (:meth:`hive_core.query.ParsedQuery.routed`; names and cues are there too)."""
     from hive_core.query import parse
 
     return parse(question).routed(max_terms)
-
-
-def wants_current(question: str) -> bool:
-    """Does the question ask for the value in force now (not a past one)?"""
-    from hive_core.query import parse
-
-    return parse(question).wants_current
-
-
-def anchor_terms(question: str) -> frozenset[str]:
-    """The question's names and identifiers (specificity rank >= 2): what it is *about*."""
-    from hive_core.query import parse
-
-    return parse(question).anchors
 
 
 def overlap(a: Iterable[str], b: Iterable[str]) -> float:
