@@ -36,12 +36,11 @@ from typing import Any
 import psutil
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
-from agent_runtime.learning import Extractor, make_extractor
+from agent_runtime.learning import LEARN_USAGE, Extractor, facts_of_turns, make_extractor
 from agent_runtime.ring_keeper import RingKeeper
 from hive_core import gossip
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
-from hive_core.facts import HiveFact
 from hive_core.hive_config import HiveConfig
 from hive_core.membership.liveness import FileLiveness, Liveness
 from hive_core.membership.store import ViewStore, open_view_store
@@ -64,28 +63,6 @@ def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25
     """This agent's shard store (one shard in this process: it gets the whole pool)."""
     return open_store(config.shard_backend, name, bm25=bm25, settings=settings,
                       path=config.shard_path(name), shards_in_process=1)
-
-
-LEARN_USAGE = ("LEARN needs a payload {'turns': [str or {'content': str, 'session': str, "
-               "'turn': int}, ...]}")
-
-
-def _turn(item: Any) -> tuple[str, dict[str, Any]]:
-    """A LEARN turn's text and its place (session, turn index) when given."""
-    if isinstance(item, str):
-        return item, {}
-    if not isinstance(item, dict) or not isinstance(item.get("content"), str):
-        raise ValueError(LEARN_USAGE)
-    where: dict[str, Any] = {}
-    if item.get("session") is not None:
-        if not isinstance(item["session"], str):
-            raise ValueError(LEARN_USAGE)
-        where["session"] = item["session"]
-    if item.get("turn") is not None:
-        if not isinstance(item["turn"], int) or isinstance(item["turn"], bool):
-            raise ValueError(LEARN_USAGE)
-        where["turn"] = item["turn"]
-    return item["content"], where
 
 
 class Agent:
@@ -283,17 +260,12 @@ class Agent:
         turns = payload.get("turns")
         if not isinstance(turns, list):
             raise ValueError(LEARN_USAGE)
-        facts: dict[str, HiveFact] = {}
-        for item in turns:
-            content, where = _turn(item)
-            for fact in self.extractor.extract(content):
-                fact.metadata.update(where)  # its place in the conversation
-                facts.setdefault(fact.fact_id, fact)
+        facts = facts_of_turns(self.extractor, turns)
         ids: list[str] = []
         failed: list[str] = []
         if facts:
             assert self.graph is not None
-            ids, failed = self.graph.promote_facts_report(self.name, list(facts.values()))
+            ids, failed = self.graph.promote_facts_report(self.name, facts)
         return {"turns": len(turns), "facts": len(ids), "fact_ids": ids,
                 "failed_shards": failed}
 
@@ -329,6 +301,7 @@ class Agent:
                 for f, s in zip(result.facts, result.scores, strict=True)
             ],
             "shards_queried": queried,
+            "shards_searched": list(result.shards_searched),  # asked to score: <= fanout
             "shards_failed": list(result.shards_failed),  # the answer lacks their data
             "shards_rerouted": rerouted,  # failed, but a replica answered for them
             "partial": result.partial,

@@ -44,24 +44,31 @@ class ExtractiveAnswerer:
     def chosen(self, result: SearchResult, question: str = "") -> list[int]:
         """Indexes of the facts the answer quotes, in the order quoted.
 
-        The best fact first, then the other matching facts of its *episode* (the turn it was
-        learned from) whatever their score: an answer often needs two sentences of one turn
-        (an incident's IOCs and its CVE). Then the rest that score close to the best and
-        name the same thing: a fact without the question's most distinctive name that the
-        best fact has ("Osprey" in "Who leads Project Osprey?") is about something else.
+        The *lead* fact is the best-scoring one that says something about what is asked --
+        a question term other than its names ("adopt" in "What dog did Mei Tanaka
+        adopt?"); a fact that only shares the names (Mei Tanaka flew to Lisbon) can rank
+        higher and answer nothing. Without such a fact, the best fact leads. Then the other
+        matching facts of the lead's *episode* (the turn it was learned from) whatever
+        their score: an answer often needs two sentences of one turn (an incident's IOCs
+        and its CVE). Then the rest that score close to the lead and name the same thing:
+        a fact without the question's most distinctive name that the lead has ("Osprey" in
+        "Who leads Project Osprey?") is about something else.
         """
         if not result.facts:
             return []
-        episode = result.facts[0].metadata.get("episode")
-        same_turn = [i for i, f in enumerate(result.facts)
-                     if i > 0 and episode is not None and f.metadata.get("episode") == episode]
-        floor = result.scores[0] * self.min_relative_score
+        query = parse(question)
         terms = [set(tokenize(f.content)) for f in result.facts]
-        key = self._distinctive(parse(question).anchors & terms[0], terms)
+        asked = {t for t in query.terms if t not in query.anchors}
+        lead = next((i for i, ts in enumerate(terms) if asked & ts), 0) if asked else 0
+        episode = result.facts[lead].metadata.get("episode")
+        same_turn = [i for i, f in enumerate(result.facts)
+                     if i != lead and episode is not None and f.metadata.get("episode") == episode]
+        floor = result.scores[lead] * self.min_relative_score
+        key = self._distinctive(query.anchors & terms[lead], terms)
         close = [i for i, score in enumerate(result.scores)
-                 if i > 0 and score >= floor and i not in same_turn
+                 if i != lead and score >= floor and i not in same_turn
                  and (not key or key & terms[i])]
-        return [0, *same_turn, *close][: self.max_facts]
+        return [lead, *same_turn, *close][: self.max_facts]
 
     @staticmethod
     def _distinctive(named: set[str], terms: list[set[str]]) -> set[str]:
@@ -74,9 +81,26 @@ class ExtractiveAnswerer:
         return {t for t, c in counts.items() if c == fewest}
 
     def answer(self, question: str, result: SearchResult) -> Answer:
+        if result.versions:
+            return self._versions(question, result)
         chosen = self.chosen(result, question)
         if not chosen:
             return Answer(NO_ANSWER)
-        parts = [" ".join(result.facts[i].content.split()) for i in chosen]
-        text = " ".join(p if p.endswith((".", "!", "?")) else p + "." for p in parts)
-        return Answer(text, chosen)
+        return Answer(" ".join(_sentence(result.facts[i].content) for i in chosen), chosen)
+
+    @staticmethod
+    def _versions(question: str, result: SearchResult) -> Answer:
+        """A changing value: the version asked for, then the one it is compared with
+        ("Before that:" for the present, "Later:" for the past)."""
+        where = {f.fact_id: i for i, f in enumerate(result.facts)}
+        chosen = [where[v] for v in result.versions if v in where]
+        parts = [_sentence(result.facts[i].content) for i in chosen]
+        if len(parts) > 1:
+            joiner = "Later:" if parse(question).wants_past else "Before that:"
+            parts = [parts[0], joiner, *parts[1:]]
+        return Answer(" ".join(parts), chosen)
+
+
+def _sentence(content: str) -> str:
+    text = " ".join(content.split())
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from hive_core.errors import AgentError, ConfigError
-from hive_core.facts import HiveFact, content_hash
+from hive_core.facts import HiveFact, content_hash, said_later
 from hive_core.text import STOPWORDS, token_spans
 
 RULE_CONFIDENCE = 0.8  # below the escalation threshold: rule-extracted facts stay in the hive
@@ -35,6 +35,60 @@ class Extractor(Protocol):
     def extract(self, turn: str) -> list[HiveFact]:
         """Facts stated in one turn (no source agent: promotion stamps it)."""
         ...
+
+
+LEARN_USAGE = ("LEARN needs a payload {'turns': [str or {'content': str, 'session': str, "
+               "'turn': int, 'time': epoch seconds}, ...]}")
+
+
+def _turn(item: Any) -> tuple[str, dict[str, Any]]:
+    """A LEARN turn's text and its place (session, turn index) when given."""
+    if isinstance(item, str):
+        return item, {}
+    if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+        raise ValueError(LEARN_USAGE)
+    where: dict[str, Any] = {}
+    if item.get("session") is not None:
+        if not isinstance(item["session"], str):
+            raise ValueError(LEARN_USAGE)
+        where["session"] = item["session"]
+    if item.get("turn") is not None:
+        if not isinstance(item["turn"], int) or isinstance(item["turn"], bool):
+            raise ValueError(LEARN_USAGE)
+        where["turn"] = item["turn"]
+    if item.get("time") is not None:
+        if isinstance(item["time"], bool) or not isinstance(item["time"], int | float):
+            raise ValueError(LEARN_USAGE)
+        where["time"] = float(item["time"])
+    return item["content"], where
+
+
+def facts_of_turns(extractor: Extractor, turns: Sequence[Any]) -> list[HiveFact]:
+    """The distinct facts of LEARN turns (text, or ``{"content", "session", "turn",
+    "time"}``), each carrying its place in the conversation and, as ``created_at``, its turn's
+    time: what an agent stores for a LEARN, and what an in-process evaluation learns, so the
+    two cannot drift apart."""
+    facts: dict[str, HiveFact] = {}
+    places: dict[str, set[tuple[str, int]]] = {}
+    for item in turns:
+        content, where = _turn(item)
+        when = where.pop("time", None)
+        for fact in extractor.extract(content):
+            fact.metadata.update(where)
+            if when is not None:
+                fact = fact.stamped(when)
+            held = facts.get(fact.fact_id)
+            if held is None or said_later(held.to_dict(), fact.to_dict()):
+                facts[fact.fact_id] = fact  # a sentence said twice: its latest saying
+            if "session" in where and "turn" in where:
+                places.setdefault(fact.fact_id, set()).add((where["session"], where["turn"]))
+    for fid, fact in facts.items():
+        # Every place it was said is posted (hive_core.context), whatever the batching.
+        own = (fact.metadata.get("session"), fact.metadata.get("turn"))
+        others = sorted(places.get(fid, set()) - {own})
+        if others:
+            fact.metadata["seen_at"] = [list(p) for p in others]
+    return list(facts.values())
 
 
 def episode_id(turn: str) -> str:
@@ -275,9 +329,14 @@ class RuleBasedExtractor:
                 if _words(clause) < self.min_words:
                     continue
                 if _pronoun_subject(clause) is not None:
-                    if not subject:
-                        continue  # "It works." with nothing to refer to is not a fact
-                    content, concept = carry_subject(clause, subject), subject
+                    if subject:
+                        content, concept = carry_subject(clause, subject), subject
+                    elif _words(clause) >= _MIN_CLAUSE_WORDS:
+                        # "She said she bought a Subaru.": its subject is in a neighbouring
+                        # turn (hive_core.context finds it there), so it is kept as said.
+                        content, concept = clause, ""
+                    else:
+                        continue  # "It works." refers to nothing and says next to nothing
                 else:
                     content, concept = clause, main_entity(clause)
                     subject = concept or subject

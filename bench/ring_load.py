@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_runtime.learning import RuleBasedExtractor
+from agent_runtime.learning import RuleBasedExtractor, facts_of_turns
 from hive_cli.agent_link import AgentLink
+from hive_cli.inputs import parse_turns
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import HiveError
 from hive_core.facts import HiveFact
@@ -24,13 +25,14 @@ from hive_core.facts import HiveFact
 LIMIT = 10
 
 
-def extract(turns: Sequence[str]) -> dict[str, HiveFact]:
-    facts: dict[str, HiveFact] = {}
-    extractor = RuleBasedExtractor()
-    for turn in turns:
-        for fact in extractor.extract(turn):
-            facts.setdefault(fact.fact_id, fact)
-    return facts
+def extract(turns: Sequence[str], file_name: str | None = "turns.txt") -> dict[str, HiveFact]:
+    """The facts ``learn --file FILE_NAME`` stores for ``turns`` written one per line:
+    read as ``learn`` reads them (each turn's session is the file's name and its turn the
+    line number), extracted with the agents' offline extractor. ``file_name=None``: the
+    turns as bare strings in a LEARN message (facts without a place)."""
+    read: Sequence[Any] = (turns if file_name is None else
+                           parse_turns(turns, file_name, jsonl=False, session=file_name))
+    return {f.fact_id: f for f in facts_of_turns(RuleBasedExtractor(), read)}
 
 
 class Reference:

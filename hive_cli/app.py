@@ -17,10 +17,12 @@ import typer
 
 from hive_cli import inputs, lifecycle, operations, ring_ops, supervisor
 from hive_cli.errors import EXIT_NOT_RUNNING, CliFailure, UsageProblem, exit_code_for, one_line
+from hive_cli.eval_cmd import eval_command
+from hive_cli.options import AgentOpt, AgentsOpt, Hive, Json, agent_list, name_check, usage
 from hive_cli.render import Renderer
 from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
-from hive_core.hive_config import AgentConfig, HiveConfig, validate_name
+from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.transports.registry import names as transport_names
 
 app = typer.Typer(
@@ -56,50 +58,11 @@ def _root(
     """Run a hive of agents that share one distributed, sharded fact memory."""
 
 
-def _name_check(kind: str):
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return validate_name(kind, value)
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-    return check
-
-
-def _agent_list(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    names = [n.strip() for n in value.split(",")]
-    if not any(names) or not all(names):
-        raise typer.BadParameter("give agent names separated by commas, e.g. agent_0,agent_1")
-    try:
-        return [validate_name("agent", n) for n in names]
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
-
-Hive = Annotated[str, typer.Option("--hive", help="Hive name.", callback=_name_check("hive"))]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-AgentOpt = Annotated[str | None, typer.Option(
-    "--agent", help="Agent name.", callback=_name_check("agent"))]
-AgentsOpt = Annotated[str | None, typer.Option(
-    "--agents", help="Comma-separated agent names (default: all).")]
-
-
-def _usage(fn):
-    """Run ``fn``; a ConfigError from values typed on the command line is a usage error."""
-    try:
-        return fn()
-    except ConfigError as exc:
-        raise UsageProblem(str(exc)) from exc
-
-
 # -- configuration ---------------------------------------------------------------------------
 @app.command()
 def create(
     name: Annotated[str, typer.Option("--name", help="Hive name.",
-                                      callback=_name_check("hive"))],
+                                      callback=name_check("hive"))],
     agents: Annotated[int, typer.Option(min=1, max=1000, help="Number of agents.")] = 5,
     transport: Annotated[str, typer.Option(
         help=" | ".join(transport_names()))] = "local",
@@ -116,7 +79,7 @@ def create(
     json_out: Json = False,
 ) -> None:
     """Create a hive: writes $AMPLIHACK_HOME/hives/NAME/config.yaml (mode 0600)."""
-    config = _usage(lambda: HiveConfig(
+    config = usage(lambda: HiveConfig(
         name=name, transport=transport, connection_string=connection_string,
         storage_path=str(storage_path.resolve()) if storage_path else None,
         shard_backend=shard_backend, replication_factor=replication_factor,
@@ -149,7 +112,7 @@ HandoffTimeout = Annotated[float, typer.Option(
 def add_agent(
     hive: Hive,
     agent_name: Annotated[str, typer.Option(help="New agent's name.",
-                                            callback=_name_check("agent"))],
+                                            callback=name_check("agent"))],
     prompt: Annotated[str, typer.Option(help="The agent's system prompt.")],
     kuzu_db: Annotated[Path | None, typer.Option(help="Path of the agent's Kuzu shard.")] = None,
     start_now: Annotated[bool, typer.Option(
@@ -190,7 +153,7 @@ def add_agent(
 def remove_agent(
     hive: Hive,
     agent_name: Annotated[str, typer.Option(help="Agent to remove.",
-                                            callback=_name_check("agent"))],
+                                            callback=name_check("agent"))],
     timeout: HandoffTimeout = 300.0,
     json_out: Json = False,
 ) -> None:
@@ -303,7 +266,7 @@ def start(
         raise UsageProblem(f"unknown --target {target!r}: choose local or azure")
     if dry_run:
         raise UsageProblem("--dry-run is for --target azure")
-    wanted = _agent_list(agents)
+    wanted = agent_list(agents)
     config = HiveConfig.load(hive)
     check_available(config)
     names = lifecycle.select_agents(config, wanted)
@@ -341,7 +304,7 @@ def stop(
     ranges to the other agents first.
     """
     config = HiveConfig.load(hive)
-    wanted = _agent_list(agents)
+    wanted = agent_list(agents)
     if decommission and not wanted:
         raise UsageProblem("--decommission needs --agents (the agents that leave the ring)")
     names = lifecycle.select_agents(config, wanted)
@@ -458,6 +421,9 @@ def ask(
     with operations.connected(config) as link:
         doc = operations.ask_first(link, live, question, limit, timeout)
     Renderer(json_out).answer(doc)
+
+
+app.command("eval")(eval_command)
 
 
 def run(argv: list[str] | None = None) -> int:

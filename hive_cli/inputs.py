@@ -9,13 +9,20 @@ Every turn keeps where it stands in its conversation -- ``session`` (the file's 
 or "text", or a JSONL line's ``session`` field) and ``turn`` (its line number, or a JSONL
 ``turn`` field) -- because a turn's meaning leans on its neighbours; the facts of a turn carry
 both in their metadata (``HiveFact.metadata["session"]`` and ``["turn"]``).
+
+A turn also has a *time*, what "newest" means when a value changes ("the new deadline
+is ..."): a JSONL line's ``time`` (ISO 8601 date or date-time, or epoch seconds), else the
+moment ``learn`` began, the same for every turn of one input, whose order is then its turn
+index. It becomes the facts' ``created_at``; parallel agents cannot reorder it.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,13 +45,14 @@ def _lines(raw: bytes, source: str) -> list[str]:
     return text.splitlines()
 
 
-Turn = dict[str, Any]  # {"content": str, "session": str, "turn": int}
+Turn = dict[str, Any]  # {"content": str, "session": str, "turn": int, "time": float}
 
 
 def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
                 session: str | None = None) -> list[Turn]:
     """Turns from lines; raises :class:`BadInput` naming the first bad line."""
     session = session or source
+    began = round(time.time(), 3)
     turns: list[Turn] = []
     for number, line in enumerate(lines, start=1):
         size = len(line.encode("utf-8"))
@@ -55,8 +63,10 @@ def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
             continue
         if jsonl is None:
             jsonl = line.lstrip().startswith("{")
-        turns.append(_jsonl_turn(line, source, number, session) if jsonl else
-                     {"content": line.strip(), "session": session, "turn": number})
+        turn = (_jsonl_turn(line, source, number, session) if jsonl else
+                {"content": line.strip(), "session": session, "turn": number})
+        turn.setdefault("time", began)
+        turns.append(turn)
         if len(turns) > MAX_TURNS:
             raise BadInput(f"{source}: more than {MAX_TURNS:,} turns; split the input")
     if not turns:
@@ -77,7 +87,27 @@ def _jsonl_turn(line: str, source: str, number: int, session: str) -> Turn:
         raise BadInput(f"{source}: line {number}: 'session' must be a non-empty string")
     if not isinstance(turn, int) or isinstance(turn, bool) or turn < 0:
         raise BadInput(f"{source}: line {number}: 'turn' must be an integer >= 0")
-    return {"content": content.strip(), "session": own_session, "turn": turn}
+    out: Turn = {"content": content.strip(), "session": own_session, "turn": turn}
+    if obj.get("time") is not None:
+        out["time"] = _epoch(obj["time"], source, number)
+    return out
+
+
+def _epoch(value: Any, source: str, number: int) -> float:
+    """A JSONL ``time``: epoch seconds, or an ISO 8601 date or date-time (UTC if no zone)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.timestamp()
+    raise BadInput(f"{source}: line {number}: 'time' must be an ISO 8601 date or date-time "
+                   "(2026-03-14, 2026-03-14T09:30:00Z) or epoch seconds >= 0")
 
 
 def read_turns(file: Path | None, text: str | None) -> list[Turn]:

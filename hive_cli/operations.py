@@ -218,6 +218,7 @@ def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
         raise CliFailure(f"agent {agent} sent an incomplete answer (missing {', '.join(missing)})")
     doc = {k: reply[k] for k in keys}
     doc["shards_rerouted"] = list(reply.get("shards_rerouted") or [])
+    doc["shards_searched"] = list(reply.get("shards_searched") or [])
     doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "score")}
                     for f in reply["facts"]]
     return doc

@@ -167,6 +167,41 @@ class Renderer:
             self._line(f"[yellow]answered from replicas of: "
                        f"{escape(', '.join(doc['shards_rerouted']))} (they did not answer)[/]")
 
+    def eval_report(self, doc: dict[str, Any]) -> None:
+        """Per suite: a table of categories x systems (retrieval@k / answers, in %), then
+        the shards asked, latency and facts stored per system."""
+        k = doc["k"]
+        for suite in doc["suites"]:
+            systems = suite["systems"]
+            table = Table(title=f"{suite['suite']}: {suite['questions']} questions, "
+                                f"{suite['turns']} turns -- {doc['hive']}")
+            table.add_column("category")
+            table.add_column("n", justify="right")
+            for system in systems:
+                table.add_column(f"{system['system']} R@{k}", justify="right")
+                table.add_column(f"{system['system']} ans", justify="right")
+            cells = [(s["categories"], s) for s in systems]
+            for category in systems[0]["categories"]:
+                row = [category, str(systems[0]["categories"][category]["questions"])]
+                for categories, _ in cells:
+                    c = categories[category]
+                    row += [f"{c['retrieval_at_k_pct']:.0f}", f"{c['answer_pct']:.0f}"]
+                table.add_row(*row)
+            total = ["all", str(suite["questions"])]
+            for system in systems:
+                total += [f"{system['retrieval_at_k_pct']:.1f}", f"{system['answer_pct']:.1f}"]
+            table.add_row(*total, style="bold")
+            self.out.print(table)
+            for system in systems:
+                stored = suite["facts_stored"].get(system["system"])
+                self._line(
+                    f"  {escape(system['system'])}: shards asked median "
+                    f"{system['shards_asked_median']:g} (max {system['shards_asked_max']:g}), "
+                    f"latency p50 {system['latency_ms_p50']:.2f} ms, p95 "
+                    f"{system['latency_ms_p95']:.2f} ms"
+                    + (f", {stored:,} facts stored" if stored is not None else "")
+                    + (f", [red]{system['partial']} partial[/]" if system["partial"] else ""))
+
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -26,27 +26,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hive_core import gossip
+from hive_core import context, gossip, versions
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import ConfigError, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
-from hive_core.placement import batches, handoff, place
+from hive_core.placement import batches, handoff, index_keys, place
 from hive_core.query import parse
 from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
-    prefer_current,
     ranked_search,
     route_terms,
+    with_context,
 )
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
-from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
+from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord
 from hive_core.store.registry import check_name, open_store
-from hive_core.text import term_counts
 from hive_core.transports.base import ShardTransport
 from hive_core.transports.local import LocalEventBus
 
@@ -103,6 +102,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         # Collection statistics of an agent process (see collection()).
         self._collection = CorpusStats()
         self._collection_at: float | None = None
+        self._collection_changes = -1  # the local shards' write counter when last fetched
         self._collection_parts: dict[str, CorpusStats] = {}
 
     def _backend_factory(self, backend: str, storage_path: str | Path | None) -> StoreFactory:
@@ -320,17 +320,20 @@ class DistributedHiveGraph(BaseHiveGraph):
         over the agents' primaries (each fact has one primary, whatever the ring).
 
         Exact and fresh when every member's shard is in this process (the library hive).
-        An agent process asks the live members for their parts at most every
-        ``collection_ttl`` seconds (only when it searches); a member that does not answer
-        counts with its last known part.
+        An agent process asks the live members for their parts when it searches, at most
+        every ``collection_ttl`` seconds -- and at once when its own shard changed since (a
+        learn spreads facts over most shards, so the hive's statistics are fresh right
+        after one); a member that does not answer counts with its last known part.
         """
         members = sorted(self.ring.agents)
         if all(m in self._servers for m in members):
             return sum((self._servers[m].collection_part() for m in members), CorpusStats())
         now = time.monotonic()
-        if self._collection_at is not None and now - self._collection_at < \
-                self.settings.collection_ttl:
+        changes = sum(server.store.changes() for server in self._servers.values())
+        if self._collection_at is not None and changes == self._collection_changes and \
+                now - self._collection_at < self.settings.collection_ttl:
             return self._collection
+        self._collection_changes = changes
         parts = self._collection_parts
         for m in members:
             if m in self._servers:
@@ -362,9 +365,11 @@ class DistributedHiveGraph(BaseHiveGraph):
             # as before); only the routed ones are searched for candidates.
             route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,
                                 avoid=self._avoid())
-            result = prefer_current(
-                ranked_search(route, client.stats, client.score, bm25, limit, emphasis,
-                              routed), parsed)
+            result = ranked_search(route, client.stats, client.score, bm25,
+                                   versions.pool(parsed, limit), emphasis, routed)
+            result = versions.arrange(
+                with_context(result, self._context_fetch(client, result, asking_agent)),
+                parsed, limit)
             # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(
@@ -373,6 +378,22 @@ class DistributedHiveGraph(BaseHiveGraph):
         if result.shards_failed:
             self._suspect(result.shards_failed)
         return result
+
+    def _context_fetch(self, client: ShardClient, result: SearchResult,
+                       asking_agent: str | None) -> context.Fetch:
+        """Fetch for :func:`~hive_core.search.with_context`: each position key from one of
+        its owners (the asker, then shards this question already asked), in one round."""
+        def fetch(keys: Sequence[str]
+                  ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
+            route = route_terms(keys, self.ring.get_agents, prefer=asking_agent,
+                                avoid=self._avoid() | frozenset(result.shards_failed))
+            by_shard: dict[str, list[str]] = {}
+            for key, shard in route.items():
+                by_shard.setdefault(shard, []).append(key)
+            hits, failed = client.neighbours(by_shard, result.weights, context.FETCH_LIMIT,
+                                             result.avgdl)
+            return hits, failed, list(by_shard)
+        return fetch
 
     def route_query(self, query: str) -> list[str]:
         terms = parse(query).routed(self.settings.query_fanout)
@@ -394,8 +415,8 @@ class DistributedHiveGraph(BaseHiveGraph):
         if fact is None:
             return False
         holders = set(self.ring.get_agents(fact_id))
-        for term in term_counts(fact.content):
-            holders.update(self.ring.get_agents(term))
+        for key in index_keys(fact):
+            holders.update(self.ring.get_agents(key))
         calls = {h: (MessageType.SHARD_DELETE, {"retract": [fact_id]}) for h in holders}
         results = self._client.call_many(calls, timeout=self.settings.store_timeout)
         failed = sorted(h for h, r in results.items() if isinstance(r, TransportError))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,10 @@ class HiveFact:
 
     def retracted(self) -> HiveFact:
         return self._evolve(status=RETRACTED)
+
+    def stamped(self, created_at: float) -> HiveFact:
+        """The same fact as of ``created_at`` (its turn's time, not the clock's)."""
+        return self._evolve(created_at=float(created_at))
 
     def with_source(self, agent_id: str) -> HiveFact:
         return self._evolve(source_agent=agent_id)
@@ -179,3 +184,23 @@ class HiveAgent:
             "fact_count": self.fact_count,
             "status": self.status,
         }
+
+
+def place_of(metadata: Mapping[str, Any]) -> tuple[str, int] | None:
+    """Where a fact was said: ``(metadata["session"], metadata["turn"])``, or None."""
+    session, turn = metadata.get("session"), metadata.get("turn")
+    if not isinstance(session, str) or not isinstance(turn, int) or isinstance(turn, bool):
+        return None
+    return session, turn
+
+
+def said_later(held: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
+    """Whether fact body ``incoming`` records a later saying of the same sentence than
+    ``held`` (its turn's time, then its place). One sentence said in several turns is one
+    fact; every copy of it keeps the latest saying, so which copy reached a shard first --
+    parallel agents deliver in any order -- never decides the place retrieval reads. Only
+    facts with a place are compared; others keep the first body a shard received."""
+    a, b = place_of(held.get("metadata") or {}), place_of(incoming.get("metadata") or {})
+    if a is None or b is None:
+        return False
+    return (float(incoming.get("created_at", 0.0)), b) > (float(held.get("created_at", 0.0)), a)

@@ -1,9 +1,10 @@
 """Where facts live: placement on the ring, and hand-off when the ring changes.
 
 A fact has two kinds of owners (see :mod:`hive_core.store.base`): the ring owners of its
-``fact_id`` keep it as a primary replica, and the ring owners of each of its terms keep it in
-that term's postings. Neither is the agent that learned it. ``place`` turns a batch of facts
-into one list of records per destination shard, so a batch costs one message per shard.
+``fact_id`` keep it as a primary replica, and the ring owners of each of its terms (and of
+its position key, :func:`index_keys`) keep it in that key's postings. Neither is the agent
+that learned it. ``place`` turns a batch of facts into one list of records per destination
+shard, so a batch costs one message per shard.
 """
 
 from __future__ import annotations
@@ -11,10 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from hive_core import context
 from hive_core.facts import HiveFact
 from hive_core.ring import HashRing
 from hive_core.store.base import StoreBatch, StoreRecord
 from hive_core.text import term_counts
+
+
+def index_keys(fact: HiveFact, tf: Iterable[str] | None = None) -> list[str]:
+    """Every posting key a fact is indexed under: its terms, and its position key when it
+    has a place in a conversation (:mod:`hive_core.context`; not a term, so it adds nothing
+    to the fact's length or to any term statistic)."""
+    keys = list(term_counts(fact.content) if tf is None else tf)
+    keys.extend(context.fact_keys(fact.metadata))
+    return keys
 
 
 def place(facts: Iterable[HiveFact], ring: HashRing) -> dict[str, StoreBatch]:
@@ -32,7 +43,7 @@ def place(facts: Iterable[HiveFact], ring: HashRing) -> dict[str, StoreBatch]:
             continue
         batch_facts[fid] = fact.to_dict()
         tf = batch_tf[fid] = term_counts(fact.content)
-        for term in tf:
+        for term in index_keys(fact, tf):
             fids = term_fids.get(term)
             if fids is None:
                 term_fids[term] = [fid]

@@ -49,6 +49,12 @@ class ParsedQuery:
         return {} if factor == 1.0 else dict.fromkeys(self.anchors, factor)
 
 
+def _noun_current(words: list[str], i: int) -> bool:
+    """"current" ending a question is the noun ("the SI unit of electric current"), not
+    "the current deadline"."""
+    return words[i] == "current" and i == len(words) - 1
+
+
 @lru_cache(maxsize=4096)
 def parse(question: str) -> ParsedQuery:
     """The question's terms, names and cues, in one pass (cached: an agent often sees the
@@ -75,7 +81,8 @@ def parse(question: str) -> ParsedQuery:
         text=question,
         terms=tuple(term for term, _ in ordered),
         anchors=frozenset(anchors),
-        wants_current=any(w in CURRENT_CUES for w in words),
+        wants_current=any(w in CURRENT_CUES and not _noun_current(words, i)
+                          for i, w in enumerate(words)),
         wants_past=any(w in PAST_CUES for w in words if w != "used") or ("used", "to") in pairs,
         wants_count=("how", "many") in pairs or ("list", "all") in pairs
         or any(w in COUNT_CUES for w in words),

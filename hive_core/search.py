@@ -30,13 +30,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hive_core import context, versions
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import TransportError
 from hive_core.facts import HiveFact
-from hive_core.query import ParsedQuery, parse
+from hive_core.query import parse
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, TermStats
-from hive_core.text import tokenize
 
 
 @dataclass(slots=True)
@@ -50,6 +50,13 @@ class SearchResult:
     shards_failed: list[str] = field(default_factory=list)
     partial: bool = False
     terms: list[str] = field(default_factory=list)
+    # A question about a changing value: the version it asks for, then the one compared
+    # with it (hive_core.versions).
+    versions: list[str] = field(default_factory=list)
+    # The idf weights and average length every score used (for a second phase that must
+    # score more facts the same way); not part of the reply.
+    weights: dict[str, float] = field(default_factory=dict, repr=False)
+    avgdl: float = field(default=0.0, repr=False)
 
     def scored(self) -> list[ScoredFact]:
         return [ScoredFact(f, s) for f, s in zip(self.facts, self.scores, strict=True)]
@@ -63,6 +70,7 @@ class SearchResult:
             "shards_failed": list(self.shards_failed),
             "partial": self.partial,
             "terms": list(self.terms),
+            "versions": list(self.versions),
         }
 
 
@@ -136,6 +144,7 @@ def ranked_search(
 
     boost = emphasis or {}
     weights = {t: bm25.idf(s.df) * boost.get(t, 1.0) for t, s in stats.items() if s.df > 0}
+    result.weights, result.avgdl = weights, bm25.avgdl
     bounds = {t: weights[t] * stats[t].bound(bm25) for t in weights}
     sources = set(route) if candidates is None else set(candidates)
     # A fact found late may still hold any of the other (non-candidate) terms.
@@ -170,36 +179,22 @@ def ranked_search(
     return result
 
 
-def prefer_current(result: SearchResult, query: ParsedQuery | str) -> SearchResult:
-    """For a question about the value in force now, newest first among its versions.
-
-    "What is the current deadline of project Falcon?" matches the initial deadline and every
-    update about as well, and BM25 cannot know which is in force. When the question carries a
-    currency cue (:attr:`ParsedQuery.wants_current`), facts that share a concept and
-    contain all of the question's names and identifiers are versions of one attribute: they
-    keep the ranks the group earned, reassigned newest first. This runs on the merged top-k,
-    which is identical for every hive size, so N=1 and N=100 still agree.
-    """
-    query = parse(query) if isinstance(query, str) else query
-    if not result.facts or not query.wants_current:
+def with_context(result: SearchResult, fetch: context.Fetch) -> SearchResult:
+    """The second phase of :mod:`hive_core.context`: fetch the facts of the turns next to
+    the best candidates, add each fact's neighbour evidence, re-rank. A shard that fails the
+    fetch makes the result partial, named like any other."""
+    keys = context.neighbour_keys(result.facts)
+    if not keys or not result.weights:
         return result
-    anchors = query.anchors
-    if not anchors:
-        return result
-    groups: dict[str, list[int]] = {}
-    for i, fact in enumerate(result.facts):
-        if anchors <= set(tokenize(fact.content)):
-            groups.setdefault(fact.concept.casefold(), []).append(i)
-    facts = list(result.facts)
-    for slots in groups.values():
-        if len(slots) > 1:
-            newest = sorted((facts[i] for i in slots),
-                            key=lambda f: (-f.created_at, f.fact_id))
-            for slot, fact in zip(slots, newest, strict=True):
-                facts[slot] = fact
-    by_id = dict(zip((f.fact_id for f in result.facts), result.scores, strict=True))
-    result.facts = facts
-    result.scores = [by_id[f.fact_id] for f in facts]
+    found, failed, asked = fetch(list(keys))
+    ranked = context.rerank(result.scored(),
+                            {keys[k]: hits for k, hits in found.items() if k in keys})
+    result.facts = [sf.fact for sf in ranked]
+    result.scores = [sf.score for sf in ranked]
+    result.shards_queried += [s for s in asked if s not in result.shards_queried]
+    if failed:
+        result.shards_failed = sorted(set(result.shards_failed) | set(failed))
+        result.partial = True
     return result
 
 
@@ -221,9 +216,16 @@ def search_single_store(
         return store.score(terms_, w, k, avgdl)
 
     emphasis = parsed.emphasis(settings.anchor_boost)
-    return prefer_current(
-        ranked_search(route, stats_call, score_call, bm25, limit, emphasis,
-                      parsed.routed(settings.query_fanout)), parsed)
+    result = ranked_search(route, stats_call, score_call, bm25, versions.pool(parsed, limit),
+                           emphasis, parsed.routed(settings.query_fanout))
+
+    def fetch(keys: Sequence[str]
+              ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
+        found = {k: store.score([k], result.weights, context.FETCH_LIMIT, result.avgdl)
+                 for k in keys}
+        return found, {}, [name]
+
+    return versions.arrange(with_context(result, fetch), parsed, limit)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:

@@ -91,7 +91,7 @@ class ShardClient:
             raise result
         return result
 
-    # -- the two calls of ranked_search ------------------------------------------------------
+    # -- the calls of ranked_search ----------------------------------------------------------
     def stats(
         self, by_shard: Mapping[str, Sequence[str]]
     ) -> tuple[dict[str, TermStats], dict[str, str]]:
@@ -115,3 +115,23 @@ class ShardClient:
                         {"op": "score", "terms": list(terms), "weights": dict(weights),
                          "limit": limit, "avgdl": avgdl})
         return [ScoredFact(HiveFact.from_dict(f), float(s)) for f, s in res["hits"]]
+
+    def neighbours(
+        self, by_shard: Mapping[str, Sequence[str]], weights: Mapping[str, float], limit: int,
+        avgdl: float,
+    ) -> tuple[dict[str, list[ScoredFact]], dict[str, str]]:
+        """The facts posted under position keys, scored with the question's weights, per
+        key, in one parallel round (the context fetch of hive_core.context)."""
+        calls = {s: (MessageType.SHARD_QUERY, {"op": "neighbours", "keys": list(k),
+                                               "weights": dict(weights), "limit": limit,
+                                               "avgdl": avgdl})
+                 for s, k in by_shard.items()}
+        found: dict[str, list[ScoredFact]] = {}
+        failed: dict[str, str] = {}
+        for shard, res in self.call_many(calls).items():
+            if isinstance(res, TransportError):
+                failed[shard] = str(res) or type(res).__name__
+                continue
+            for key, hits in res["hits"].items():
+                found[key] = [ScoredFact(HiveFact.from_dict(f), float(sc)) for f, sc in hits]
+        return found, failed

@@ -81,6 +81,11 @@ class ShardServer:
             hits = store.score(p["terms"], p["weights"], int(p["limit"]),
                                None if avgdl is None else float(avgdl))
             return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
+        if op == "neighbours":  # the context fetch: each position key's facts, scored
+            avgdl = float(p["avgdl"])
+            return {"hits": {key: [[h.fact.to_dict(), h.score] for h in
+                                   store.score([key], p["weights"], int(p["limit"]), avgdl)]
+                             for key in p["keys"]}}
         if op == "get":
             fact = store.get(p["fact_id"])
             return {"fact": fact.to_dict() if fact else None}

@@ -47,13 +47,33 @@ STOPWORDS = frozenset(
 )
 
 
+# Irregular past forms that matter in what teams say about each other ("is now led by" must
+# meet "Who leads"; "bought" must meet "buy"), folded to their stem before any suffix rule.
+# Only forms that are rarely anything else ("left", "saw" and "found" are not here).
+_IRREGULAR = {
+    "led": "lead", "took": "tak", "taken": "tak", "bought": "buy", "sold": "sell",
+    "paid": "pay", "sent": "send", "spent": "spend", "wrote": "writ", "written": "writ",
+    "began": "begin", "begun": "begin", "chose": "choos", "chosen": "choos", "drove": "driv",
+    "flew": "fly", "flown": "fly", "grew": "grow", "grown": "grow", "held": "hold",
+    "kept": "keep", "knew": "know", "known": "know", "taught": "teach", "thought": "think",
+    "told": "tell", "won": "win", "built": "build", "brought": "bring", "caught": "catch",
+    "went": "go", "gone": "go", "became": "becom", "came": "com", "felt": "feel",
+    "heard": "hear", "met": "meet", "ran": "run", "goes": "go",
+    "made": "mak", "got": "get", "gotten": "get", "stood": "stand", "understood": "understand",
+}
+
+
 def _stem(word: str) -> str:
     """A deliberately light stemmer, never applied to identifiers (anything not all letters).
 
-    Folds plurals, possessives, ``-ed`` and a final silent ``e`` so that "owns", "owned" and
-    "owner's" ... "own" and "move", "moves", "moved" all meet; terms are only ever compared
-    with other terms, so a stem need not be a word.
+    Folds plurals, possessives, ``-ed``, a final silent ``e`` and common irregular past
+    forms, so that "owns", "owned" and "owner's" ... "own", "move", "moves", "moved" and
+    "leads", "led" all meet; terms are only ever compared with other terms, so a stem need
+    not be a word.
     """
+    irregular = _IRREGULAR.get(word)
+    if irregular is not None:
+        return irregular
     if not word.isalpha() or len(word) <= 3:
         return word
     if word.endswith("ies") and len(word) > 4:

@@ -22,10 +22,15 @@ def contents(turns):
     return [t["content"] for t in turns]
 
 
+def placed(turns):
+    """The turns without their time (checked on its own below)."""
+    return [{k: v for k, v in t.items() if k != "time"} for t in turns]
+
+
 def test_plain_and_jsonl_turns(tmp_path):
     plain = tmp_path / "t.txt"
     plain.write_text("first turn\n\n  second turn  \n")
-    assert inputs.read_turns(plain, None) == [
+    assert placed(inputs.read_turns(plain, None)) == [
         {"content": "first turn", "session": "t.txt", "turn": 1},
         {"content": "second turn", "session": "t.txt", "turn": 3}]  # line numbers
     jsonl = tmp_path / "t.jsonl"
@@ -34,7 +39,7 @@ def test_plain_and_jsonl_turns(tmp_path):
     sniffed = tmp_path / "t.log"
     sniffed.write_text('{"content": "json by its first line"}\n')
     assert contents(inputs.read_turns(sniffed, None)) == ["json by its first line"]
-    assert inputs.read_turns(None, "a\nb") == [
+    assert placed(inputs.read_turns(None, "a\nb")) == [
         {"content": "a", "session": "text", "turn": 1},
         {"content": "b", "session": "text", "turn": 2}]
 
@@ -42,7 +47,7 @@ def test_plain_and_jsonl_turns(tmp_path):
 def test_jsonl_session_and_turn_fields(tmp_path):
     jsonl = tmp_path / "chat.jsonl"
     jsonl.write_text('{"content": "hi", "session": "s-9", "turn": 41}\n{"content": "yo"}\n')
-    assert inputs.read_turns(jsonl, None) == [
+    assert placed(inputs.read_turns(jsonl, None)) == [
         {"content": "hi", "session": "s-9", "turn": 41},
         {"content": "yo", "session": "chat.jsonl", "turn": 2}]
     for bad, why in (('{"content": "x", "turn": -1}', "'turn'"),
@@ -50,6 +55,23 @@ def test_jsonl_session_and_turn_fields(tmp_path):
                      ('{"content": "x", "session": 5}', "'session'")):
         jsonl.write_text(bad + "\n")
         with pytest.raises(inputs.BadInput, match=why):
+            inputs.read_turns(jsonl, None)
+
+
+def test_turn_time_from_jsonl_or_the_moment_learn_began(tmp_path):
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"content": "a", "time": "2026-03-14"}\n'
+                     '{"content": "b", "time": "2026-03-14T09:30:00+01:00"}\n'
+                     '{"content": "c", "time": 1700000000}\n{"content": "d"}\n{"content": "e"}\n')
+    before = time.time()
+    turns = inputs.read_turns(jsonl, None)
+    assert [t["time"] for t in turns[:3]] == [1773446400.0, 1773477000.0, 1700000000.0]
+    # No time given: the moment learn began, one value for the whole input (order = turn).
+    assert turns[3]["time"] == turns[4]["time"]
+    assert before - 1 <= turns[3]["time"] <= time.time() + 1
+    for bad in ('"yesterday"', "-5", "true", '"2026-13-01"'):
+        jsonl.write_text('{"content": "x", "time": ' + bad + '}\n')
+        with pytest.raises(inputs.BadInput, match="line 1: 'time' must be an ISO 8601"):
             inputs.read_turns(jsonl, None)
 
 

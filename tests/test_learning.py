@@ -102,6 +102,12 @@ def test_questions_filler_and_dangling_pronouns_are_not_facts() -> None:
     assert contents("What is the deadline? Thanks! It works.") == []
 
 
+def test_a_pronoun_turn_whose_subject_is_in_another_turn_is_kept_as_said() -> None:
+    # The neighbouring turn names her; retrieval joins the two (hive_core.context).
+    assert contents("She mentioned that her sister is called Anneliese.") == [
+        "She mentioned that her sister is called Anneliese."]
+
+
 def test_extraction_is_deterministic() -> None:
     a, b = RuleBasedExtractor().extract(TURN), RuleBasedExtractor().extract(TURN)
     assert [f.to_dict() | {"created_at": 0} for f in a] == [

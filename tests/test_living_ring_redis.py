@@ -43,7 +43,7 @@ def test_concurrent_joins_across_two_process_groups(tmp_path: Path, prefix: str,
     for i in range(0, len(turns), 50):
         assert one.send(MessageType.LEARN, first[i // 50 % 4],
                         {"turns": turns[i:i + 50]})["failed_shards"] == []
-    facts = extract(turns)
+    facts = extract(turns, file_name=None)  # sent as bare strings above
     six = [*first, "a4", "a5"]
     reference = Reference(facts, six, RF)
     questions = [" ".join(t.split()[:6]) + "?" for t in turns[::10]]

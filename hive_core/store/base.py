@@ -23,6 +23,10 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.scoring import Bm25, CorpusStats
 
+# Posting keys that are not terms start with this (a term never does: tokens begin with a
+# letter, a digit or a currency sign). hive_core.context posts facts under their position.
+KEY_PREFIX = "\u00a7"
+
 
 class StoreRecord(NamedTuple):
     """A fact as placed on one shard, with the roles that shard holds it in.

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from hive_core.scoring import Bm25, CorpusStats
-from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord, TermStats
+from hive_core.store.base import KEY_PREFIX, ScoredFact, StoreBatch, StoreRecord, TermStats
 
 
 class TermIndex:
@@ -33,6 +33,9 @@ class TermIndex:
         self.dl: dict[str, int] = {}  # fid -> document length
         self.primary: set[str] = set()
         self._postings: dict[str, set[str]] = {}
+        # Posting keys that are not terms of the fact (its position keys, hive_core.context):
+        # not derivable from its term counts, so kept per fact (usually one).
+        self._extra: dict[str, set[str]] = {}
         # (largest count, shortest length) per term, computed when first asked and forgotten
         # when the term's postings grow (ingest stays a set insert; a query pays the scan
         # once per change). Removals keep the old pair: still a valid bound for pruning.
@@ -51,6 +54,9 @@ class TermIndex:
         for term, fids in batch.postings.items():
             if refused:
                 fids = [f for f in fids if f not in refused]
+            if term.startswith(KEY_PREFIX):
+                for fid in fids:
+                    self._extra.setdefault(fid, set()).add(term)
             posting = postings.get(term)
             if posting is None:
                 posting = postings[term] = set()
@@ -69,7 +75,10 @@ class TermIndex:
         return self.merge_batch(batch) == 1
 
     def _unindex(self, fid: str, terms: Iterable[str]) -> None:
+        extra = self._extra.get(fid)
         for term in terms:
+            if extra is not None:
+                extra.discard(term)
             posting = self._postings.get(term)
             if posting is not None:
                 posting.discard(fid)
@@ -79,6 +88,7 @@ class TermIndex:
 
     def _forget(self, fid: str) -> None:
         self.changes += 1
+        self._extra.pop(fid, None)
         self.tf.pop(fid, None)
         self.dl.pop(fid, None)
         self.primary.discard(fid)
@@ -88,7 +98,7 @@ class TermIndex:
         tf = self.tf.get(fid)
         if tf is None:
             return False
-        self._unindex(fid, tf)
+        self._unindex(fid, [*tf, *self._extra.get(fid, ())])
         self._forget(fid)
         return True
 
@@ -139,9 +149,10 @@ class TermIndex:
         return out
 
     def roles(self, fid: str) -> tuple[str, ...]:
-        """Terms whose postings here hold ``fid``."""
+        """Keys (terms, position keys) whose postings here hold ``fid``."""
         postings = self._postings
-        return tuple(t for t in self.tf.get(fid, ()) if fid in postings.get(t, ()))
+        keys = [*self.tf.get(fid, ()), *sorted(self._extra.get(fid, ()))]
+        return tuple(t for t in keys if fid in postings.get(t, ()))
 
     @property
     def primary_live(self) -> int:

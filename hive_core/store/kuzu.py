@@ -84,7 +84,7 @@ from typing import Any
 
 from hive_core.config import KUZU_MIN_BUFFER_POOL_SIZE, CoreSettings
 from hive_core.errors import ConfigError, ShardCorrupt, ShardError, ShardInUse
-from hive_core.facts import RETRACTED, HiveEdge, HiveFact
+from hive_core.facts import RETRACTED, HiveEdge, HiveFact, said_later
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
 from hive_core.store.index import IndexedStore, TermIndex
@@ -283,8 +283,11 @@ class KuzuShardStore(IndexedStore):
             index, tombstones, held = self._index, self._tombstones, self._bodies
             refused: set[str] = set()
             new: dict[str, Mapping[str, Any]] = {}
+            later: dict[str, Mapping[str, Any]] = {}  # held facts said again, later
             for fid, fact in batch.facts.items():  # one pass: ingest calls this ~25x per fact
                 if fid in held:  # the facts the index holds
+                    if said_later(held[fid], fact):
+                        later[fid] = fact
                     continue
                 if fid in tombstones or fact.get("status") == RETRACTED:
                     refused.add(fid)
@@ -293,6 +296,8 @@ class KuzuShardStore(IndexedStore):
             postings = index.unseen(batch.postings, refused)
             promote = [fid for fid in dict.fromkeys(batch.primary)
                        if fid not in refused and fid not in index.primary]
+            if later:
+                self._resay(later)
             if not (new or postings or promote):
                 return 0
             seq = self._seq + 1
@@ -321,6 +326,16 @@ class KuzuShardStore(IndexedStore):
             self._rows.update(created)
             self._bodies.update(new)
             return index.merge_batch(StoreBatch(new, tfs, postings, promote))
+
+    def _resay(self, bodies: Mapping[str, Mapping[str, Any]]) -> None:
+        """Keep the latest saying of facts held here (hive_core.context.said_later): the
+        new bodies are logged (replay keeps the last body it reads) and served from now."""
+        seq = self._seq + 1
+        tfs = {fid: self._index.tf[fid] for fid in bodies}
+        self._transaction([("create", _rows([log_id(seq)], [put_entry(bodies, tfs, {})], seq,
+                                            state=[LOG]))])
+        self._seq = seq
+        self._bodies.update(bodies)
 
     def retract(self, fact_id: str) -> bool:
         with self._lock:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hive_core.config import CoreSettings
-from hive_core.facts import RETRACTED, HiveEdge, HiveFact
+from hive_core.facts import RETRACTED, HiveEdge, HiveFact, said_later
 from hive_core.scoring import DEFAULT_BM25, Bm25
 from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
 from hive_core.store.index import IndexedStore, TermIndex
@@ -40,7 +40,11 @@ class MemoryShardStore(IndexedStore):
             facts = self._facts
             refused = self._tombstones.intersection(batch.facts) if self._tombstones else set()
             for fid, fact in batch.facts.items():
-                if fid in facts or fid in refused:
+                if fid in refused:
+                    continue
+                if fid in facts:
+                    if said_later(facts[fid], fact):
+                        facts[fid] = fact
                     continue
                 if fact.get("status") == RETRACTED:
                     refused.add(fid)

@@ -1,0 +1,120 @@
+"""Neighbouring turns: a turn's meaning leans on the turns around it.
+
+"She told me she just adopted a beagle named Biscuit." answers "What is the name of the dog
+Mei Tanaka adopted?", but only its neighbour ("I had lunch with Mei Tanaka today.") names
+her. Facts keep their place in the conversation (``metadata["session"]`` and ``["turn"]``,
+set by ``learn`` or by a library caller), and retrieval uses it in a second phase:
+
+1. every fact with a place is also posted under its *position key* (:func:`key`), placed on
+   the ring like a term, so "the facts of turn t of session s" is one posting list on RF
+   owners -- one posting more per fact, and no other growth of the index;
+2. after the routed search, the facts of the turns next to the best ``EXPAND_TOP`` candidates
+   are fetched (one parallel round to the owners of those keys) and scored by their owners
+   with the question's own weights, so a fetched fact has exactly the score a search would
+   give it;
+3. every fact gains ``CONTEXT_WEIGHT`` times the best score among the facts of the turns
+   right before and after it (same session), and the pool is re-ranked.
+
+Index-time expansion (indexing each turn with its neighbours' terms) was the alternative; it
+needs the neighbours when a turn is learned (another agent may learn them), and it copies
+every turn's terms into two more postings. The second phase costs one round and only for
+the candidates' neighbours. The candidates are the exact top of the routed search and the
+fetch is complete, so N=1 and N=100 still rank identically; the search itself still asks at
+most ``query_fanout`` shards (fetching may ask a few more, reported in ``shards_queried``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from hive_core.facts import HiveFact, place_of
+from hive_core.store.base import KEY_PREFIX, ScoredFact
+
+CONTEXT_WEIGHT = 0.5
+EXPAND_TOP = 10
+FETCH_LIMIT = 64  # facts per fetch call (a turn has a handful of facts)
+
+Position = tuple[str, int]
+# keys -> (facts found per key, failed shards {shard: reason}, shards asked)
+Fetch = Callable[[Sequence[str]],
+                 tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]]
+
+
+def position(fact: HiveFact) -> Position | None:
+    return place_of(fact.metadata)
+
+
+def key(session: str, turn: int) -> str:
+    """The posting key of the facts of ``turn`` in ``session``."""
+    return f"{KEY_PREFIX}{session}#{turn}"
+
+
+def fact_keys(metadata: Mapping[str, Any]) -> list[str]:
+    """The position keys a fact is posted under: its place, and the other places the same
+    sentence was said in the same learn (``seen_at``); none when it has no place."""
+    where = place_of(metadata)
+    if where is None:
+        return []
+    keys = [key(*where)]
+    for other in metadata.get("seen_at") or ():
+        if isinstance(other, list | tuple) and len(other) == 2:
+            keys.append(key(str(other[0]), int(other[1])))
+    return keys
+
+
+def fact_key(metadata: Mapping[str, Any]) -> str | None:
+    """The position key of a fact's own place (None: it has no place)."""
+    where = place_of(metadata)
+    return None if where is None else key(*where)
+
+
+
+
+def neighbour_keys(facts: Sequence[HiveFact], top: int | None = None) -> dict[str, Position]:
+    """Keys (and positions) of the turns next to the best ``top`` (default ``EXPAND_TOP``)
+    facts' turns, in rank order."""
+    keys: dict[str, Position] = {}
+    for fact in facts[:EXPAND_TOP if top is None else top]:
+        where = position(fact)
+        if where is not None:
+            session, turn = where
+            for near in (turn - 1, turn + 1):
+                if near >= 0:
+                    keys[key(session, near)] = (session, near)
+    return keys
+
+
+def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence[ScoredFact]],
+           weight: float | None = None) -> list[ScoredFact]:
+    """Each fact plus ``weight`` x the best score of a fact in a turn next to one of its
+    turns, best first (ties by fact id, as everywhere).
+
+    A fact's turns are where the search found it: its own place for a candidate, and the
+    position it was fetched under. One sentence said in two turns is one fact, and which
+    turn a shard's copy names depends on which copy reached it first, so a fetched copy's
+    own ``metadata`` is not read: only the key it was found under, which is the same on
+    every hive size.
+    """
+    score: dict[str, ScoredFact] = {}
+    places: dict[str, set[Position]] = {}
+    for hit in candidates:
+        score.setdefault(hit.fact.fact_id, hit)
+        where = position(hit.fact)
+        places.setdefault(hit.fact.fact_id, set()).update([where] if where else [])
+    for where, hits in fetched.items():
+        for hit in hits:
+            score.setdefault(hit.fact.fact_id, hit)
+            places.setdefault(hit.fact.fact_id, set()).add(where)
+    weight = CONTEXT_WEIGHT if weight is None else weight
+    best: dict[Position, float] = {}
+    for fid, wheres in places.items():
+        for where in wheres:
+            best[where] = max(best.get(where, 0.0), score[fid].score)
+    out = []
+    for fid, hit in score.items():
+        bonus = max((best.get((s, t + d), 0.0) for s, t in places[fid] for d in (-1, 1)),
+                    default=0.0)
+        out.append(ScoredFact(hit.fact, hit.score + weight * bonus))
+    out.sort(key=lambda sf: (-sf.score, sf.fact.fact_id))
+    return out

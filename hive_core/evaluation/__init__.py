@@ -1,0 +1,1 @@
+"""Evaluation: built-in question sets and the runner behind ``amplihack-hive eval``."""
