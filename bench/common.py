@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hive_core.evaluation.runner import percentile
+
 
 def turn(i: int) -> str:
     """A synthetic incident turn with identifiers, numbers and dates (unique per ``i``)."""
@@ -11,6 +13,6 @@ def turn(i: int) -> str:
 
 
 def pct(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``values`` by rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The ``q`` quantile (0..1) of ``values``: the one nearest-rank percentile of every
+    number the benchmarks and ``eval`` print."""
+    return percentile(values, q * 100.0)

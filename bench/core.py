@@ -37,6 +37,7 @@ import psutil
 from bench.corpus import Corpus, Question, build_corpus
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import HiveError
+from hive_core.evaluation.runner import percentile
 from hive_core.facts import HiveFact
 
 BATCH = 1000
@@ -97,13 +98,6 @@ class _GcTimer:
 
     def __exit__(self, *_exc: object) -> None:
         gc.callbacks.remove(self._callback)
-
-
-def _percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (no interpolation: a reported p95 is a measured value)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * pct // 100))
-    return float(ordered[int(rank) - 1])
 
 
 def _run_hive(
@@ -194,14 +188,14 @@ def run_benchmark(
         "shard_mean": mean, "shard_max_over_mean": max(counts, default=0) / mean if mean else 0.0,
         "replica_facts": sum(counts),
         "shards_median": statistics.median(hive_a.shards_queried) if hive_a.shards_queried else 0,
-        "shards_p95": _percentile(hive_a.shards_queried, 95) if hive_a.shards_queried else 0,
+        "shards_p95": percentile(hive_a.shards_queried, 95) if hive_a.shards_queried else 0,
         "shards_max": max(hive_a.shards_queried, default=0),
         "recall10_n": recall_n, "mrr_n": mrr_n, "recall10_1": recall_1, "mrr_1": mrr_1,
         "identical_top10_pct": 100.0 * same / n_q,
         "partial_results": hive_a.partial,
-        "query_p50_ms": _percentile(hive_a.latencies_ms, 50) if hive_a.latencies_ms else 0.0,
-        "query_p95_ms": _percentile(hive_a.latencies_ms, 95) if hive_a.latencies_ms else 0.0,
-        "query_p50_ms_n1": _percentile(hive_b.latencies_ms, 50) if hive_b.latencies_ms else 0.0,
+        "query_p50_ms": percentile(hive_a.latencies_ms, 50) if hive_a.latencies_ms else 0.0,
+        "query_p95_ms": percentile(hive_a.latencies_ms, 95) if hive_a.latencies_ms else 0.0,
+        "query_p50_ms_n1": percentile(hive_b.latencies_ms, 50) if hive_b.latencies_ms else 0.0,
         "rss_before_hive_mb": rss_before_mb,
         "peak_rss_mb": peak_rss_mb,
     }

@@ -3,10 +3,10 @@
 "What is the current deadline of Project Falcon?" matches the initial deadline and every
 update about as well; BM25 cannot know which is in force. Facts that contain the question's
 *subject* (its names and identifiers) and its *attribute* (the question's other content
-terms, "deadline") are versions of one value; their turn's time (``created_at``, then the
-turn index) orders them. A question about the present leads with the newest and names the
-one it replaced; a question about the past ("before", "previous", "originally") leads with
-the older value:
+terms before any "before": "deadline") are versions of one value; their turn's time
+(``created_at``, then the turn index) orders them. A question about the present leads with
+the newest and names the one it replaced; a question about the past ("before", "previous",
+"originally") leads with the older value:
 
 * "... before <X>" -- X is a *pivot*: the answer is the newest version older than the first
   fact that names the subject and X ("Who led Project Falcon before Ravi Gupta?");
@@ -42,19 +42,26 @@ TIME_WORDS = frozenset(
     "new".split())
 
 
-def _split(query: ParsedQuery) -> tuple[frozenset[str], frozenset[str]]:
-    """(subject anchors, pivot anchors): names after "before" are the pivot."""
+def _split(query: ParsedQuery) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(subject, pivot, attribute): the names before "before" are the subject, those after
+    it the pivot; the attribute is the other words before it ("who was the *lead* of Project
+    Falcon before Ada Okafor *took over*": "took over" describes the pivot)."""
     subject: set[str] = set()
     pivot: set[str] = set()
+    attribute: set[str] = set()
     after = False
     for surface in surface_tokens(query.text):
         if surface.lower() in PIVOT_WORDS:
             after = True
             continue
         term = normalize_token(surface)
+        if term is None:
+            continue
         if term in query.anchors:
             (pivot if after else subject).add(term)
-    return frozenset(subject), frozenset(pivot - subject)
+        elif not after and surface.lower() not in TIME_WORDS and term not in TIME_WORDS:
+            attribute.add(term)
+    return frozenset(subject), frozenset(pivot - subject), frozenset(attribute)
 
 
 def _order(fact: HiveFact) -> tuple[float, int, str]:
@@ -82,14 +89,15 @@ def arrange(result: SearchResult, query: ParsedQuery, limit: int) -> SearchResul
 def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     if not result.facts or not (query.wants_current or query.wants_past):
         return
-    subject, pivot = _split(query)
-    attribute = {t for t in query.terms if t not in query.anchors and t not in TIME_WORDS}
+    subject, pivot, attribute = _split(query)
     if not subject or not attribute:
         return
     terms = [set(tokenize(f.content)) for f in result.facts]
     versions = sorted((f for f, ts in zip(result.facts, terms, strict=True)
                        if subject <= ts and attribute & ts), key=_order)
-    if len(versions) < 2:
+    if len({v.created_at for v in versions}) < 2:  # all said at once: no versions
+        if query.wants_current:
+            _newest_by_concept(result, subject, terms)
         return
     chosen = _choose(versions, result.facts, terms, query, subject, pivot)
     if chosen is None:
@@ -102,6 +110,27 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     result.facts = facts
     result.scores = [score[f.fact_id] for f in facts]
     result.versions = [f.fact_id for f in ahead]
+
+
+def _newest_by_concept(result: SearchResult, subject: frozenset[str],
+                       terms: Sequence[set[str]]) -> None:
+    """When no two facts share the question's attribute words ("What version is
+    checkout-api running now?" against "checkout-api was upgraded to v1.23"), facts that hold
+    the subject and were filed under one concept ("service version") are the versions: each
+    such group keeps the ranks it earned, reassigned newest first."""
+    groups: dict[str, list[int]] = {}
+    for i, (fact, ts) in enumerate(zip(result.facts, terms, strict=True)):
+        if subject <= ts and fact.concept:
+            groups.setdefault(fact.concept.casefold(), []).append(i)
+    facts = list(result.facts)
+    score = dict(zip((f.fact_id for f in result.facts), result.scores, strict=True))
+    for slots in groups.values():
+        if len(slots) > 1:
+            newest = sorted((facts[i] for i in slots), key=_order, reverse=True)
+            for slot, fact in zip(slots, newest, strict=True):
+                facts[slot] = fact
+    result.facts = facts
+    result.scores = [score[f.fact_id] for f in facts]
 
 
 def _choose(versions: Sequence[HiveFact], facts: Sequence[HiveFact], terms: Sequence[set[str]],
