@@ -81,12 +81,24 @@ class ExtractiveAnswerer:
         return {t for t, c in counts.items() if c == fewest}
 
     def answer(self, question: str, result: SearchResult) -> Answer:
+        if result.items:
+            return self._items(question, result)
         if result.versions:
             return self._versions(question, result)
         chosen = self.chosen(result, question)
         if not chosen:
             return Answer(NO_ANSWER)
         return Answer(" ".join(_sentence(result.facts[i].content) for i in chosen), chosen)
+
+    @staticmethod
+    def _items(question: str, result: SearchResult) -> Answer:
+        """A gathering question: the distinct items (counted for "how many"), from the
+        facts that name them."""
+        listed = ", ".join(result.items)
+        text = f"{len(result.items)}: {listed}." if parse(question).wants_count else f"{listed}."
+        sources = [i for i, f in enumerate(result.facts)
+                   if any(item in f.content for item in result.items)][: len(result.items)]
+        return Answer(text, sources)
 
     @staticmethod
     def _versions(question: str, result: SearchResult) -> Answer:

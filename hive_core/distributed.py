@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hive_core import context, gossip, versions
+from hive_core import context, gossip
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import ConfigError, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
@@ -38,8 +38,10 @@ from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
+    pool_size,
     ranked_search,
     route_terms,
+    shape,
     with_context,
 )
 from hive_core.shard_client import Call, ShardClient
@@ -366,8 +368,8 @@ class DistributedHiveGraph(BaseHiveGraph):
             route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,
                                 avoid=self._avoid())
             result = ranked_search(route, client.stats, client.score, bm25,
-                                   versions.pool(parsed, limit), emphasis, routed)
-            result = versions.arrange(
+                                   pool_size(parsed, limit), emphasis, routed)
+            result = shape(
                 with_context(result, self._context_fetch(client, result, asking_agent)),
                 parsed, limit)
             # A shard that may have dropped what an old ring routed to it refused: refresh

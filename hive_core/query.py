@@ -11,7 +11,8 @@ tokenizer of :mod:`hive_core.text`:
   same terms;
 * ``anchors`` -- its names and identifiers: what the question is *about*;
 * cues -- ``wants_current`` ("now", "latest", ...), ``wants_past`` ("before", "previous",
-  "used to", ...) and ``wants_count`` ("how many", "list all", ...), for answer shaping.
+  "used to", ...), ``wants_count`` ("how many", "list all", ...) and ``wants_list`` ("list
+  ...", "what are ...", "which <plural> ..."), for answer shaping.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ParsedQuery:
     wants_current: bool
     wants_past: bool
     wants_count: bool
+    wants_list: bool = False
 
     def routed(self, fanout: int) -> list[str]:
         """The at most ``fanout`` terms the question is searched by."""
@@ -47,6 +49,11 @@ class ParsedQuery:
         in "Who leads Project Osprey?" the rare verb "leads" can out-score the name
         "Osprey" by idf alone; the name is what the asker means."""
         return {} if factor == 1.0 else dict.fromkeys(self.anchors, factor)
+
+
+def _plural(word: str) -> bool:
+    """"projects", "languages" -- not "boss", "status" or "is"."""
+    return len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
 def _noun_current(words: list[str], i: int) -> bool:
@@ -86,4 +93,6 @@ def parse(question: str) -> ParsedQuery:
         wants_past=any(w in PAST_CUES for w in words if w != "used") or ("used", "to") in pairs,
         wants_count=("how", "many") in pairs or ("list", "all") in pairs
         or any(w in COUNT_CUES for w in words),
+        wants_list=bool(words) and (words[0] == "list" or ("what", "are") in pairs or (
+            words[0] == "which" and len(words) > 1 and _plural(words[1]))),
     )

@@ -30,11 +30,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hive_core import context, versions
+from hive_core import aggregate, context, versions
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import TransportError
 from hive_core.facts import HiveFact
-from hive_core.query import parse
+from hive_core.query import ParsedQuery, parse
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, TermStats
 
@@ -53,6 +53,9 @@ class SearchResult:
     # A question about a changing value: the version it asks for, then the one compared
     # with it (hive_core.versions).
     versions: list[str] = field(default_factory=list)
+    # A question that gathers ("how many", "list"): the distinct things the first facts
+    # name (hive_core.aggregate).
+    items: list[str] = field(default_factory=list)
     # The idf weights and average length every score used (for a second phase that must
     # score more facts the same way); not part of the reply.
     weights: dict[str, float] = field(default_factory=dict, repr=False)
@@ -71,6 +74,7 @@ class SearchResult:
             "partial": self.partial,
             "terms": list(self.terms),
             "versions": list(self.versions),
+            "items": list(self.items),
         }
 
 
@@ -179,6 +183,18 @@ def ranked_search(
     return result
 
 
+def pool_size(parsed: ParsedQuery, limit: int) -> int:
+    """How many facts to search for: more than ``limit`` for questions about versions or
+    that gather (the answer shaping below needs them); ``limit`` are returned."""
+    return max(versions.pool(parsed, limit), aggregate.pool(parsed, limit))
+
+
+def shape(result: SearchResult, parsed: ParsedQuery, limit: int) -> SearchResult:
+    """Answer shaping on the merged pool (the same on every hive size): gathered items,
+    then versions; cut to ``limit``."""
+    return versions.arrange(aggregate.gather(result, parsed), parsed, limit)
+
+
 def with_context(result: SearchResult, fetch: context.Fetch) -> SearchResult:
     """The second phase of :mod:`hive_core.context`: fetch the facts of the turns next to
     the best candidates, add each fact's neighbour evidence, re-rank. A shard that fails the
@@ -216,7 +232,7 @@ def search_single_store(
         return store.score(terms_, w, k, avgdl)
 
     emphasis = parsed.emphasis(settings.anchor_boost)
-    result = ranked_search(route, stats_call, score_call, bm25, versions.pool(parsed, limit),
+    result = ranked_search(route, stats_call, score_call, bm25, pool_size(parsed, limit),
                            emphasis, parsed.routed(settings.query_fanout))
 
     def fetch(keys: Sequence[str]
@@ -225,7 +241,7 @@ def search_single_store(
                  for k in keys}
         return found, {}, [name]
 
-    return versions.arrange(with_context(result, fetch), parsed, limit)
+    return shape(with_context(result, fetch), parsed, limit)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:

@@ -48,6 +48,7 @@ def _split(query: ParsedQuery) -> tuple[frozenset[str], frozenset[str], frozense
     Falcon before Ada Okafor *took over*": "took over" describes the pivot)."""
     subject: set[str] = set()
     pivot: set[str] = set()
+    words_after: set[str] = set()
     attribute: set[str] = set()
     after = False
     for surface in surface_tokens(query.text):
@@ -59,9 +60,11 @@ def _split(query: ParsedQuery) -> tuple[frozenset[str], frozenset[str], frozense
             continue
         if term in query.anchors:
             (pivot if after else subject).add(term)
-        elif not after and surface.lower() not in TIME_WORDS and term not in TIME_WORDS:
-            attribute.add(term)
-    return frozenset(subject), frozenset(pivot - subject), frozenset(attribute)
+        elif surface.lower() not in TIME_WORDS and term not in TIME_WORDS:
+            (words_after if after else attribute).add(term)
+    # "before it was on track": no name after "before", so its words are the pivot.
+    return (frozenset(subject), frozenset((pivot or words_after) - subject),
+            frozenset(attribute))
 
 
 def _order(fact: HiveFact) -> tuple[float, int, str]:
@@ -93,9 +96,18 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     if not subject or not attribute:
         return
     terms = [set(tokenize(f.content)) for f in result.facts]
+    # A value named by its digits ("before it moved to 2026-09-24") was stated as digits
+    # before too, whatever the verb ("is due on 2026-08-30"): such facts are versions.
+    numeric = query.wants_past and any(_digits(t) for t in pivot)
     versions = sorted((f for f, ts in zip(result.facts, terms, strict=True)
-                       if subject <= ts and attribute & ts), key=_order)
-    if len({v.created_at for v in versions}) < 2:  # all said at once: no versions
+                       if subject <= ts and (attribute & ts or (
+                           numeric and any(_digits(t) for t in ts - subject - pivot)))),
+                      key=_order)
+    # Before a pivot one older version is enough (_choose); else two sayings at different
+    # times are needed (facts all said at once are not versions of anything).
+    enough = bool(versions) if query.wants_past and pivot else \
+        len({v.created_at for v in versions}) >= 2
+    if not enough:
         if query.wants_current:
             _newest_by_concept(result, subject, terms)
         return
@@ -110,6 +122,10 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     result.facts = facts
     result.scores = [score[f.fact_id] for f in facts]
     result.versions = [f.fact_id for f in ahead]
+
+
+def _digits(term: str) -> bool:
+    return any(c.isdigit() for c in term)
 
 
 def _newest_by_concept(result: SearchResult, subject: frozenset[str],
@@ -139,6 +155,8 @@ def _choose(versions: Sequence[HiveFact], facts: Sequence[HiveFact], terms: Sequ
     """(the version asked for, the one to name beside it)."""
     if not query.wants_past:
         return versions[-1], versions[-2]
+    # The past before a pivot: the newest version said before the first fact that names
+    # the subject and the pivot.
     if pivot:
         named = [f for f, ts in zip(facts, terms, strict=True) if (subject | pivot) <= ts]
         if not named:

@@ -1,0 +1,101 @@
+"""Questions that gather: "How many pets does Tomas Silva have?", "List the projects ...".
+
+The answer is not one fact but the distinct things several facts name. On the merged pool
+of the routed search (the same on every hive size), facts that hold the question's names
+(its subject) and one of its other words (the relation: "pets", "named", "joined") are the
+group; the *items* are the names each of them adds -- runs of capitalised words that are not
+the subject (one capitalised word opening a sentence is grammar, not a name). The group goes
+first in the result, so the facts behind a list are the facts shown, and the answer counts
+or lists the items ("3: Ziggy, Bramble, Sesame."). The search still asks at most
+``query_fanout`` shards; the pool is larger than ``limit`` (``POOL``) so that all the items
+of a subject with much chatter about it can be among the facts gathered.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+from hive_core.facts import HiveFact
+from hive_core.query import ParsedQuery
+from hive_core.text import normalize_token, surface_tokens, token_spans, tokenize
+
+if TYPE_CHECKING:
+    from hive_core.search import SearchResult
+
+POOL = 30
+STATED_TOP = 5  # the best facts checked for a number given outright
+
+
+def wanted(query: ParsedQuery) -> bool:
+    return query.wants_count or query.wants_list
+
+
+def pool(query: ParsedQuery, limit: int) -> int:
+    return max(limit, POOL) if wanted(query) else limit
+
+
+def items_of(fact: HiveFact, subject: frozenset[str]) -> list[str]:
+    """The names ``fact`` adds to its subject, in the order written."""
+    spans: list[list[tuple[int, int, str]]] = []
+    text = fact.content
+    for start, end, token in token_spans(text):
+        named = token[:1].isupper() and normalize_token(token) not in subject
+        if named and normalize_token(token) is not None:
+            if spans and spans[-1] and not text[spans[-1][-1][1]:start].strip():
+                spans[-1].append((start, end, token))
+            else:
+                spans.append([(start, end, token)])
+        elif token[:1].isupper() or normalize_token(token) in subject:
+            spans.append([])  # a subject word or a stopword breaks a run
+    out = []
+    for run in spans:
+        if not run or (run[0][0] == 0 and len(run) == 1):
+            continue
+        out.append(text[run[0][0]:run[-1][1]])
+    return out
+
+
+def _counted(question: str) -> str | None:
+    """The term of what "how many" counts ("users" in "How many users does ... have?")."""
+    words = [w.lower() for w in surface_tokens(question)]
+    for i, word in enumerate(words[:-1]):
+        if word == "many" and i > 0 and words[i - 1] == "how":
+            return normalize_token(words[i + 1])
+    return None
+
+
+def states_quantity(fact: HiveFact, noun: str) -> bool:
+    """Whether ``fact`` gives the number outright ("The beta has 2,500 users.")."""
+    tokens = [t for _, _, t in token_spans(fact.content)]
+    return any(any(c.isdigit() for c in a) and normalize_token(b) == noun
+               for a, b in pairwise(tokens))
+
+
+def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
+    """Put the group first and record its distinct items (``result.items``)."""
+    if not result.facts or not wanted(query) or not query.anchors:
+        return result
+    noun = _counted(query.text) if query.wants_count else None
+    if noun is not None and any(states_quantity(f, noun) for f in result.facts[:STATED_TOP]):
+        return result  # a number someone stated is the answer, not a count of names
+    subject = query.anchors
+    relation = {t for t in query.terms if t not in subject}
+    terms = [set(tokenize(f.content)) for f in result.facts]
+    group = [i for i, ts in enumerate(terms) if subject <= ts and relation & ts]
+    items: dict[str, str] = {}
+    named: list[int] = []
+    for i in group:
+        found = [x for x in items_of(result.facts[i], frozenset(subject))
+                 if x.casefold() not in items]
+        for item in found:
+            items[item.casefold()] = item
+        if found:
+            named.append(i)
+    if not named:
+        return result
+    order = named + [i for i in range(len(result.facts)) if i not in set(named)]
+    result.facts = [result.facts[i] for i in order]
+    result.scores = [result.scores[i] for i in order]
+    result.items = list(items.values())
+    return result
