@@ -148,7 +148,7 @@ def run_suite(evalset: EvalSet, hive: ProcessHive | None, hive_facts: int | None
     if baselines is not None:
         systems.update(baselines.learn(evalset))
         facts["n1"] = baselines.facts
-        facts["central"] = len(baselines.turns)
+        facts["central"] = len({t.content for t in baselines.turns})
     return SuiteRun(evalset, evaluate(evalset, systems, k, advance), facts)
 
 

@@ -1,10 +1,12 @@
 """The baseline every answer is compared with: one plain BM25 index over all turns.
 
-This is what a user would build without a hive: every turn in one index, Okapi BM25 with the
-collection's real document count and average length, every question term scored, the best
-turn as the answer. It shares the tokenizer with the hive (what a term is) and nothing else:
-no routing, no anchor emphasis, no cues, no episodes. When the hive does better than this it
-is because of what it does differently; when it does worse, the eval shows it.
+This is what a user would build without a hive: every distinct turn in one index (a turn
+said twice is one document, as it is one fact in the hive, so repeats do not crowd the top
+ten), Okapi BM25 with the collection's real document count and average length, every
+question term scored, the best turn as the answer. It shares the tokenizer with the hive
+(what a term is) and nothing else: no routing, no anchor emphasis, no cues, no episodes.
+When the hive does better than this it is because of what it does differently; when it
+does worse, the eval shows it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class CentralBm25:
 
     def __init__(self, turns: Sequence[Turn], k1: float = 1.2, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
-        self.texts = [t.content for t in turns]
+        self.texts = list(dict.fromkeys(t.content for t in turns))
         self.lengths: list[int] = []
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for doc, text in enumerate(self.texts):
