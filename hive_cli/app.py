@@ -7,6 +7,7 @@ Every failure is one line on stderr (``amplihack-hive: error: ...``), never a tr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -322,6 +323,38 @@ def stop(
 
 
 @app.command()
+def restart(
+    hive: Hive,
+    agents: AgentsOpt = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for ready.")] = 60.0,
+    stop_timeout: Annotated[float, typer.Option(
+        min=0, help="Seconds before SIGKILL when stopping.")] = 10.0,
+    json_out: Json = False,
+) -> None:
+    """Stop agents (all, or --agents) and start them again; a stopped agent is started.
+
+    They keep their place in the ring (as a plain stop does). Example:
+      amplihack-hive restart --hive ops --agents agent_2
+    """
+    config = HiveConfig.load(hive)
+    check_available(config)
+    names = lifecycle.select_agents(config, agent_list(agents))
+    stopped = supervisor.stop(config, names, stop_timeout)
+    stuck = [r.agent for r in stopped if r.outcome == "stuck"]
+    if stuck:
+        raise CliFailure(f"agent(s) {', '.join(stuck)} did not exit after SIGKILL; "
+                         "nothing was started")
+    out = Renderer(json_out)
+    with operations.connected(config) as link, out.progress("agents ready", len(names)) as bar:
+        results = lifecycle.start(config, link, names, timeout, progress=bar)
+    out.started(hive, results)
+    failed = [r.agent for r in results if not r.ok]
+    if failed:
+        raise CliFailure(f"{len(failed)} agent(s) failed to start again: {', '.join(failed)} "
+                         f"(see {config.logs_dir})")
+
+
+@app.command()
 def status(hive: Hive, json_out: Json = False) -> None:
     """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run)."""
     config = HiveConfig.load(hive)
@@ -437,18 +470,23 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:
         if type(exc).__name__ != "NoArgsIsHelpError":  # bare command or group: show its help
-            return _fail(exc)
+            return _fail(exc, argv)
         sys.stdout.write(str(exc.format_message()) + "\n")
         return exit_code_for(exc)
     except KeyboardInterrupt as exc:
-        return _fail(exc)
+        return _fail(exc, argv)
 
 
-def _fail(exc: BaseException) -> int:
+def _fail(exc: BaseException, argv: list[str] | None) -> int:
+    """The one error line on stderr; under --json also ``{"error", "exit_code"}`` on stdout,
+    so a program reading stdout gets a document whatever happened."""
     if os.environ.get("AMPLIHACK_DEBUG") and not isinstance(exc, KeyboardInterrupt):
         raise exc
-    sys.stderr.write(f"amplihack-hive: error: {one_line(exc)}\n")
-    return exit_code_for(exc)
+    line, code = one_line(exc), exit_code_for(exc)
+    sys.stderr.write(f"amplihack-hive: error: {line}\n")
+    if "--json" in (sys.argv[1:] if argv is None else argv):
+        sys.stdout.write(json.dumps({"error": line, "exit_code": code}) + "\n")
+    return code
 
 
 def _quiet_library_logs() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink, describe
 from hive_core.errors import AgentError, HiveError
-from hive_core.hive_config import HiveConfig
+from hive_core.hive_config import HiveConfig, did_you_mean
 
 STARTUP_GRACE_S = 60.0
 STATUS_TIMEOUT_S = 2.0
@@ -67,7 +67,8 @@ def select_agents(config: HiveConfig, wanted: Sequence[str] | None) -> list[str]
         return config.agent_names()
     for name in wanted:
         if name not in config.agent_names():
-            raise AgentError(f"hive {config.name!r} has no agent {name!r}")
+            raise AgentError(f"hive {config.name!r} has no agent {name!r}"
+                             + did_you_mean(name, config.agent_names()))
     return list(dict.fromkeys(wanted))
 
 

@@ -60,6 +60,14 @@ class Renderer:
             task = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(task, n)
 
+    def _table(self, *headers: str, **options: Any) -> Table:
+        """A Rich table on a terminal; plain aligned columns (no box characters) when stdout
+        is piped or redirected, so ``grep`` and ``awk`` see words, not borders."""
+        if not self.out.is_terminal:
+            options.setdefault("box", None)
+            options.setdefault("pad_edge", False)
+        return Table(*headers, **options)
+
     def _line(self, text: str) -> None:
         """A line of prose: never wrapped at the console width (it may be piped or grepped)."""
         self.out.print(text, soft_wrap=True)
@@ -70,7 +78,7 @@ class Renderer:
             return self.json({"hives": rows})
         if not rows:
             return self.out.print("no hives (create one with: amplihack-hive create --name NAME)")
-        table = Table("hive", "transport", "agents", "running", "note")
+        table = self._table("hive", "transport", "agents", "running", "note")
         for r in rows:
             table.add_row(escape(r["name"]), r.get("transport") or "-", str(r.get("agents", "-")),
                           str(r.get("running", "-")), escape(r.get("error") or ""))
@@ -79,12 +87,12 @@ class Renderer:
     def config(self, doc: dict[str, Any]) -> None:
         if self.json_mode:
             return self.json(doc)
-        table = Table("setting", "value", show_header=False)
+        table = self._table("setting", "value", show_header=False)
         for key, value in doc.items():
             if key != "agents":
                 table.add_row(key, escape("-" if value is None else str(value)))
         self.out.print(table)
-        agents = Table("agent", "prompt", "kuzu_db")
+        agents = self._table("agent", "prompt", "kuzu_db")
         for a in doc["agents"]:
             agents.add_row(escape(a["name"]), escape(a["prompt"] or ""), escape(a["kuzu_db"] or ""))
         self.out.print(agents)
@@ -94,7 +102,7 @@ class Renderer:
         if self.json_mode:
             return self.json({"hive": hive, "transport": transport, "ring": ring,
                               "agents": [s.to_json() for s in states]})
-        table = Table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB", "detail",
+        table = self._table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB", "detail",
                       title=f"hive {escape(hive)} ({transport})")
         for s in states:
             style = STATUS_STYLE.get(s.status, "")
@@ -118,7 +126,8 @@ class Renderer:
         if self.json_mode:
             return self.json({"hive": hive, "agents": [r.to_json() for r in results],
                               "ok": all(r.ok for r in results)})
-        table = Table("agent", "result", "pid", "ready after", "detail", title=f"start {hive}")
+        table = self._table("agent", "result", "pid", "ready after", "detail",
+                            title=f"start {hive}")
         for r in results:
             style = "red" if not r.ok else "green"
             ready = "-" if r.ready_s is None else f"{r.ready_s:.1f}s"
@@ -130,7 +139,7 @@ class Renderer:
         if self.json_mode:
             return self.json({"hive": hive, "agents": [
                 {"agent": r.agent, "outcome": r.outcome, "pid": r.pid} for r in results]})
-        table = Table("agent", "result", "pid", title=f"stop {hive}")
+        table = self._table("agent", "result", "pid", title=f"stop {hive}")
         for r in results:
             style = "red" if r.outcome == "stuck" else ""
             table.add_row(escape(r.agent), f"[{style}]{r.outcome}[/]" if style else r.outcome,
@@ -173,7 +182,7 @@ class Renderer:
         k = doc["k"]
         for suite in doc["suites"]:
             systems = suite["systems"]
-            table = Table(title=f"{suite['suite']}: {suite['questions']} questions, "
+            table = self._table(title=f"{suite['suite']}: {suite['questions']} questions, "
                                 f"{suite['turns']} turns -- {doc['hive']}")
             table.add_column("category")
             table.add_column("n", justify="right")

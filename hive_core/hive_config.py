@@ -16,8 +16,10 @@ Writes are atomic (temp file + rename) so a failed command never leaves a half-w
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,12 @@ def validate_name(kind: str, name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """"; did you mean 'ops'?" for a near miss among ``known``, else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def amplihack_home() -> Path:
@@ -204,7 +212,9 @@ class HiveConfig:
     def load(cls, name: str) -> HiveConfig:
         path = hive_dir(name) / "config.yaml"
         if not path.exists():
-            raise HiveNotFound(f"no hive named {name!r} (looked in {path.parent})")
+            known = sorted(p.parent.name for p in hives_root().glob("*/config.yaml"))
+            raise HiveNotFound(f"no hive named {name!r} (looked in {path.parent})"
+                               + did_you_mean(name, known))
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:

@@ -1,0 +1,85 @@
+"""Operator conveniences, with real agent processes where processes matter: ``restart``,
+"did you mean", plain columns when piped, and a JSON error document under ``--json``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_helpers import cli, cli_process
+
+from hive_cli import supervisor
+from hive_core.hive_config import HiveConfig
+
+BOX = set("┃━┏┓┗┛│─┡┩╇")
+
+
+def pids(name: str) -> dict[str, int]:
+    config = HiveConfig.load(name)
+    out = {}
+    for agent in config.agent_names():
+        record = supervisor.read_pid(config, agent)
+        if record is not None and supervisor.live_process(record) is not None:
+            out[agent] = record.pid
+    return out
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    path = tmp_path / "home"
+    monkeypatch.setenv("AMPLIHACK_HOME", str(path))
+    yield path
+    root = path / "hives"
+    for folder in root.iterdir() if root.exists() else ():
+        config = HiveConfig.load(folder.name)
+        supervisor.stop(config, config.agent_names(), timeout=5)
+
+
+def test_restart_replaces_the_named_agents_and_starts_stopped_ones(home) -> None:
+    assert cli_process(home, "create", "--name", "rs", "--agents", "2",
+                       "--shard-backend", "memory").code == 0
+    # A stopped hive: restart starts it (as pm2 restart does).
+    res = cli_process(home, "restart", "--hive", "rs", "--json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["ok"] is True and {a["agent"] for a in doc["agents"]} == {"agent_0", "agent_1"}
+    before = pids("rs")
+    assert set(before) == {"agent_0", "agent_1"}
+    res = cli_process(home, "restart", "--hive", "rs", "--agents", "agent_1")
+    assert res.code == 0, res.err
+    after = pids("rs")
+    assert after["agent_0"] == before["agent_0"]  # untouched
+    assert after["agent_1"] != before["agent_1"]  # a new process
+    status = cli_process(home, "status", "--hive", "rs", "--json").json()
+    assert {a["name"]: a["status"] for a in status["agents"]} == {
+        "agent_0": "running", "agent_1": "running"}
+
+
+def test_did_you_mean_for_hives_and_agents(home, capsys) -> None:
+    assert cli(capsys, "create", "--name", "ops", "--agents", "2").code == 0
+    res = cli(capsys, "status", "--hive", "opps")
+    assert res.code == 1 and "did you mean 'ops'?" in res.err
+    res = cli(capsys, "stop", "--hive", "ops", "--agents", "agnet_1")
+    assert res.code == 1 and "did you mean 'agent_1'?" in res.err
+    res = cli(capsys, "status", "--hive", "zzzzzz")
+    assert "did you mean" not in res.err
+
+
+def test_piped_tables_are_plain_columns(home) -> None:
+    assert cli_process(home, "create", "--name", "pl", "--agents", "2").code == 0
+    res = cli_process(home, "list")
+    assert res.code == 0 and not BOX & set(res.out), res.out
+    lines = [line.split() for line in res.out.splitlines() if line.strip()]
+    assert lines[0][:3] == ["hive", "transport", "agents"]
+    assert lines[1][:3] == ["pl", "local", "2"]
+    res = cli_process(home, "status", "--hive", "pl")
+    assert not BOX & set(res.out) and "agent_1" in res.out
+
+
+def test_json_errors_are_a_document_on_stdout(home, capsys) -> None:
+    res = cli(capsys, "status", "--hive", "nope", "--json")
+    assert res.code == 1
+    assert json.loads(res.out) == {"error": res.err.strip().removeprefix(
+        "amplihack-hive: error: "), "exit_code": 1}
+    res = cli(capsys, "status", "--hive", "nope")
+    assert res.out == ""  # without --json, stdout stays empty
