@@ -80,8 +80,8 @@ class Renderer:
             return self.out.print("no hives (create one with: amplihack-hive create --name NAME)")
         table = self._table("hive", "transport", "agents", "running", "note")
         for r in rows:
-            table.add_row(escape(r["name"]), r.get("transport") or "-", str(r.get("agents", "-")),
-                          str(r.get("running", "-")), escape(r.get("error") or ""))
+            table.add_row(escape(r["name"]), r.get("transport") or "-", _num(r.get("agents")),
+                          _num(r.get("running")), escape(r.get("error") or ""))
         self.out.print(table)
 
     def config(self, doc: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from hive_core import config_schema
 from hive_core.atomic import write_private
 from hive_core.config import DEFAULT_QUERY_FANOUT, DEFAULT_REPLICATION_FACTOR, DEFAULTS
 from hive_core.errors import ConfigError, HiveNotFound
@@ -179,23 +180,14 @@ class HiveConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> HiveConfig:
-        if not isinstance(data, dict):
-            raise ConfigError("config must be a YAML mapping")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        agents_raw = data.get("agents") or []
-        if not isinstance(agents_raw, list):
-            raise ConfigError("'agents' must be a list")
-        try:
-            agents = tuple(
-                AgentConfig(**a) if isinstance(a, dict) else AgentConfig(name=str(a))
-                for a in agents_raw
-            )
-            return cls(**{**data, "agents": agents})
-        except TypeError as exc:
-            raise ConfigError(f"invalid config: {exc}") from exc
+        """A config from its YAML mapping, its shape checked first (hive_core.config_schema)."""
+        if isinstance(data, dict) and isinstance(data.get("agents"), list):
+            # A bare name is shorthand for an agent with no prompt.
+            data = {**data, "agents": [a if isinstance(a, dict) else {"name": str(a)}
+                                       for a in data["agents"]]}
+        data = config_schema.check(data)
+        agents = tuple(AgentConfig(**a) for a in data.get("agents") or ())
+        return cls(**{**data, "agents": agents})
 
     def save(self) -> Path:
         """Atomically write config.yaml with mode 0600, in a hive folder of mode 0700.
@@ -219,7 +211,10 @@ class HiveConfig:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from exc
-        cfg = cls.from_dict(data)
+        try:
+            cfg = cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         if cfg.name != name:
             raise ConfigError(f"{path} names hive {cfg.name!r}, expected {name!r}")
         return cfg
