@@ -52,7 +52,8 @@ class AgentState:
 
     def to_json(self) -> dict[str, Any]:
         ring = self.reply.get("ring") or {}
-        return {"name": self.name, "status": self.status, "pid": self.pid,
+        # "agent" as in every other command's JSON; "name" kept for existing readers.
+        return {"agent": self.name, "name": self.name, "status": self.status, "pid": self.pid,
                 "facts": self.facts, "rss_mb": self.rss_mb,
                 "uptime_s": None if self.uptime_s is None else round(self.uptime_s, 1),
                 "detail": self.detail, "ring_state": self.ring_state,

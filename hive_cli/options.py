@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from hive_cli.errors import UsageProblem
-from hive_core.errors import ConfigError
-from hive_core.hive_config import validate_name
+from hive_core.errors import ConfigError, HiveError
+from hive_core.hive_config import HiveConfig, hives_root, validate_name
 
 
 def name_check(kind: str):
@@ -34,12 +34,39 @@ def agent_list(value: str | None) -> list[str] | None:
         raise typer.BadParameter(str(exc)) from exc
 
 
-Hive = Annotated[str, typer.Option("--hive", help="Hive name.", callback=name_check("hive"))]
+def complete_hive(incomplete: str) -> list[str]:
+    """Shell completion: the hives under $AMPLIHACK_HOME that start with what was typed."""
+    root = hives_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/config.yaml")
+                  if p.parent.name.startswith(incomplete))
+
+
+def complete_agent(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion: the agents of the --hive given so far (none before --hive)."""
+    hive = ctx.params.get("hive")
+    if not hive:
+        return []
+    try:
+        names = HiveConfig.load(hive).agent_names()
+    except HiveError:
+        return []
+    done, _, last = incomplete.rpartition(",")  # --agents a,b,<TAB>
+    prefix = f"{done}," if done else ""
+    taken = set(done.split(","))
+    return [prefix + n for n in names if n.startswith(last) and n not in taken]
+
+
+Hive = Annotated[str, typer.Option("--hive", help="Hive name.", callback=name_check("hive"),
+                                   autocompletion=complete_hive)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 AgentOpt = Annotated[str | None, typer.Option(
-    "--agent", help="Agent name.", callback=name_check("agent"))]
+    "--agent", help="Agent name.", callback=name_check("agent"),
+    autocompletion=complete_agent)]
 AgentsOpt = Annotated[str | None, typer.Option(
-    "--agents", help="Comma-separated agent names (default: all).")]
+    "--agents", help="Comma-separated agent names (default: all).",
+    autocompletion=complete_agent)]
 
 
 def usage(fn):

@@ -101,6 +101,7 @@ class Renderer:
                ring: dict[str, Any]) -> None:
         if self.json_mode:
             return self.json({"hive": hive, "transport": transport, "ring": ring,
+                              "ok": all(s.status == "running" for s in states),
                               "agents": [s.to_json() for s in states]})
         table = self._table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB", "detail",
                       title=f"hive {escape(hive)} ({transport})")
@@ -137,8 +138,9 @@ class Renderer:
 
     def stopped(self, hive: str, results: list[StopResult]) -> None:
         if self.json_mode:
-            return self.json({"hive": hive, "agents": [
-                {"agent": r.agent, "outcome": r.outcome, "pid": r.pid} for r in results]})
+            return self.json({"hive": hive, "ok": all(r.outcome != "stuck" for r in results),
+                              "agents": [{"agent": r.agent, "outcome": r.outcome, "pid": r.pid}
+                                         for r in results]})
         table = self._table("agent", "result", "pid", title=f"stop {hive}")
         for r in results:
             style = "red" if r.outcome == "stuck" else ""

@@ -121,3 +121,21 @@ def test_an_unknown_agent_key_is_named(home, capsys) -> None:
                                              "- name: agent_1\n  colour: blue\n"))
     res = cli(capsys, "status", "--hive", "ag")
     assert res.code == 1 and res.err.strip().endswith("agents.1.colour: unknown key")
+
+
+def complete(home, words: str) -> list[str]:
+    """What bash completion offers for ``words`` (the last one being completed)."""
+    parts = words.split(" ")
+    res = cli_process(home, env={"_AMPLIHACK_HIVE_COMPLETE": "complete_bash",
+                                 "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1)})
+    assert res.code == 0, res.err
+    return res.out.split()
+
+
+def test_shell_completion_of_hive_and_agent_names(home, capsys) -> None:
+    for name in ("ops", "openai", "sec"):
+        assert cli(capsys, "create", "--name", name, "--agents", "3").code == 0
+    assert complete(home, "amplihack-hive status --hive op") == ["openai", "ops"]
+    assert complete(home, "amplihack-hive stop --hive ops --agents agent_1,") == [
+        "agent_1,agent_0", "agent_1,agent_2"]
+    assert complete(home, "amplihack-hive logs --hive nothere --agent a") == []
