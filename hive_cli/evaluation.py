@@ -23,6 +23,7 @@ from typing import Any
 
 from agent_runtime.inprocess import InProcessHive
 from hive_cli import inputs, lifecycle, operations, supervisor
+from hive_cli import logs as hive_logs
 from hive_cli.agent_link import AgentLink
 from hive_cli.errors import CliFailure, UsageProblem
 from hive_cli.transport_factory import check_available
@@ -86,7 +87,7 @@ def throwaway_hive(agents: int, transport: str, connection_string: str | None,
         failed = [r.agent for r in results if not r.ok]
         if failed:
             # Its logs go with the temporary home: say what the first one said.
-            last = operations.tail(supervisor.log_path(config, failed[0]), 1)
+            last = hive_logs.tail(supervisor.log_path(config, failed[0]), 1)
             said = f": {last[-1].strip()}" if last else ""
             raise CliFailure(f"the eval hive did not start ({', '.join(failed)} exited); "
                              f"{failed[0]}'s log ended{said or ' empty'}")

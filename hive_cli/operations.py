@@ -8,7 +8,6 @@ one operation and returns plain data for the renderer, raising a :mod:`hive_cli.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +29,6 @@ ASK_TRY_MIN = 5.0  # seconds an agent gets to answer before the next one is aske
 LEARN_BATCH = 50
 LEARN_PARALLEL = 4
 LEARN_RETRIES = 3  # per batch, for transport failures only (LEARN is idempotent)
-FOLLOW_POLL_S = 0.2
 
 
 @contextmanager
@@ -273,46 +271,3 @@ def running_among(config: HiveConfig, link: AgentLink, agents: Sequence[str],
 
 
 # -- logs ------------------------------------------------------------------------------------
-def tail(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of a log, reading only its end."""
-    if lines <= 0:
-        return []
-    with path.open("rb") as fh:
-        fh.seek(0, 2)
-        size = fh.tell()
-        chunk = 64 * 1024
-        data = b""
-        while size > 0 and data.count(b"\n") <= lines:
-            step = min(chunk, size)
-            size -= step
-            fh.seek(size)
-            data = fh.read(step) + data
-    text = data.decode("utf-8", errors="replace")
-    return text.splitlines()[-lines:]
-
-
-def follow(paths: dict[str, Path], prefix: bool, stop: Callable[[], bool] = lambda: False
-           ) -> None:
-    """Print lines appended to the logs until Ctrl-C (or ``stop()``); handles truncation."""
-    offsets = {a: (p.stat().st_size if p.exists() else 0) for a, p in paths.items()}
-    while not stop():
-        for agent, path in paths.items():
-            if not path.exists():
-                continue
-            size = path.stat().st_size
-            if size < offsets[agent]:
-                offsets[agent] = 0
-            if size == offsets[agent]:
-                continue
-            with path.open("rb") as fh:
-                fh.seek(offsets[agent])
-                data = fh.read(size - offsets[agent])
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                continue
-            offsets[agent] += cut
-            for line in data[:cut].decode("utf-8", errors="replace").splitlines():
-                sys.stdout.write(f"{agent} | {line}\n" if prefix else f"{line}\n")
-            sys.stdout.flush()
-        time.sleep(FOLLOW_POLL_S)
-

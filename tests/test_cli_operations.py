@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 from cli_helpers import cli
 
 from hive_cli import inputs, operations
+from hive_cli import logs as hive_logs
 from hive_core.hive_config import HiveConfig
 
 
@@ -108,7 +110,7 @@ def test_follow_prints_appended_lines_and_survives_truncation(hive_with_logs, ca
     path = hive_with_logs.logs_dir / "agent_0.log"
     done = threading.Event()
     worker = threading.Thread(
-        target=operations.follow, args=({"agent_0": path}, False, done.is_set))
+        target=hive_logs.follow, args=({"agent_0": path}, False, done.is_set))
     capsys.readouterr()
     worker.start()
     seen: list[str] = []
@@ -120,7 +122,7 @@ def test_follow_prints_appended_lines_and_survives_truncation(hive_with_logs, ca
             time.sleep(0.05)
             seen.extend(capsys.readouterr().out.splitlines())
 
-    time.sleep(3 * operations.FOLLOW_POLL_S)  # let follow take the starting offsets
+    time.sleep(3 * hive_logs.FOLLOW_POLL_S)  # let follow take the starting offsets
     with path.open("a") as fh:
         fh.write("appended one\nappended two\npartial")
     wait_for("appended two")
@@ -200,3 +202,30 @@ def test_learn_resends_a_batch_after_a_transport_failure_but_not_a_rejection():
     else:
         raise AssertionError("a rejected batch must fail the learn")
     bus.close()
+
+
+def test_logs_merge_by_time_and_json_lines(amplihack_home, capsys):
+    assert cli(capsys, "create", "--name", "mg", "--agents", "2").code == 0
+    cfg = HiveConfig.load("mg")
+    cfg.logs_dir.mkdir()
+    (cfg.logs_dir / "agent_0.log").write_text(
+        "--- amplihack-hive: starting agent_0 at 2026-12-02T10:00:00+0000\n"
+        "2026-12-02 10:00:01,000 INFO mg/agent_0 a: ready\n"
+        "2026-12-02 10:00:05,000 ERROR mg/agent_0 a: boom\n"
+        "Traceback (most recent call last):\n")
+    (cfg.logs_dir / "agent_1.log").write_text(
+        "2026-12-02 10:00:00,500 INFO mg/agent_1 a: ready\n"
+        "2026-12-02 10:00:03,000 INFO mg/agent_1 a: learned\n")
+    res = cli(capsys, "logs", "--hive", "mg", "--merge", "--lines", "5")
+    assert res.code == 0
+    rows = [(line.split(" | ")[0], line.split()[-1]) for line in res.out.splitlines()]
+    assert rows == [("agent_1", "ready"), ("agent_0", "ready"), ("agent_1", "learned"),
+                    ("agent_0", "boom"), ("agent_0", "last):")]
+    res = cli(capsys, "logs", "--hive", "mg", "--agent", "agent_0", "--json", "--lines", "2")
+    rows = [json.loads(line) for line in res.out.splitlines()]
+    assert rows == [
+        {"agent": "agent_0", "time": "2026-12-02 10:00:05,000",
+         "line": "2026-12-02 10:00:05,000 ERROR mg/agent_0 a: boom"},
+        # A traceback line belongs to the line before it.
+        {"agent": "agent_0", "time": "2026-12-02 10:00:05,000",
+         "line": "Traceback (most recent call last):"}]
