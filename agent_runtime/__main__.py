@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 
-from agent_runtime import health
+from agent_runtime import health, log_file
 from agent_runtime.agent import Agent
 from agent_runtime.env_config import HIVE_VARIABLE, load_hive_config
 from hive_core.errors import HiveError
@@ -54,6 +54,7 @@ def setup_logging(hive: str, agent: str) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=os.environ.get("AMPLIHACK_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s %(levelname)s {hive}/{agent} %(name)s: %(message)s")
+    log_file.install()
 
 
 def main(argv: list[str] | None = None) -> int:

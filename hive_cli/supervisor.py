@@ -130,6 +130,7 @@ def spawn(
     child_env = dict(os.environ if env is None else env)
     child_env["AMPLIHACK_HOME"] = str(amplihack_home())
     child_env["PYTHONUNBUFFERED"] = "1"
+    child_env["AMPLIHACK_LOG_FILE"] = str(log_path(config, agent))  # the agent rotates it
     log_fd = _open_log(log_path(config, agent))
     try:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")

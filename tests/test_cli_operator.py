@@ -139,3 +139,31 @@ def test_shell_completion_of_hive_and_agent_names(home, capsys) -> None:
     assert complete(home, "amplihack-hive stop --hive ops --agents agent_1,") == [
         "agent_1,agent_0", "agent_1,agent_2"]
     assert complete(home, "amplihack-hive logs --hive nothere --agent a") == []
+
+
+def test_an_agent_rotates_its_log_by_size(home) -> None:
+    from hive_cli.agent_link import AgentLink
+    from hive_core.transports.unix import UnixSocketTransport
+
+    assert cli_process(home, "create", "--name", "lg", "--agents", "1",
+                       "--shard-backend", "memory").code == 0
+    limits = {"AMPLIHACK_LOG_MAX_BYTES": "2048", "AMPLIHACK_LOG_BACKUPS": "2"}
+    assert cli_process(home, "start", "--hive", "lg", env=limits).code == 0
+    config = HiveConfig.load("lg")
+    link = AgentLink("lg", UnixSocketTransport(config.run_dir))
+    try:
+        for i in range(120):  # each ask writes one ~150-byte log line
+            link.ask("agent_0", f"What is question number {i}?", 3, 10.0)
+    finally:
+        link.transport.close()
+    log = supervisor.log_path(config, "agent_0")
+    one, two = (log.with_name(f"{log.name}.{i}") for i in (1, 2))
+    assert one.exists() and two.exists()
+    assert not log.with_name(f"{log.name}.3").exists()  # beyond the backups: dropped
+    for path in (log, one, two):
+        assert path.stat().st_size < 2048 + 400  # the limit, plus the record that passed it
+        assert path.stat().st_mode & 0o077 == 0
+    # The newest line is in the live file, which `logs` shows.
+    assert "question number 119" in log.read_text()
+    res = cli_process(home, "logs", "--hive", "lg", "--lines", "1")
+    assert "question number 119" in res.out
