@@ -26,6 +26,7 @@ from typing import Any
 
 from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink, describe
+from hive_cli.errors import Interrupted
 from hive_core.errors import AgentError, HiveError
 from hive_core.hive_config import HiveConfig, did_you_mean
 
@@ -142,9 +143,23 @@ def start(
     Agents that do not report ready by the deadline, or exit while starting, are stopped
     (their PID files removed) and reported ``failed`` with the reason and their log file.
     """
+    results: dict[str, StartResult] = {}
+    try:
+        return _start(config, link, agents, timeout, progress, command, results)
+    except KeyboardInterrupt:
+        spawned = [r for r in results.values() if r.outcome in ("started", "restarted")]
+        ready = sum(r.ready_s is not None for r in spawned)
+        raise Interrupted(
+            f"interrupted: {len(spawned)} of {len(agents)} agent(s) spawned ({ready} ready); "
+            "every spawned agent is recorded and keeps running -- `status` shows them, "
+            f"`stop --hive {config.name}` stops them") from None
+
+
+def _start(config: HiveConfig, link: AgentLink, agents: Sequence[str], timeout: float,
+           progress: Progress, command: Callable[[str], list[str]] | None,
+           results: dict[str, StartResult]) -> list[StartResult]:
     t0 = time.monotonic()
     deadline = t0 + timeout
-    results: dict[str, StartResult] = {}
     pending: dict[str, StartResult] = {}
     for state in probe(config, link, agents):
         if state.status == "crashed" and state.alive:

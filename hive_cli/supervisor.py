@@ -131,23 +131,30 @@ def spawn(
     child_env["AMPLIHACK_HOME"] = str(amplihack_home())
     child_env["PYTHONUNBUFFERED"] = "1"
     child_env["AMPLIHACK_LOG_FILE"] = str(log_path(config, agent))  # the agent rotates it
-    log_fd = _open_log(log_path(config, agent))
+    # Ctrl-C waits until the process is recorded: a spawned agent without a PID file is one
+    # that status calls stopped and stop cannot reach.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        os.write(log_fd, f"--- amplihack-hive: starting {agent} at {stamp}\n".encode())
-        child = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-            start_new_session=True, env=child_env, close_fds=True,
-        )
+        log_fd = _open_log(log_path(config, agent))
+        try:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            os.write(log_fd, f"--- amplihack-hive: starting {agent} at {stamp}\n".encode())
+            child = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+                start_new_session=True, env=child_env, close_fds=True,
+            )
+        finally:
+            os.close(log_fd)
+        try:
+            created = psutil.Process(child.pid).create_time()
+        except psutil.NoSuchProcess as exc:  # pragma: no cover - reaped by someone at once
+            raise AgentError(f"agent {agent} exited at once; see "
+                             f"{log_path(config, agent)}") from exc
+        record = PidRecord(child.pid, created, time.time())
+        write_pid(config, agent, record)
+        return record
     finally:
-        os.close(log_fd)
-    try:
-        created = psutil.Process(child.pid).create_time()
-    except psutil.NoSuchProcess as exc:  # pragma: no cover - reaped by someone else at once
-        raise AgentError(f"agent {agent} exited at once; see {log_path(config, agent)}") from exc
-    record = PidRecord(child.pid, created, time.time())
-    write_pid(config, agent, record)
-    return record
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,3 +167,41 @@ def test_an_agent_rotates_its_log_by_size(home) -> None:
     assert "question number 119" in log.read_text()
     res = cli_process(home, "logs", "--hive", "lg", "--lines", "1")
     assert "question number 119" in res.out
+
+
+def test_ctrl_c_during_start_leaves_every_spawned_agent_recorded(home) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+    from cli_helpers import console_script
+
+    name = f"cc{os.getpid()}"
+    assert cli_process(home, "create", "--name", name, "--agents", "6").code == 0
+    config = HiveConfig.load(name)
+    proc = subprocess.Popen([*console_script(), "start", "--hive", name],
+                            env={**os.environ, "AMPLIHACK_HOME": str(home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(config.run_dir.glob("*.pid")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted:" in err and b"of 6 agent(s) spawned" in err
+
+    def hive_processes() -> set[int]:
+        out = set()
+        for p in psutil.process_iter(["cmdline", "status"]):
+            cmd = p.info["cmdline"] or []
+            if "agent_runtime" in cmd and name in cmd and p.info["status"] != "zombie":
+                out.add(p.pid)
+        return out
+
+    recorded = {supervisor.read_pid(config, a).pid for a in config.agent_names()
+                if supervisor.read_pid(config, a) is not None}
+    assert hive_processes() <= recorded  # no agent runs without a record
+    assert cli_process(home, "stop", "--hive", name).code == 0
+    assert hive_processes() == set()
