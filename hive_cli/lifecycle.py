@@ -4,24 +4,26 @@ States (one rule each, checked in this order)::
 
     stopped   no PID file: never started, or stopped cleanly by ``stop``
     crashed   a PID file, but its process is gone (or the PID now belongs to another
-              program); or the process is alive but has not answered a status request
-              for longer than STARTUP_GRACE_S since it was started (hung)
+              program)
+    unresponsive  the process is alive but has not answered a status request for longer
+              than STARTUP_GRACE_S since it was started (hung, or busy past the deadline)
     running   the process is alive (PID and start time match) and answered ``status``
               with ``ready: true``
     starting  the process is alive, started less than STARTUP_GRACE_S ago, and has not
               answered (yet) or answered ``ready: false``
 
-``start`` leaves running and starting agents alone, restarts crashed ones, and waits until
-each agent *itself* reports ready, with one deadline for all. Before it stops an agent that
-is alive but silent, it asks once more with a long deadline (HUNG_CONFIRM_S), so an agent
-that is merely busy (a large learn in flight) is never killed by a second ``start``.
+``start`` leaves running and starting agents alone, restarts crashed and unresponsive
+ones, and waits until each agent *itself* reports ready, with one deadline for all. Before
+it stops an agent that is alive but silent, it asks once more with a long deadline
+(HUNG_CONFIRM_S), so an agent that is merely busy (a large learn in flight) is never killed
+by a second ``start``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hive_cli import supervisor
@@ -41,14 +43,14 @@ Progress = Callable[[int], None]
 @dataclass(slots=True)
 class AgentState:
     name: str
-    status: str  # running | starting | stopped | crashed
+    status: str  # running | starting | stopped | crashed | unresponsive
     pid: int | None = None
     uptime_s: float | None = None
     facts: int | None = None
     rss_mb: float | None = None
     detail: str = ""
     reply: dict[str, Any] = field(default_factory=dict)
-    alive: bool = False  # a crashed state whose process still exists (hung, not dead)
+    alive: bool = False  # the process exists (running, starting, unresponsive)
     ring_state: str = ""  # normal | joining | leaving | down | absent (the ring view's word)
 
     def to_json(self) -> dict[str, Any]:
@@ -101,12 +103,15 @@ def probe(config: HiveConfig, link: AgentLink | None, agents: Sequence[str],
             state.status = "running"
             state.facts = int(reply["facts"])
             state.reply = reply
-        elif now - record.started_at > STARTUP_GRACE_S:
-            state.status = "crashed"
+        elif record.ready_at is not None or now - record.started_at > STARTUP_GRACE_S:
+            # Alive, not answering: hung (or busy past the deadline), not crashed. Once an
+            # agent has been ready, silence is no longer "starting".
+            state.status = "unresponsive"
             state.alive = True
             why = describe(reply) if isinstance(reply, HiveError) else "not ready"
-            state.detail = (f"process alive but no ready status {STARTUP_GRACE_S:g}s after "
-                            f"start: {why}")
+            state.detail = (f"process alive but no ready status "
+                            f"{'since it was ready' if record.ready_at else 'after start'}: "
+                            f"{why}")
         elif isinstance(reply, HiveError):
             state.detail = describe(reply)
     return [states[a] for a in agents]
@@ -162,7 +167,7 @@ def _start(config: HiveConfig, link: AgentLink, agents: Sequence[str], timeout: 
     deadline = t0 + timeout
     pending: dict[str, StartResult] = {}
     for state in probe(config, link, agents):
-        if state.status == "crashed" and state.alive:
+        if state.status == "unresponsive":
             state = probe(config, link, [state.name], timeout=HUNG_CONFIRM_S)[0]
         if state.status == "running":
             results[state.name] = StartResult(state.name, "already running", state.pid)
@@ -172,11 +177,11 @@ def _start(config: HiveConfig, link: AgentLink, agents: Sequence[str], timeout: 
             pending[state.name] = results[state.name] = StartResult(
                 state.name, "already starting", state.pid)
             continue
-        if state.status == "crashed":
+        if state.status in ("crashed", "unresponsive"):
             supervisor.stop(config, [state.name], timeout=supervisor.KILL_WAIT_S)
         cmd = command(state.name) if command is not None else None
         record = supervisor.spawn(config, state.name, cmd)
-        outcome = "restarted" if state.status == "crashed" else "started"
+        outcome = "restarted" if state.status in ("crashed", "unresponsive") else "started"
         pending[state.name] = results[state.name] = StartResult(state.name, outcome, record.pid)
     while pending:
         _poll_ready(config, link, pending, deadline, t0, progress)
@@ -209,5 +214,8 @@ def _poll_ready(config: HiveConfig, link: AgentLink, pending: dict[str, StartRes
         if isinstance(reply, dict) and reply.get("ready") is True:
             res = pending.pop(name)
             res.ready_s = time.monotonic() - t0
+            record = supervisor.read_pid(config, name)
+            if record is not None and record.pid == res.pid:
+                supervisor.write_pid(config, name, replace(record, ready_at=time.time()))
             progress(1)
 

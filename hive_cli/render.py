@@ -22,7 +22,8 @@ from rich.table import Table
 from hive_cli.lifecycle import AgentState, StartResult
 from hive_cli.supervisor import StopResult
 
-STATUS_STYLE = {"running": "green", "starting": "yellow", "stopped": "dim", "crashed": "red"}
+STATUS_STYLE = {"running": "green", "starting": "yellow", "stopped": "dim", "crashed": "red",
+                "unresponsive": "red"}
 
 
 class Renderer:

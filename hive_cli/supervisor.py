@@ -41,10 +41,11 @@ class PidRecord:
     pid: int
     create_time: float
     started_at: float
+    ready_at: float | None = None  # when it first reported ready (then silence = hung)
 
     def to_json(self) -> str:
         return json.dumps({"pid": self.pid, "create_time": self.create_time,
-                           "started_at": self.started_at})
+                           "started_at": self.started_at, "ready_at": self.ready_at})
 
 
 def pid_path(config: HiveConfig, agent: str) -> Path:
@@ -64,7 +65,9 @@ def read_pid(config: HiveConfig, agent: str) -> PidRecord | None:
     path = pid_path(config, agent)
     try:
         raw = json.loads(path.read_text())
-        return PidRecord(int(raw["pid"]), float(raw["create_time"]), float(raw["started_at"]))
+        ready = raw.get("ready_at")
+        return PidRecord(int(raw["pid"]), float(raw["create_time"]), float(raw["started_at"]),
+                         None if ready is None else float(ready))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:

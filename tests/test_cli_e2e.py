@@ -253,6 +253,9 @@ def test_a_hung_agent_hands_the_question_to_the_next(hive: Hive) -> None:
     assert hive("learn", "--hive", hive.name, "--file", str(CORPUS)).code == 0
     os.kill(pids["agent_0"], signal.SIGSTOP)
     try:
+        code, doc = _status(hive)  # alive but not answering: hung, not crashed
+        states = {a["agent"]: a["status"] for a in doc["agents"]}
+        assert code == 3 and states["agent_0"] == "unresponsive" and states["agent_1"] == "running"
         began = time.monotonic()
         answered = hive("ask", "--hive", hive.name, "--json", "--timeout", "20",
                         "Who leads Project Osprey?")

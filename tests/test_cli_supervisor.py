@@ -94,7 +94,7 @@ def test_probe_states(hive):
     supervisor.write_pid(hive, "a0", supervisor.PidRecord(
         old.pid, old.create_time, time.time() - lifecycle.STARTUP_GRACE_S - 1))
     hung = lifecycle.probe(hive, None, ["a0"])[0]
-    assert hung.status == "crashed" and "no ready status" in hung.detail
+    assert hung.status == "unresponsive" and "no ready status" in hung.detail
 
 
 class FakeReadiness:
@@ -163,7 +163,7 @@ def test_start_does_not_kill_a_busy_agent(hive):
     record = supervisor.spawn(hive, "a0", SLEEPER)
     _backdate(hive, "a0")
     link = AgentLink(hive.name, bus)
-    assert lifecycle.probe(hive, link, ["a0"])[0].status == "crashed"
+    assert lifecycle.probe(hive, link, ["a0"])[0].status == "unresponsive"
     result = lifecycle.start(hive, link, ["a0"], timeout=30, command=lambda a: SLEEPER)[0]
     assert (result.outcome, result.pid) == ("already running", record.pid)
     assert supervisor.live_process(record) is not None
