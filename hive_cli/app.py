@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -356,21 +357,53 @@ def restart(
 
 
 @app.command()
-def status(hive: Hive, json_out: Json = False) -> None:
-    """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run)."""
+def status(
+    hive: Hive,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Redraw every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between redraws.")] = 2.0,
+    json_out: Json = False,
+) -> None:
+    """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run).
+
+    Examples:
+      amplihack-hive status --hive ops
+      amplihack-hive status --hive ops --watch --interval 1
+    """
+    if watch and json_out:
+        raise UsageProblem("--watch redraws a table; use --json without it (or poll)")
     config = HiveConfig.load(hive)
+    out = Renderer(json_out)
     with operations.connected(config) as link, ring_ops.view_store(config) as views:
-        view = views.load()
-        # Agents still owning ranges but no longer configured (a removal pending) too.
-        owning = (*view.current, *view.target) if view is not None else ()
-        names = config.agent_names() + sorted({a for a in owning
-                                               if a not in config.agent_names()})
-        states = lifecycle.probe(config, link, names)
-    for s in states:
-        s.ring_state = ring_ops.ring_state(view, s.name)
-    Renderer(json_out).status(hive, config.transport, states, ring_ops.ring_summary(view, states))
+        if watch:
+            return _watch(config, link, views, out, interval)
+        states, ring = _status_once(config, link, views)
+    out.status(hive, config.transport, states, ring)
     if any(s.status != "running" for s in states):
         raise typer.Exit(EXIT_NOT_RUNNING)
+
+
+def _status_once(config: HiveConfig, link, views) -> tuple[list, dict]:
+    view = views.load()
+    # Agents still owning ranges but no longer configured (a removal pending) too.
+    owning = (*view.current, *view.target) if view is not None else ()
+    names = config.agent_names() + sorted({a for a in owning if a not in config.agent_names()})
+    states = lifecycle.probe(config, link, names)
+    for s in states:
+        s.ring_state = ring_ops.ring_state(view, s.name)
+    return states, ring_ops.ring_summary(view, states)
+
+
+def _watch(config: HiveConfig, link, views, out: Renderer, interval: float) -> None:
+    """``status --watch``: the same probe every ``interval`` seconds; Ctrl-C ends it (0)."""
+    try:
+        with out.live() as show:
+            while True:
+                states, ring = _status_once(config, link, views)
+                show(out.status_view(config.name, config.transport, states, ring))
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 @app.command()

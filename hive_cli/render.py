@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -104,8 +105,14 @@ class Renderer:
             return self.json({"hive": hive, "transport": transport, "ring": ring,
                               "ok": all(s.status == "running" for s in states),
                               "agents": [s.to_json() for s in states]})
-        table = self._table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB", "detail",
-                      title=f"hive {escape(hive)} ({transport})")
+        self.out.print(self.status_view(hive, transport, states, ring), soft_wrap=True)
+
+    def status_view(self, hive: str, transport: str, states: list[AgentState],
+                    ring: dict[str, Any]) -> Group:
+        """The status table and its two summary lines (one renderable: ``--watch``
+        redraws it in place)."""
+        table = self._table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB",
+                            "detail", title=f"hive {escape(hive)} ({transport})")
         for s in states:
             style = STATUS_STYLE.get(s.status, "")
             ring_style = "" if s.ring_state == "normal" else "yellow"
@@ -113,16 +120,29 @@ class Renderer:
                           f"[{ring_style}]{s.ring_state}[/]" if ring_style else s.ring_state,
                           _num(s.pid), _uptime(s.uptime_s), _num(s.facts), _num(s.rss_mb),
                           escape(s.detail))
-        self.out.print(table)
         total = sum(s.facts or 0 for s in states)
         running = sum(s.status == "running" for s in states)
-        self._line(f"{running}/{len(states)} running, {total} facts held "
-                   "(counting every replica)")
         under = ring["under_replicated"]
         settled = "settled" if ring["settled"] else \
             f"moving ({escape(ring.get('waiting_on') or 'agents on older epochs')})"
-        self._line(f"ring epoch {ring['epoch']}, {settled}; under-replicated facts: "
-                   f"{'unknown (no agent running)' if under is None else under}")
+        return Group(table,
+                     f"{running}/{len(states)} running, {total} facts held "
+                     "(counting every replica)",
+                     f"ring epoch {ring['epoch']}, {settled}; under-replicated facts: "
+                     f"{'unknown (no agent running)' if under is None else under}")
+
+    @contextmanager
+    def live(self) -> Iterator[Callable[[Any], None]]:
+        """Yields ``show(renderable)``: redrawn in place on a terminal, else printed again
+        (with a blank line between snapshots) for a log or a pipe."""
+        if not self.out.is_terminal:
+            def show(renderable: Any) -> None:
+                self.out.print(renderable, soft_wrap=True)
+                self.out.print()
+            yield show
+            return
+        with Live(console=self.out, auto_refresh=False, transient=False) as live:
+            yield lambda renderable: live.update(renderable, refresh=True)
 
     def started(self, hive: str, results: list[StartResult]) -> None:
         if self.json_mode:

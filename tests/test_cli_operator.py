@@ -205,3 +205,28 @@ def test_ctrl_c_during_start_leaves_every_spawned_agent_recorded(home) -> None:
     assert hive_processes() <= recorded  # no agent runs without a record
     assert cli_process(home, "stop", "--hive", name).code == 0
     assert hive_processes() == set()
+
+
+def test_status_watch_redraws_until_ctrl_c(home) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from cli_helpers import console_script
+
+    assert cli_process(home, "create", "--name", "wt", "--agents", "2",
+                       "--shard-backend", "memory").code == 0
+    assert cli_process(home, "start", "--hive", "wt").code == 0
+    proc = subprocess.Popen([*console_script(), "status", "--hive", "wt", "--watch",
+                             "--interval", "0.3"], env={**os.environ, "AMPLIHACK_HOME": str(home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    snapshots = out.decode().count("2/2 running")
+    assert snapshots >= 2, out.decode()  # piped: one plain snapshot per interval
+    assert not BOX & set(out.decode())
+    res = cli_process(home, "status", "--hive", "wt", "--watch", "--json")
+    assert res.code == 2 and "--watch" in res.err
