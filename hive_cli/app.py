@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from hive_cli import inputs, lifecycle, operations, ring_ops, supervisor
+from hive_cli import inputs, keeper, lifecycle, operations, ring_ops, supervisor
 from hive_cli import logs as hive_logs
 from hive_cli.errors import EXIT_NOT_RUNNING, CliFailure, UsageProblem, exit_code_for, one_line
 from hive_cli.eval_cmd import eval_command
@@ -248,6 +248,10 @@ def start(
     resource_group: Annotated[str | None, typer.Option(
         help="azure: resource group (default: amplihack-HIVE).")] = None,
     location: Annotated[str | None, typer.Option(help="azure: Azure region.")] = None,
+    restart: Annotated[str, typer.Option(
+        "--restart", help="no | on-failure: a keeper process restarts crashed agents.")] = "no",
+    max_restarts: Annotated[int, typer.Option(
+        min=1, max=1000, help="on-failure: crashes in a row before the keeper gives up.")] = 5,
     json_out: Json = False,
 ) -> int | None:
     """Start one process per agent and wait until each reports ready.
@@ -269,6 +273,8 @@ def start(
         raise UsageProblem(f"unknown --target {target!r}: choose local or azure")
     if dry_run:
         raise UsageProblem("--dry-run is for --target azure")
+    if restart not in ("no", "on-failure"):
+        raise UsageProblem(f"unknown --restart {restart!r}: choose no or on-failure")
     wanted = agent_list(agents)
     config = HiveConfig.load(hive)
     check_available(config)
@@ -276,6 +282,10 @@ def start(
     out = Renderer(json_out)
     with operations.connected(config) as link, out.progress("agents ready", len(names)) as bar:
         results = lifecycle.start(config, link, names, timeout, progress=bar)
+    if restart == "on-failure":
+        pid = keeper.launch(config, config.agent_names(), max_restarts)
+        out.note(f"keeper (pid {pid}) restarts crashed agents of hive {hive} "
+                 f"(gives up after {max_restarts} crashes in a row)")
     if all(r.outcome == "already running" for r in results):
         # Like `docker compose up` and pm2: the wanted state holds, so this succeeds.
         if json_out:
@@ -313,6 +323,8 @@ def stop(
     names = lifecycle.select_agents(config, wanted)
     if decommission:
         _decommission(config, names, handoff_timeout)
+    if not wanted and keeper.stop(config):  # first, so it restarts none of them
+        Renderer(json_out).note(f"stopped the keeper of hive {hive}")
     results = supervisor.stop(config, names, timeout)
     if all(r.outcome == "not running" for r in results):
         if json_out:

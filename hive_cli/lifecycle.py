@@ -51,12 +51,14 @@ class AgentState:
     detail: str = ""
     reply: dict[str, Any] = field(default_factory=dict)
     alive: bool = False  # the process exists (running, starting, unresponsive)
+    restarts: int = 0  # restarts by the keeper after crashes (start --restart on-failure)
     ring_state: str = ""  # normal | joining | leaving | down | absent (the ring view's word)
 
     def to_json(self) -> dict[str, Any]:
         ring = self.reply.get("ring") or {}
         # "agent" as in every other command's JSON; "name" kept for existing readers.
         return {"agent": self.name, "name": self.name, "status": self.status, "pid": self.pid,
+                "restarts": self.restarts,
                 "facts": self.facts, "rss_mb": self.rss_mb,
                 "uptime_s": None if self.uptime_s is None else round(self.uptime_s, 1),
                 "detail": self.detail, "ring_state": self.ring_state,
@@ -89,12 +91,13 @@ def probe(config: HiveConfig, link: AgentLink | None, agents: Sequence[str],
             states[name] = AgentState(name, "stopped")
         elif proc is None:
             states[name] = AgentState(name, "crashed", pid=record.pid,
-                                      detail=f"process {record.pid} is gone")
+                                      detail=f"process {record.pid} is gone",
+                                      restarts=record.restarts)
         else:
             live[name] = (record, proc)
             states[name] = AgentState(name, "starting", pid=record.pid,
                                       uptime_s=now - proc.create_time(),
-                                      rss_mb=supervisor.rss_mb(proc))
+                                      rss_mb=supervisor.rss_mb(proc), restarts=record.restarts)
     replies = link.status(list(live), timeout) if link is not None and live else {}
     for name, (record, _proc) in live.items():
         state = states[name]

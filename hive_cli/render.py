@@ -112,14 +112,14 @@ class Renderer:
         """The status table and its two summary lines (one renderable: ``--watch``
         redraws it in place)."""
         table = self._table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB",
-                            "detail", title=f"hive {escape(hive)} ({transport})")
+                            "restarts", "detail", title=f"hive {escape(hive)} ({transport})")
         for s in states:
             style = STATUS_STYLE.get(s.status, "")
             ring_style = "" if s.ring_state == "normal" else "yellow"
             table.add_row(escape(s.name), f"[{style}]{s.status}[/]",
                           f"[{ring_style}]{s.ring_state}[/]" if ring_style else s.ring_state,
                           _num(s.pid), _uptime(s.uptime_s), _num(s.facts), _num(s.rss_mb),
-                          escape(s.detail))
+                          str(s.restarts), escape(s.detail))
         total = sum(s.facts or 0 for s in states)
         running = sum(s.status == "running" for s in states)
         under = ring["under_replicated"]

@@ -42,10 +42,12 @@ class PidRecord:
     create_time: float
     started_at: float
     ready_at: float | None = None  # when it first reported ready (then silence = hung)
+    restarts: int = 0  # times the keeper restarted this agent after a crash
 
     def to_json(self) -> str:
         return json.dumps({"pid": self.pid, "create_time": self.create_time,
-                           "started_at": self.started_at, "ready_at": self.ready_at})
+                           "started_at": self.started_at, "ready_at": self.ready_at,
+                           "restarts": self.restarts})
 
 
 def pid_path(config: HiveConfig, agent: str) -> Path:
@@ -67,7 +69,7 @@ def read_pid(config: HiveConfig, agent: str) -> PidRecord | None:
         raw = json.loads(path.read_text())
         ready = raw.get("ready_at")
         return PidRecord(int(raw["pid"]), float(raw["create_time"]), float(raw["started_at"]),
-                         None if ready is None else float(ready))
+                         None if ready is None else float(ready), int(raw.get("restarts", 0)))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:
@@ -121,11 +123,17 @@ def _open_log(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
+def stopping_path(config: HiveConfig, agent: str) -> Path:
+    """Present while ``stop`` takes the agent down: the keeper must not restart it."""
+    return config.run_dir / f"{agent}.stopping"
+
+
 def spawn(
     config: HiveConfig,
     agent: str,
     command: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    restarts: int = 0,
 ) -> PidRecord:
     """Start one agent process and record it; ``command`` defaults to the agent runtime."""
     config.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -153,7 +161,7 @@ def spawn(
         except psutil.NoSuchProcess as exc:  # pragma: no cover - reaped by someone at once
             raise AgentError(f"agent {agent} exited at once; see "
                              f"{log_path(config, agent)}") from exc
-        record = PidRecord(child.pid, created, time.time())
+        record = PidRecord(child.pid, created, time.time(), restarts=restarts)
         write_pid(config, agent, record)
         return record
     finally:
@@ -195,6 +203,8 @@ def stop(config: HiveConfig, agents: Sequence[str], timeout: float) -> list[Stop
             results[agent] = StopResult(agent, "crashed", record.pid)
         else:
             live[agent] = proc
+    for agent in live:  # an exit we cause is not a crash for the keeper to repair
+        stopping_path(config, agent).touch(mode=0o600)
     for proc in live.values():
         _signal(proc, signal.SIGTERM)
     survivors = _wait_gone(live, time.monotonic() + timeout)
@@ -208,6 +218,8 @@ def stop(config: HiveConfig, agents: Sequence[str], timeout: float) -> list[Stop
         clear_pid(config, agent)
         results[agent] = StopResult(agent, "killed" if agent in survivors else "stopped",
                                     proc.pid)
+    for agent in live:
+        stopping_path(config, agent).unlink(missing_ok=True)
     return [results[a] for a in agents]
 
 

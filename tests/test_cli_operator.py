@@ -230,3 +230,75 @@ def test_status_watch_redraws_until_ctrl_c(home) -> None:
     assert not BOX & set(out.decode())
     res = cli_process(home, "status", "--hive", "wt", "--watch", "--json")
     assert res.code == 2 and "--watch" in res.err
+
+
+def test_the_keeper_restarts_a_crashed_agent_and_stop_stops_it_first(home) -> None:
+    import os
+    import signal
+    import time
+
+    from hive_cli import keeper
+
+    assert cli_process(home, "create", "--name", "kp", "--agents", "2",
+                       "--shard-backend", "memory").code == 0
+    res = cli_process(home, "start", "--hive", "kp", "--restart", "on-failure")
+    assert res.code == 0 and "keeper (pid" in res.err, res.err
+    config = HiveConfig.load("kp")
+    watcher = keeper.running(config)
+    assert watcher is not None
+    first = pids("kp")
+    os.kill(first["agent_1"], signal.SIGKILL)  # a crash, not a stop
+
+    def restarted() -> dict | None:
+        doc = cli_process(home, "status", "--hive", "kp", "--json").json()
+        rows = {a["agent"]: a for a in doc["agents"]}
+        one = rows["agent_1"]
+        ok = one["status"] == "running" and one["pid"] != first["agent_1"]
+        return rows if ok else None
+
+    deadline, rows = time.monotonic() + 30, None
+    while time.monotonic() < deadline and rows is None:
+        rows = restarted()
+        time.sleep(0.3)
+    assert rows is not None, "the keeper did not restart agent_1"
+    assert rows["agent_1"]["restarts"] == 1 and rows["agent_0"]["restarts"] == 0
+    assert rows["agent_0"]["pid"] == first["agent_0"]
+    # A stop of one agent is not a crash: the keeper leaves it stopped.
+    assert cli_process(home, "stop", "--hive", "kp", "--agents", "agent_0").code == 0
+    time.sleep(2.5)
+    assert "agent_0" not in pids("kp")
+    # Stopping the hive stops the keeper first; nothing comes back.
+    res = cli_process(home, "stop", "--hive", "kp")
+    assert res.code == 0 and "stopped the keeper" in res.err
+    time.sleep(2.5)
+    assert keeper.running(config) is None and pids("kp") == {}
+
+
+def test_the_keeper_backs_off_and_gives_up_after_max_restarts(home, capsys, monkeypatch):
+    from hive_cli import keeper
+
+    assert cli(capsys, "create", "--name", "gu", "--agents", "1").code == 0
+    config = HiveConfig.load("gu")
+    dead = supervisor.PidRecord(2**22 + 12345, 1.0, 0.0)  # no such process
+    supervisor.write_pid(config, "agent_0", dead)
+    spawned: list[float] = []
+
+    def fake_spawn(cfg, agent, command=None, env=None, restarts=0):  # crashes at once
+        record = supervisor.PidRecord(dead.pid, 1.0, clock[0], restarts=restarts)
+        supervisor.write_pid(cfg, agent, record)
+        spawned.append(clock[0])
+        return record
+
+    monkeypatch.setattr(supervisor, "spawn", fake_spawn)
+    monkeypatch.setattr(keeper, "BACKOFF", type(keeper.BACKOFF)(base=1.0, cap=4.0))
+    k = keeper.Keeper(config, ["agent_0"], max_restarts=3)
+    clock = [1000.0]
+    while clock[0] < 1100:
+        k.check(clock[0])
+        clock[0] += 0.25
+    assert len(spawned) == 3 and "agent_0" in k.given_up
+    # Backoff base 1 s doubling (equal jitter: half to all of it), seen at 0.25 s steps.
+    waits = [spawned[0] - 1000.0, spawned[1] - spawned[0], spawned[2] - spawned[1]]
+    for wait, full in zip(waits, (1.0, 2.0, 4.0), strict=True):
+        assert full / 2 - 0.01 <= wait <= full + 0.5, waits
+    assert supervisor.read_pid(config, "agent_0").restarts == 3
