@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from hive_cli.lifecycle import AgentState, StartResult
 from hive_cli.supervisor import StopResult
@@ -52,9 +52,22 @@ class Renderer:
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[Any]:
-        """Yields ``advance(n)``; a bar on stderr only when it is a terminal and not --json."""
-        if self.json_mode or not self.err.is_terminal:
+        """Yields ``advance(n)``: a bar on stderr when it is a terminal; when it is not (a CI
+        log, a file), a plain line at every tenth of the way; nothing under --json."""
+        if self.json_mode:
             yield lambda n=1: None
+            return
+        if not self.err.is_terminal:
+            done = [0, 0]  # items done, tenths reported
+
+            def advance(n: int = 1) -> None:
+                done[0] += n
+                tenth = done[0] * 10 // total if total else 10
+                if tenth > done[1]:
+                    done[1] = tenth
+                    self.err.print(f"{description}: {done[0]:,}/{total:,}", soft_wrap=True)
+
+            yield advance
             return
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), console=self.err, transient=True)
@@ -62,7 +75,7 @@ class Renderer:
             task = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(task, n)
 
-    def _table(self, *headers: str, **options: Any) -> Table:
+    def _table(self, *headers: str | Column, **options: Any) -> Table:
         """A Rich table on a terminal; plain aligned columns (no box characters) when stdout
         is piped or redirected, so ``grep`` and ``awk`` see words, not borders."""
         if not self.out.is_terminal:
@@ -111,8 +124,11 @@ class Renderer:
                     ring: dict[str, Any]) -> Group:
         """The status table and its two summary lines (one renderable: ``--watch``
         redraws it in place)."""
-        table = self._table("agent", "status", "ring", "pid", "uptime", "facts", "rss MB",
-                            "restarts", "detail", title=f"hive {escape(hive)} ({transport})")
+        table = self._table(Column("agent", no_wrap=True),
+                            Column("status", no_wrap=True, min_width=len("unresponsive")),
+                            Column("ring", no_wrap=True), "pid", "uptime", "facts", "rss MB",
+                            "restarts", Column("detail", overflow="fold"),
+                            title=f"hive {escape(hive)} ({transport})")
         for s in states:
             style = STATUS_STYLE.get(s.status, "")
             ring_style = "" if s.ring_state == "normal" else "yellow"

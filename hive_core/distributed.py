@@ -332,7 +332,10 @@ class DistributedHiveGraph(BaseHiveGraph):
             return sum((self._servers[m].collection_part() for m in members), CorpusStats())
         now = time.monotonic()
         changes = sum(server.store.changes() for server in self._servers.values())
-        if self._collection_at is not None and changes == self._collection_changes and \
+        # While the ring moves, shards change with hand-offs, not learning, and the parts
+        # are summed over a ring in flux: keep the statistics the move started with.
+        fresh = changes == self._collection_changes or self._moving is not None
+        if self._collection_at is not None and fresh and \
                 now - self._collection_at < self.settings.collection_ttl:
             return self._collection
         self._collection_changes = changes
