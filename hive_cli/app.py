@@ -347,7 +347,10 @@ def restart(
 ) -> None:
     """Stop agents (all, or --agents) and start them again; a stopped agent is started.
 
-    They keep their place in the ring (as a plain stop does). Example:
+    They keep their place in the ring (as a plain stop does).
+
+    \b
+    Example:
       amplihack-hive restart --hive ops --agents agent_2
     """
     config = HiveConfig.load(hive)
@@ -378,6 +381,7 @@ def status(
 ) -> None:
     """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run).
 
+    \b
     Examples:
       amplihack-hive status --hive ops
       amplihack-hive status --hive ops --watch --interval 1
@@ -431,6 +435,7 @@ def logs(
 ) -> None:
     """Print agents' logs (logs/AGENT.log in the hive); --follow until Ctrl-C.
 
+    \b
     Examples:
       amplihack-hive logs --hive ops --merge --lines 200
       amplihack-hive logs --hive ops --agent agent_2 --follow --json

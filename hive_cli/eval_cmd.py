@@ -50,6 +50,7 @@ def eval_command(
 ) -> None:
     """Score the hive on built-in question sets: retrieval@k and answers per category.
 
+    \b
     Examples:
       amplihack-hive eval                                  # 5 agents, throwaway, all suites
       amplihack-hive eval --agents 20 --suite long-horizon --json

@@ -58,8 +58,36 @@ def complete_agent(ctx: typer.Context, incomplete: str) -> list[str]:
     return [prefix + n for n in names if n.startswith(last) and n not in taken]
 
 
-Hive = Annotated[str, typer.Option("--hive", help="Hive name.", callback=name_check("hive"),
-                                   autocompletion=complete_hive)]
+def _known_hives() -> list[str]:
+    root = hives_root()
+    return sorted(p.parent.name for p in root.glob("*/config.yaml")) if root.is_dir() else []
+
+
+def default_hive() -> str:
+    """``--hive`` when it is not given and $AMPLIHACK_HIVE is not set: the only hive there
+    is (a tool with one project needs no name); "" when there is none or several, which
+    :func:`hive_check` turns into one line saying what to give (a default that raised would
+    also break shell completion, which reads defaults)."""
+    known = _known_hives()
+    return known[0] if len(known) == 1 else ""
+
+
+def hive_check(value: str | None) -> str | None:
+    if value == "":
+        known = _known_hives()
+        if not known:
+            raise UsageProblem("no hive exists yet: create one (amplihack-hive create "
+                               "--name N)")
+        shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+        raise UsageProblem(f"give --hive NAME or set AMPLIHACK_HIVE ({len(known)} hives: "
+                           f"{shown})")
+    return name_check("hive")(value)
+
+
+Hive = Annotated[str, typer.Option(
+    "--hive", help="Hive name (default: $AMPLIHACK_HIVE, or the only hive there is).",
+    envvar="AMPLIHACK_HIVE", default_factory=default_hive, show_default=False,
+    callback=hive_check, autocompletion=complete_hive)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 AgentOpt = Annotated[str | None, typer.Option(
     "--agent", help="Agent name.", callback=name_check("agent"),

@@ -302,3 +302,17 @@ def test_the_keeper_backs_off_and_gives_up_after_max_restarts(home, capsys, monk
     for wait, full in zip(waits, (1.0, 2.0, 4.0), strict=True):
         assert full / 2 - 0.01 <= wait <= full + 0.5, waits
     assert supervisor.read_pid(config, "agent_0").restarts == 3
+
+
+def test_the_default_hive_is_the_env_var_or_the_only_one(home, capsys, monkeypatch) -> None:
+    res = cli(capsys, "show")
+    assert res.code == 2 and "no hive exists yet" in res.err
+    assert cli(capsys, "create", "--name", "solo", "--agents", "1").code == 0
+    assert cli(capsys, "show", "--json").json()["name"] == "solo"  # the only one
+    assert cli(capsys, "create", "--name", "duo", "--agents", "1").code == 0
+    res = cli(capsys, "show")
+    assert res.code == 2 and "give --hive NAME or set AMPLIHACK_HIVE (2 hives: duo, solo)" \
+        in res.err
+    monkeypatch.setenv("AMPLIHACK_HIVE", "duo")
+    assert cli(capsys, "show", "--json").json()["name"] == "duo"
+    assert cli(capsys, "show", "--hive", "solo", "--json").json()["name"] == "solo"
