@@ -36,11 +36,13 @@ from typing import Any
 import psutil
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
+from agent_runtime.forgetting import FORGET_LIMIT, forget_request
 from agent_runtime.learning import LEARN_USAGE, Extractor, facts_of_turns, make_extractor
 from agent_runtime.ring_keeper import RingKeeper
 from hive_core import gossip
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
+from hive_core.errors import HiveError
 from hive_core.hive_config import HiveConfig
 from hive_core.membership.liveness import FileLiveness, Liveness
 from hive_core.membership.store import ViewStore, open_view_store
@@ -220,6 +222,8 @@ class Agent:
             return env.reply(self._logged("LEARN", self.learn, env.payload))
         if env.type == MessageType.ASK:
             return env.reply(self._logged("ASK", self.ask, env.payload))
+        if env.type == MessageType.FORGET:
+            return env.reply(self._logged("FORGET", self.forget, env.payload))
         return env.error(f"agent {self.name} does not handle {env.type}")
 
     def _logged(self, kind: str, fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,6 +237,10 @@ class Agent:
         if kind == "LEARN":
             log.info("LEARN turns=%d facts=%d failed_shards=%s in %.0f ms",
                      out["turns"], out["facts"], out["failed_shards"] or "-", ms)
+        elif kind == "FORGET":
+            log.warning("FORGET matched=%d forgotten=%s failed=%s in %.0f ms",
+                        len(out["matched"]), ",".join(out["forgotten"]) or "-",
+                        out["failed"] or "-", ms)
         else:
             log.info("ASK %r -> %d fact(s), shards=%s failed=%s rerouted=%s in %.0f ms",
                      out["question"][:80], len(out["facts"]), ",".join(out["shards_queried"]),
@@ -306,6 +314,34 @@ class Agent:
             "shards_rerouted": rerouted,  # failed, but a replica answered for them
             "partial": result.partial,
         }
+
+    def forget(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Retract facts hive-wide: by id, or those whose text contains ``match`` among the
+        best ``FORGET_LIMIT`` for it. ``dry_run`` only says what would go."""
+        assert self.graph is not None
+        forgetting = forget_request(payload)
+        partial = False
+        if forgetting.match is not None:
+            result = self.graph.search(forgetting.match, FORGET_LIMIT, asking_agent=self.name)
+            partial = result.partial
+            needle = forgetting.match.casefold()
+            found = [f for f in result.facts if needle in f.content.casefold()]
+            missing: list[str] = []
+        else:
+            fetched = {fid: self.graph.get_fact(fid) for fid in forgetting.fact_ids}
+            found = [f for f in fetched.values() if f is not None]
+            missing = [fid for fid, f in fetched.items() if f is None]
+        forgotten: list[str] = []
+        failed: list[dict[str, str]] = []
+        for fact in [] if forgetting.dry_run else found:
+            try:
+                self.graph.retract_fact(fact.fact_id)
+                forgotten.append(fact.fact_id)
+            except HiveError as exc:
+                failed.append({"fact_id": fact.fact_id, "error": str(exc)})
+        return {"matched": [{"fact_id": f.fact_id, "content": f.content} for f in found],
+                "forgotten": forgotten, "failed": failed, "not_found": missing,
+                "partial": partial}
 
     def _search(self, question: str, limit: int, budget: float | None = None
                 ) -> tuple[SearchResult, list[str], list[str]]:

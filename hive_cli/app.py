@@ -21,6 +21,7 @@ from hive_cli import inputs, keeper, lifecycle, operations, ring_ops, supervisor
 from hive_cli import logs as hive_logs
 from hive_cli.errors import EXIT_NOT_RUNNING, CliFailure, UsageProblem, exit_code_for, one_line
 from hive_cli.eval_cmd import eval_command
+from hive_cli.forget_cmd import forget_command
 from hive_cli.options import AgentOpt, AgentsOpt, Hive, Json, agent_list, name_check, usage
 from hive_cli.render import Renderer
 from hive_cli.transport_factory import check_available
@@ -521,6 +522,7 @@ def ask(
 
 
 app.command("eval")(eval_command)
+app.command("forget")(forget_command)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ class MessageType(StrEnum):
     HEARTBEAT = "HEARTBEAT"
     LEARN = "LEARN"
     ASK = "ASK"
+    FORGET = "FORGET"
     ANSWER = "ANSWER"
     ERROR = "ERROR"
 
@@ -47,6 +48,7 @@ REPLY_TYPES = {
     MessageType.GOSSIP_DIGEST: MessageType.GOSSIP_PULL,
     MessageType.LEARN: MessageType.ANSWER,
     MessageType.ASK: MessageType.ANSWER,
+    MessageType.FORGET: MessageType.ANSWER,
 }
 
 

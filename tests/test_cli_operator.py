@@ -316,3 +316,38 @@ def test_the_default_hive_is_the_env_var_or_the_only_one(home, capsys, monkeypat
     monkeypatch.setenv("AMPLIHACK_HIVE", "duo")
     assert cli(capsys, "show", "--json").json()["name"] == "duo"
     assert cli(capsys, "show", "--hive", "solo", "--json").json()["name"] == "solo"
+
+
+def test_forget_retracts_hive_wide_and_it_stays_forgotten(home) -> None:
+    assert cli_process(home, "create", "--name", "fg", "--agents", "3").code == 0  # kuzu
+    assert cli_process(home, "start", "--hive", "fg").code == 0
+    text = ("Project Osprey is led by Hannah Schmidt.\nProject Osprey was cancelled in May.\n"
+            "Project Heron is led by Ravi Gupta.\n")
+    assert cli_process(home, "learn", "--hive", "fg", "--text", text).code == 0
+
+    def facts_about(question: str) -> list[str]:
+        doc = cli_process(home, "ask", "--hive", "fg", question, "--json").json()
+        return [f["content"] for f in doc["facts"]]
+
+    assert "Project Osprey was cancelled in May." in facts_about("Was Project Osprey cancelled?")
+    preview = cli_process(home, "forget", "--hive", "fg", "--match", "osprey was cancelled")
+    assert preview.code == 1 and "nothing forgotten: add --yes" in preview.err
+    assert "would be forgotten" in preview.out and "cancelled in May" in preview.out
+    assert "Project Osprey was cancelled in May." in facts_about("Was Project Osprey cancelled?")
+    done = cli_process(home, "forget", "--hive", "fg", "--match", "osprey was cancelled",
+                       "--yes", "--json")
+    assert done.code == 0, done.err
+    doc = done.json()
+    assert doc["ok"] and len(doc["forgotten"]) == 1 and doc["failed"] == []
+    # Gone on every replica, from every asker, and after a restart (Kuzu tombstones).
+    for _ in range(3):
+        assert "Project Osprey was cancelled in May." not in facts_about(
+            "Was Project Osprey cancelled?")
+    assert cli_process(home, "restart", "--hive", "fg").code == 0
+    left = facts_about("Was Project Osprey cancelled?")
+    assert "Project Osprey was cancelled in May." not in left
+    assert "Project Osprey is led by Hannah Schmidt." in left  # only what matched went
+    status = cli_process(home, "status", "--hive", "fg", "--json").json()
+    assert sum(a["facts"] for a in status["agents"]) == 2 * 3  # 2 facts x RF 3
+    res = cli_process(home, "forget", "--hive", "fg", "--match", "x", "--fact-id", "f_1")
+    assert res.code == 2 and "not both" in res.err
