@@ -11,19 +11,19 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hive_cli import inputs, keeper, lifecycle, operations, ring_ops, supervisor
-from hive_cli import logs as hive_logs
-from hive_cli.errors import EXIT_NOT_RUNNING, CliFailure, UsageProblem, exit_code_for, one_line
+from hive_cli.errors import CliFailure, UsageProblem, exit_code_for, one_line
 from hive_cli.eval_cmd import eval_command
 from hive_cli.forget_cmd import forget_command
+from hive_cli.logs_cmd import logs_command
 from hive_cli.options import AgentOpt, AgentsOpt, Hive, Json, agent_list, name_check, usage
 from hive_cli.render import Renderer
+from hive_cli.status_cmd import status_command
 from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
 from hive_core.hive_config import AgentConfig, HiveConfig
@@ -82,7 +82,13 @@ def create(
     force: Annotated[bool, typer.Option(help="Overwrite an existing hive's config.")] = False,
     json_out: Json = False,
 ) -> None:
-    """Create a hive: writes $AMPLIHACK_HOME/hives/NAME/config.yaml (mode 0600)."""
+    """Create a hive: writes $AMPLIHACK_HOME/hives/NAME/config.yaml (mode 0600).
+
+    \b
+    Examples:
+      amplihack-hive create --name ops --agents 5
+      amplihack-hive create --name ops --transport redis --connection-string redis://host:6379/0
+    """
     config = usage(lambda: HiveConfig(
         name=name, transport=transport, connection_string=connection_string,
         storage_path=str(storage_path.resolve()) if storage_path else None,
@@ -128,6 +134,11 @@ def add_agent(
 
     A joining agent pulls the ranges it will own from their current owners; reads keep
     using those owners until it holds them all, so no answer changes while it joins.
+
+    \b
+    Examples:
+      amplihack-hive add-agent --hive ops --agent-name sec --prompt "You track incidents"
+      amplihack-hive add-agent --hive ops --agent-name sec --start
     """
     config = HiveConfig.load(hive)
     agent = AgentConfig(agent_name, prompt, str(kuzu_db.resolve()) if kuzu_db else None)
@@ -166,6 +177,10 @@ def remove_agent(
     The agent keeps serving until the others hold what it owned, then it is stopped and
     removed from the config (its shard data is kept). Refused when fewer agents than the
     replication factor would remain.
+
+    \b
+    Examples:
+      amplihack-hive remove-agent --hive ops --agent-name sec
     """
     config = HiveConfig.load(hive)
     updated = config.without_agent(agent_name)
@@ -205,13 +220,24 @@ def _decommission(config: HiveConfig, agents: list[str], timeout: float) -> str:
 
 @app.command("list")
 def list_(json_out: Json = False) -> None:
-    """List the hives under $AMPLIHACK_HOME/hives."""
+    """List the hives under $AMPLIHACK_HOME/hives.
+
+    \b
+    Examples:
+      amplihack-hive list
+      amplihack-hive list --json
+    """
     Renderer(json_out).hives(operations.list_hives())
 
 
 @app.command()
 def show(hive: Hive, json_out: Json = False) -> None:
-    """Show a hive's config (secrets redacted)."""
+    """Show a hive's config (secrets redacted).
+
+    \b
+    Examples:
+      amplihack-hive show --hive ops
+    """
     config = HiveConfig.load(hive)
     doc = config.to_dict(redact=True)
     doc["directory"] = str(config.directory)
@@ -224,7 +250,13 @@ def delete(
     purge_data: Annotated[bool, typer.Option(help="Also delete every shard's data.")] = False,
     json_out: Json = False,
 ) -> None:
-    """Delete a stopped hive (its data is kept unless --purge-data)."""
+    """Delete a stopped hive (its data is kept unless --purge-data).
+
+    \b
+    Examples:
+      amplihack-hive delete --hive ops
+      amplihack-hive delete --hive ops --purge-data
+    """
     doc = operations.delete_hive(HiveConfig.load(hive), purge_data)
     out = Renderer(json_out)
     if json_out:
@@ -259,6 +291,12 @@ def start(
 
     --target azure renders <hive dir>/deploy/azure/parameters.json (no secrets) and runs
     deploy/azure/deploy.sh with it unless --dry-run (README: "A hive in Azure").
+
+    \b
+    Examples:
+      amplihack-hive start --hive ops
+      amplihack-hive start --hive ops --restart on-failure --max-restarts 5
+      amplihack-hive start --hive ops --target azure --dry-run
     """
     if target == "azure":
         from hive_cli import azure_deploy
@@ -316,6 +354,11 @@ def stop(
     A plain stop is a pause: the agents keep their place in the ring (after
     rereplicate_after seconds the others restore their replicas). --decommission moves their
     ranges to the other agents first.
+
+    \b
+    Examples:
+      amplihack-hive stop --hive ops
+      amplihack-hive stop --hive ops --agents agent_3 --decommission
     """
     config = HiveConfig.load(hive)
     wanted = agent_list(agents)
@@ -372,96 +415,6 @@ def restart(
                          f"(see {config.logs_dir})")
 
 
-@app.command()
-def status(
-    hive: Hive,
-    watch: Annotated[bool, typer.Option(
-        "--watch", "-w", help="Redraw every --interval seconds until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between redraws.")] = 2.0,
-    json_out: Json = False,
-) -> None:
-    """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run).
-
-    \b
-    Examples:
-      amplihack-hive status --hive ops
-      amplihack-hive status --hive ops --watch --interval 1
-    """
-    if watch and json_out:
-        raise UsageProblem("--watch redraws a table; use --json without it (or poll)")
-    config = HiveConfig.load(hive)
-    out = Renderer(json_out)
-    with operations.connected(config) as link, ring_ops.view_store(config) as views:
-        if watch:
-            return _watch(config, link, views, out, interval)
-        states, ring = _status_once(config, link, views)
-    out.status(hive, config.transport, states, ring)
-    if any(s.status != "running" for s in states):
-        raise typer.Exit(EXIT_NOT_RUNNING)
-
-
-def _status_once(config: HiveConfig, link, views) -> tuple[list, dict]:
-    view = views.load()
-    # Agents still owning ranges but no longer configured (a removal pending) too.
-    owning = (*view.current, *view.target) if view is not None else ()
-    names = config.agent_names() + sorted({a for a in owning if a not in config.agent_names()})
-    states = lifecycle.probe(config, link, names)
-    for s in states:
-        s.ring_state = ring_ops.ring_state(view, s.name)
-    return states, ring_ops.ring_summary(view, states)
-
-
-def _watch(config: HiveConfig, link, views, out: Renderer, interval: float) -> None:
-    """``status --watch``: the same probe every ``interval`` seconds; Ctrl-C ends it (0)."""
-    try:
-        with out.live() as show:
-            while True:
-                states, ring = _status_once(config, link, views)
-                show(out.status_view(config.name, config.transport, states, ring))
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        return
-
-
-@app.command()
-def logs(
-    hive: Hive,
-    agent: AgentOpt = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
-    lines: Annotated[int, typer.Option(min=0, help="Lines from the end.")] = 50,
-    merge: Annotated[bool, typer.Option(
-        "--merge", help="One stream of all agents' lines, in time order.")] = False,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="JSON lines: {agent, time, line}.")] = False,
-) -> None:
-    """Print agents' logs (logs/AGENT.log in the hive); --follow until Ctrl-C.
-
-    \b
-    Examples:
-      amplihack-hive logs --hive ops --merge --lines 200
-      amplihack-hive logs --hive ops --agent agent_2 --follow --json
-    """
-    config = HiveConfig.load(hive)
-    names = lifecycle.select_agents(config, [agent] if agent else None)
-    paths = {a: supervisor.log_path(config, a) for a in names}
-    if agent and not paths[agent].exists():
-        raise CliFailure(f"agent {agent} has no log yet ({paths[agent]})")
-    prefix = len(names) > 1
-    tails = {a: hive_logs.tail(p, lines) if p.exists() else [] for a, p in paths.items()}
-    if merge:
-        rows = hive_logs.merged(tails, lines)
-    else:
-        rows = [(a, t, line) for a, ls in tails.items() for t, line in hive_logs.stamped(ls)]
-    for name, stamp, line in rows:
-        sys.stdout.write(hive_logs.render(name, line, stamp or None, prefix, json_out))
-    sys.stdout.flush()
-    if follow:
-        try:
-            hive_logs.follow(paths, prefix, as_json=json_out)
-        except KeyboardInterrupt:
-            return
-
-
 # -- memory ----------------------------------------------------------------------------------
 @app.command()
 def learn(
@@ -477,7 +430,14 @@ def learn(
         min=1, max=1000, help="Turns per LEARN message.")] = operations.LEARN_BATCH,
     json_out: Json = False,
 ) -> None:
-    """Teach the hive: turn i goes to running agent i mod N, which places facts on the ring."""
+    """Teach the hive: turn i goes to running agent i mod N, which places facts on the ring.
+
+    \b
+    Examples:
+      amplihack-hive learn --hive ops --file notes.txt
+      amplihack-hive learn --hive ops --file chat.jsonl   # content, session, turn, time
+      cat notes.txt | amplihack-hive learn --hive ops -
+    """
     given = [x for x in (source, file, text) if x is not None]
     if len(given) != 1:
         raise UsageProblem("give exactly one of --file F, --text T or - (stdin)")
@@ -510,7 +470,13 @@ def ask(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 30.0,
     json_out: Json = False,
 ) -> None:
-    """Ask one agent; it answers from the whole hive and shows the facts it used."""
+    """Ask one agent; it answers from the whole hive and shows the facts it used.
+
+    \b
+    Examples:
+      amplihack-hive ask --hive ops "Who leads Project Osprey now?"
+      amplihack-hive ask --hive ops --agent agent_2 "How many pets does Ada have?" --json
+    """
     if not question.strip():
         raise UsageProblem("the question is empty")
     config = HiveConfig.load(hive)
@@ -521,6 +487,8 @@ def ask(
     Renderer(json_out).answer(doc)
 
 
+app.command("status")(status_command)
+app.command("logs")(logs_command)
 app.command("eval")(eval_command)
 app.command("forget")(forget_command)
 
