@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from hive_core.facts import HiveFact
 from hive_core.query import ParsedQuery
-from hive_core.text import normalize_token, surface_tokens, token_spans, tokenize
+from hive_core.text import has_digit, normalize_token, surface_tokens, token_spans, tokenize
 
 if TYPE_CHECKING:
     from hive_core.search import SearchResult
@@ -68,7 +68,7 @@ def _counted(question: str) -> str | None:
 def states_quantity(fact: HiveFact, noun: str) -> bool:
     """Whether ``fact`` gives the number outright ("The beta has 2,500 users.")."""
     tokens = [t for _, _, t in token_spans(fact.content)]
-    return any(any(c.isdigit() for c in a) and normalize_token(b) == noun
+    return any(has_digit(a) and normalize_token(b) == noun
                for a, b in pairwise(tokens))
 
 
@@ -86,7 +86,7 @@ def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
     items: dict[str, str] = {}
     named: list[int] = []
     for i in group:
-        found = [x for x in items_of(result.facts[i], frozenset(subject))
+        found = [x for x in items_of(result.facts[i], subject)
                  if x.casefold() not in items]
         for item in found:
             items[item.casefold()] = item
@@ -94,8 +94,8 @@ def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
             named.append(i)
     if not named:
         return result
-    order = named + [i for i in range(len(result.facts)) if i not in set(named)]
-    result.facts = [result.facts[i] for i in order]
-    result.scores = [result.scores[i] for i in order]
+    first = set(named)
+    result.reorder([result.facts[i] for i in named]
+                   + [f for i, f in enumerate(result.facts) if i not in first])
     result.items = list(items.values())
     return result

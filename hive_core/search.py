@@ -64,6 +64,13 @@ class SearchResult:
     def scored(self) -> list[ScoredFact]:
         return [ScoredFact(f, s) for f, s in zip(self.facts, self.scores, strict=True)]
 
+    def reorder(self, facts: Sequence[HiveFact]) -> None:
+        """The same facts in another order, each keeping its own score (answer shaping moves
+        facts; it never rescales them)."""
+        score = dict(zip((f.fact_id for f in self.facts), self.scores, strict=True))
+        self.facts = list(facts)
+        self.scores = [score[f.fact_id] for f in self.facts]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "facts": [f.to_dict() for f in self.facts],

@@ -132,13 +132,18 @@ def key_terms(text: str) -> list[str]:
     return list(dict.fromkeys(tokenize(text)))
 
 
+def has_digit(token: str) -> bool:
+    """Whether a token holds a digit (an identifier, a number, a date, a value)."""
+    return any(c.isdigit() for c in token)
+
+
 def specificity(term: str, surface: str) -> tuple[int, int]:
     """How much a query term is likely to narrow the search, without asking any shard.
 
     Identifiers (digits or joiners) first, then proper nouns, then long words. The rank must
     not depend on the hive's size or contents, so that N=1 and N=100 choose the same terms.
     """
-    if any(c.isdigit() for c in term) or any(c in "-./:_$%" for c in term):
+    if has_digit(term) or any(c in "-./:_$%" for c in term):
         rank = 3
     elif surface[:1].isupper():
         rank = 2

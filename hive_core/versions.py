@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from hive_core.facts import HiveFact
 from hive_core.query import ParsedQuery
-from hive_core.text import normalize_token, surface_tokens, tokenize
+from hive_core.text import has_digit, normalize_token, surface_tokens, tokenize
 
 ORIGIN_CUES = frozenset("original originally initial initially first".split())
 PIVOT_WORDS = frozenset("before prior".split())
@@ -98,10 +98,10 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     terms = [set(tokenize(f.content)) for f in result.facts]
     # A value named by its digits ("before it moved to 2026-09-24") was stated as digits
     # before too, whatever the verb ("is due on 2026-08-30"): such facts are versions.
-    numeric = query.wants_past and any(_digits(t) for t in pivot)
+    numeric = query.wants_past and any(has_digit(t) for t in pivot)
     versions = sorted((f for f, ts in zip(result.facts, terms, strict=True)
                        if subject <= ts and (attribute & ts or (
-                           numeric and any(_digits(t) for t in ts - subject - pivot)))),
+                           numeric and any(has_digit(t) for t in ts - subject - pivot)))),
                       key=_order)
     # Before a pivot one older version is enough (_choose); else two sayings at different
     # times are needed (facts all said at once are not versions of anything).
@@ -117,15 +117,8 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     first, compared = chosen
     ahead = [first] + ([compared] if compared is not None else [])
     ids = {f.fact_id for f in ahead}
-    score = dict(zip((f.fact_id for f in result.facts), result.scores, strict=True))
-    facts = ahead + [f for f in result.facts if f.fact_id not in ids]
-    result.facts = facts
-    result.scores = [score[f.fact_id] for f in facts]
+    result.reorder(ahead + [f for f in result.facts if f.fact_id not in ids])
     result.versions = [f.fact_id for f in ahead]
-
-
-def _digits(term: str) -> bool:
-    return any(c.isdigit() for c in term)
 
 
 def _newest_by_concept(result: SearchResult, subject: frozenset[str],
@@ -139,14 +132,12 @@ def _newest_by_concept(result: SearchResult, subject: frozenset[str],
         if subject <= ts and fact.concept:
             groups.setdefault(fact.concept.casefold(), []).append(i)
     facts = list(result.facts)
-    score = dict(zip((f.fact_id for f in result.facts), result.scores, strict=True))
     for slots in groups.values():
         if len(slots) > 1:
             newest = sorted((facts[i] for i in slots), key=_order, reverse=True)
             for slot, fact in zip(slots, newest, strict=True):
                 facts[slot] = fact
-    result.facts = facts
-    result.scores = [score[f.fact_id] for f in facts]
+    result.reorder(facts)
 
 
 def _choose(versions: Sequence[HiveFact], facts: Sequence[HiveFact], terms: Sequence[set[str]],
