@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hive_core.facts import HiveFact, place_of
-from hive_core.store.base import KEY_PREFIX, ScoredFact
+from hive_core.store.base import KEY_PREFIX, ScoredFact, ShardStore
 
 CONTEXT_WEIGHT = 0.5
 EXPAND_TOP = 10
@@ -63,19 +63,11 @@ def fact_keys(metadata: Mapping[str, Any]) -> list[str]:
     return keys
 
 
-def fact_key(metadata: Mapping[str, Any]) -> str | None:
-    """The position key of a fact's own place (None: it has no place)."""
-    where = place_of(metadata)
-    return None if where is None else key(*where)
-
-
-
-
-def neighbour_keys(facts: Sequence[HiveFact], top: int | None = None) -> dict[str, Position]:
-    """Keys (and positions) of the turns next to the best ``top`` (default ``EXPAND_TOP``)
-    facts' turns, in rank order."""
+def neighbour_keys(facts: Sequence[HiveFact]) -> dict[str, Position]:
+    """Keys (and positions) of the turns next to the best ``EXPAND_TOP`` facts' turns, in
+    rank order."""
     keys: dict[str, Position] = {}
-    for fact in facts[:EXPAND_TOP if top is None else top]:
+    for fact in facts[:EXPAND_TOP]:
         where = position(fact)
         if where is not None:
             session, turn = where
@@ -85,9 +77,16 @@ def neighbour_keys(facts: Sequence[HiveFact], top: int | None = None) -> dict[st
     return keys
 
 
-def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence[ScoredFact]],
-           weight: float | None = None) -> list[ScoredFact]:
-    """Each fact plus ``weight`` x the best score of a fact in a turn next to one of its
+def score_keys(store: ShardStore, keys: Sequence[str], weights: Mapping[str, float],
+               avgdl: float) -> dict[str, list[ScoredFact]]:
+    """The facts a shard holds under each position key, scored with the question's weights
+    (what a shard answers for the context fetch, in a process or over the wire)."""
+    return {k: store.score([k], weights, FETCH_LIMIT, avgdl) for k in keys}
+
+
+def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence[ScoredFact]]
+           ) -> list[ScoredFact]:
+    """Each fact plus ``CONTEXT_WEIGHT`` x the best score of a fact in a turn next to one of its
     turns, best first (ties by fact id, as everywhere).
 
     A fact's turns are where the search found it: its own place for a candidate, and the
@@ -106,7 +105,6 @@ def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence
         for hit in hits:
             score.setdefault(hit.fact.fact_id, hit)
             places.setdefault(hit.fact.fact_id, set()).add(where)
-    weight = CONTEXT_WEIGHT if weight is None else weight
     best: dict[Position, float] = {}
     for fid, wheres in places.items():
         for where in wheres:
@@ -115,6 +113,6 @@ def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence
     for fid, hit in score.items():
         bonus = max((best.get((s, t + d), 0.0) for s, t in places[fid] for d in (-1, 1)),
                     default=0.0)
-        out.append(ScoredFact(hit.fact, hit.score + weight * bonus))
+        out.append(ScoredFact(hit.fact, hit.score + CONTEXT_WEIGHT * bonus))
     out.sort(key=lambda sf: (-sf.score, sf.fact.fact_id))
     return out

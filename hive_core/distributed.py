@@ -38,6 +38,7 @@ from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
+    group_by_shard,
     pool_size,
     ranked_search,
     route_terms,
@@ -390,13 +391,10 @@ class DistributedHiveGraph(BaseHiveGraph):
         its owners (the asker, then shards this question already asked), in one round."""
         def fetch(keys: Sequence[str]
                   ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
-            route = route_terms(keys, self.ring.get_agents, prefer=asking_agent,
-                                avoid=self._avoid() | frozenset(result.shards_failed))
-            by_shard: dict[str, list[str]] = {}
-            for key, shard in route.items():
-                by_shard.setdefault(shard, []).append(key)
-            hits, failed = client.neighbours(by_shard, result.weights, context.FETCH_LIMIT,
-                                             result.avgdl)
+            by_shard = group_by_shard(route_terms(
+                keys, self.ring.get_agents, prefer=asking_agent,
+                avoid=self._avoid() | frozenset(result.shards_failed)))
+            hits, failed = client.neighbours(by_shard, result.weights, result.avgdl)
             return hits, failed, list(by_shard)
         return fetch
 

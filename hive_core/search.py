@@ -117,6 +117,14 @@ def route_terms(
     return chosen
 
 
+def group_by_shard(route: Mapping[str, str]) -> dict[str, list[str]]:
+    """key -> shard, turned into shard -> its keys (one request per shard)."""
+    by_shard: dict[str, list[str]] = {}
+    for key, shard in route.items():
+        by_shard.setdefault(shard, []).append(key)
+    return by_shard
+
+
 def ranked_search(
     route: Mapping[str, str],
     stats_call: StatsCall,
@@ -144,9 +152,7 @@ def ranked_search(
     result = SearchResult(terms=list(route))
     if not route or limit <= 0:
         return result
-    by_shard: dict[str, list[str]] = {}
-    for term, shard in route.items():
-        by_shard.setdefault(shard, []).append(term)
+    by_shard = group_by_shard(route)
     result.shards_queried = list(by_shard)
     result.shards_searched = list(dict.fromkeys(
         route[t] for t in route if candidates is None or t in candidates))
@@ -244,9 +250,7 @@ def search_single_store(
 
     def fetch(keys: Sequence[str]
               ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
-        found = {k: store.score([k], result.weights, context.FETCH_LIMIT, result.avgdl)
-                 for k in keys}
-        return found, {}, [name]
+        return context.score_keys(store, keys, result.weights, result.avgdl), {}, [name]
 
     return shape(with_context(result, fetch), parsed, limit)
 

@@ -85,6 +85,18 @@ class ShardClient:
         except Exception as exc:  # same contract as a remote ERROR reply
             return TransportError(f"{server.agent_id}: {type(exc).__name__}: {exc}")
 
+    def gather(self, calls: Mapping[str, Call]
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """:meth:`call_many`, split: (replies by shard, failed shards with their reason)."""
+        replies: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        for shard, res in self.call_many(calls).items():
+            if isinstance(res, TransportError):
+                failed[shard] = str(res) or type(res).__name__
+            else:
+                replies[shard] = res
+        return replies, failed
+
     def call(self, shard: str, kind: MessageType, payload: dict[str, Any]) -> dict[str, Any]:
         result = self.call_many({shard: (kind, payload)})[shard]
         if isinstance(result, TransportError):
@@ -97,14 +109,9 @@ class ShardClient:
     ) -> tuple[dict[str, TermStats], dict[str, str]]:
         calls = {s: (MessageType.SHARD_QUERY, {"op": "stats", "terms": list(t)})
                  for s, t in by_shard.items()}
-        stats: dict[str, TermStats] = {}
-        failed: dict[str, str] = {}
-        for shard, res in self.call_many(calls).items():
-            if isinstance(res, TransportError):
-                failed[shard] = str(res) or type(res).__name__
-                continue
-            for term, (df, max_tf, min_dl) in res["stats"].items():
-                stats[term] = TermStats(int(df), int(max_tf), int(min_dl))
+        replies, failed = self.gather(calls)
+        stats = {term: TermStats(int(df), int(max_tf), int(min_dl))
+                 for res in replies.values() for term, (df, max_tf, min_dl) in res["stats"].items()}
         return stats, failed
 
     def score(
@@ -117,21 +124,14 @@ class ShardClient:
         return [ScoredFact(HiveFact.from_dict(f), float(s)) for f, s in res["hits"]]
 
     def neighbours(
-        self, by_shard: Mapping[str, Sequence[str]], weights: Mapping[str, float], limit: int,
-        avgdl: float,
+        self, by_shard: Mapping[str, Sequence[str]], weights: Mapping[str, float], avgdl: float,
     ) -> tuple[dict[str, list[ScoredFact]], dict[str, str]]:
         """The facts posted under position keys, scored with the question's weights, per
         key, in one parallel round (the context fetch of hive_core.context)."""
         calls = {s: (MessageType.SHARD_QUERY, {"op": "neighbours", "keys": list(k),
-                                               "weights": dict(weights), "limit": limit,
-                                               "avgdl": avgdl})
+                                               "weights": dict(weights), "avgdl": avgdl})
                  for s, k in by_shard.items()}
-        found: dict[str, list[ScoredFact]] = {}
-        failed: dict[str, str] = {}
-        for shard, res in self.call_many(calls).items():
-            if isinstance(res, TransportError):
-                failed[shard] = str(res) or type(res).__name__
-                continue
-            for key, hits in res["hits"].items():
-                found[key] = [ScoredFact(HiveFact.from_dict(f), float(sc)) for f, sc in hits]
+        replies, failed = self.gather(calls)
+        found = {key: [ScoredFact(HiveFact.from_dict(f), float(sc)) for f, sc in hits]
+                 for res in replies.values() for key, hits in res["hits"].items()}
         return found, failed

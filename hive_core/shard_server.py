@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hive_core import gossip
+from hive_core import context, gossip
 from hive_core.config import BLOOM_FALSE_POSITIVE_RATE
 from hive_core.facts import HiveEdge
 from hive_core.membership.ranges import RangeSet
@@ -82,10 +82,9 @@ class ShardServer:
                                None if avgdl is None else float(avgdl))
             return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
         if op == "neighbours":  # the context fetch: each position key's facts, scored
-            avgdl = float(p["avgdl"])
-            return {"hits": {key: [[h.fact.to_dict(), h.score] for h in
-                                   store.score([key], p["weights"], int(p["limit"]), avgdl)]
-                             for key in p["keys"]}}
+            found = context.score_keys(store, p["keys"], p["weights"], float(p["avgdl"]))
+            return {"hits": {key: [[h.fact.to_dict(), h.score] for h in hits]
+                             for key, hits in found.items()}}
         if op == "get":
             fact = store.get(p["fact_id"])
             return {"fact": fact.to_dict() if fact else None}

@@ -142,8 +142,8 @@ def test_position_keys_are_postings_not_terms_and_retract_removes_them() -> None
     try:
         result = graph.search("What dog did Mei Tanaka adopt?", 10, asking_agent="a0")
         fact = next(f for f in result.facts if "Biscuit" in f.content)
-        key = context.fact_key(fact.metadata)
-        assert key is not None and key.startswith(context.KEY_PREFIX)
+        key = context.fact_keys(fact.metadata)[0]
+        assert key.startswith(context.KEY_PREFIX)
         holders = list(graph.ring.get_agents(key))
         assert all(graph.shard_store(a).score([key], {"biscuit": 1.0}, 5) for a in holders)
         # The key is no term: it changes no fact's length and no collection statistic.
