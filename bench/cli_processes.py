@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import pct
 from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink
 from hive_cli.transport_factory import open_transport
@@ -64,11 +65,6 @@ def cli(home: Path, *argv: str, stdin: bytes | None = None) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"amplihack-hive {' '.join(argv[:1])} failed: {proc.stderr.decode()}")
     return json.loads(proc.stdout) if "--json" in argv else {}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(agents: int, turns: int, questions: int, backend: str, keep: bool = False) -> dict:
@@ -114,8 +110,8 @@ def run(agents: int, turns: int, questions: int, backend: str, keep: bool = Fals
                 latencies.append((time.perf_counter() - t) * 1000)
         finally:
             transport.close()
-        result["ask_p50_ms"] = round(statistics.median(latencies), 1)
-        result["ask_p95_ms"] = round(percentile(latencies, 0.95), 1)
+        result["ask_p50_ms"] = round(pct(latencies, 0.5), 1)
+        result["ask_p95_ms"] = round(pct(latencies, 0.95), 1)
         status = cli(home, "status", "--hive", name, "--json")
         result["facts_held_total"] = sum(a["facts"] or 0 for a in status["agents"])
         result["facts_held_equals_unique_x_rf"] = (

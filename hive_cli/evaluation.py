@@ -125,12 +125,14 @@ class Baselines:
     def __init__(self) -> None:
         self.solo = InProcessHive(1)
         self.turns: list[Turn] = []
+        self.central = CentralBm25(())
         self.facts = 0
 
     def learn(self, evalset: EvalSet) -> dict[str, System]:
         self.facts = self.solo.learn([t.to_dict() for t in evalset.turns])
         self.turns.extend(evalset.turns)
-        return {"n1": self.solo, "central": CentralBm25(self.turns)}
+        self.central = CentralBm25(self.turns)
+        return {"n1": self.solo, "central": self.central}
 
     def close(self) -> None:
         self.solo.close()
@@ -149,7 +151,7 @@ def run_suite(evalset: EvalSet, hive: ProcessHive | None, hive_facts: int | None
     if baselines is not None:
         systems.update(baselines.learn(evalset))
         facts["n1"] = baselines.facts
-        facts["central"] = len({t.content for t in baselines.turns})
+        facts["central"] = len(baselines.central.texts)  # its documents: distinct turns
     return SuiteRun(evalset, evaluate(evalset, systems, k, advance), facts)
 
 
