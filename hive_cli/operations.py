@@ -20,7 +20,7 @@ from hive_cli.errors import CliFailure, Interrupted
 from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
 from hive_core.errors import HiveError, MessageRejected, TransportError
-from hive_core.hive_config import HiveConfig, hive_dir, hives_root
+from hive_core.hive_config import HiveConfig, hive_dir, hive_names
 from hive_core.membership.store import FileViewStore, open_view_store
 from hive_core.transports import registry
 from hive_core.transports.retry import Backoff, RetryState
@@ -60,15 +60,12 @@ def running_states(config: HiveConfig, link: AgentLink, agents: Sequence[str]
 
 # -- list / delete ---------------------------------------------------------------------------
 def list_hives() -> list[dict[str, Any]]:
-    root = hives_root()
     rows: list[dict[str, Any]] = []
-    if not root.is_dir():
-        return rows
-    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()):
+    for name in hive_names():
         try:
-            cfg = HiveConfig.load(folder.name)
+            cfg = HiveConfig.load(name)
         except HiveError as exc:
-            rows.append({"name": folder.name, "transport": None, "agents": None,
+            rows.append({"name": name, "transport": None, "agents": None,
                          "running": None, "error": describe(exc)})
             continue
         rows.append({"name": cfg.name, "transport": cfg.transport, "agents": len(cfg.agents),

@@ -8,7 +8,7 @@ import typer
 
 from hive_cli.errors import UsageProblem
 from hive_core.errors import ConfigError, HiveError
-from hive_core.hive_config import HiveConfig, hives_root, validate_name
+from hive_core.hive_config import HiveConfig, hive_names, validate_name
 
 
 def name_check(kind: str):
@@ -36,11 +36,7 @@ def agent_list(value: str | None) -> list[str] | None:
 
 def complete_hive(incomplete: str) -> list[str]:
     """Shell completion: the hives under $AMPLIHACK_HOME that start with what was typed."""
-    root = hives_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.parent.name for p in root.glob("*/config.yaml")
-                  if p.parent.name.startswith(incomplete))
+    return [name for name in hive_names() if name.startswith(incomplete)]
 
 
 def complete_agent(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -58,23 +54,18 @@ def complete_agent(ctx: typer.Context, incomplete: str) -> list[str]:
     return [prefix + n for n in names if n.startswith(last) and n not in taken]
 
 
-def _known_hives() -> list[str]:
-    root = hives_root()
-    return sorted(p.parent.name for p in root.glob("*/config.yaml")) if root.is_dir() else []
-
-
 def default_hive() -> str:
     """``--hive`` when it is not given and $AMPLIHACK_HIVE is not set: the only hive there
     is (a tool with one project needs no name); "" when there is none or several, which
     :func:`hive_check` turns into one line saying what to give (a default that raised would
     also break shell completion, which reads defaults)."""
-    known = _known_hives()
+    known = hive_names()
     return known[0] if len(known) == 1 else ""
 
 
 def hive_check(value: str | None) -> str | None:
     if value == "":
-        known = _known_hives()
+        known = hive_names()
         if not known:
             raise UsageProblem("no hive exists yet: create one (amplihack-hive create "
                                "--name N)")

@@ -62,6 +62,14 @@ def hives_root() -> Path:
     return amplihack_home() / "hives"
 
 
+def hive_names() -> list[str]:
+    """The hives under $AMPLIHACK_HOME/hives (folders with a config.yaml), sorted."""
+    root = hives_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "config.yaml").is_file())
+
+
 def hive_dir(name: str) -> Path:
     return hives_root() / validate_name("hive", name)
 
@@ -204,9 +212,8 @@ class HiveConfig:
     def load(cls, name: str) -> HiveConfig:
         path = hive_dir(name) / "config.yaml"
         if not path.exists():
-            known = sorted(p.parent.name for p in hives_root().glob("*/config.yaml"))
             raise HiveNotFound(f"no hive named {name!r} (looked in {path.parent})"
-                               + did_you_mean(name, known))
+                               + did_you_mean(name, hive_names()))
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
