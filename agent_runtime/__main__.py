@@ -27,6 +27,7 @@ from agent_runtime import health, log_file
 from agent_runtime.agent import Agent
 from agent_runtime.env_config import HIVE_VARIABLE, load_hive_config
 from hive_core.errors import HiveError
+from hive_core.redact import redact_log_handlers
 
 log = logging.getLogger("agent_runtime")
 
@@ -54,6 +55,7 @@ def setup_logging(hive: str, agent: str) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=os.environ.get("AMPLIHACK_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s %(levelname)s {hive}/{agent} %(name)s: %(message)s")
+    redact_log_handlers(logging.getLogger())  # an SDK's exception text may quote a URL
     log_file.install()
 
 

@@ -37,9 +37,11 @@ import psutil
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
 from agent_runtime.forgetting import FORGET_LIMIT, forget_request
-from agent_runtime.learning import LEARN_USAGE, Extractor, facts_of_turns, make_extractor
+from agent_runtime.learn_requests import LearnBudget, LearnJournal, learn_payload, learn_turns
+from agent_runtime.learning import Extractor, make_extractor
 from agent_runtime.ring_keeper import RingKeeper
 from hive_core import gossip
+from hive_core.auth import Authenticated
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import HiveError
@@ -54,11 +56,13 @@ from hive_core.store.base import ShardStore
 from hive_core.store.registry import open_store
 from hive_core.transports.base import ShardTransport
 from hive_core.transports.registry import open_transport
+from hive_core.transports.unix import UnixSocketTransport
 
 log = logging.getLogger("agent_runtime")
 
 MAX_ASK_LIMIT = 100
 DEFAULT_ASK_LIMIT = 5
+ASK_MIN_ROUND = 0.05  # seconds: less left than this before the asker's deadline, no 2nd round
 
 
 def open_shard(config: HiveConfig, name: str, settings: CoreSettings, bm25: Bm25) -> ShardStore:
@@ -93,6 +97,8 @@ class Agent:
         self._stopping = threading.Event()
         self._gossip: threading.Thread | None = None
         self.gossip_rounds = 0
+        self.learn_budget = LearnBudget(config.max_turn_bytes)
+        self.learn_journal = LearnJournal()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, store: ShardStore | None = None) -> None:
@@ -219,7 +225,9 @@ class Agent:
             # under the new view (storing twice is harmless).
             return keeper.recheck(env) or reply
         if env.type == MessageType.LEARN:
-            return env.reply(self._logged("LEARN", self.learn, env.payload))
+            # Its (authenticated) sender is kept with every fact as provenance.
+            return env.reply(self._logged(
+                "LEARN", lambda p: self.learn(p, sender=env.sender), env.payload))
         if env.type == MessageType.ASK:
             return env.reply(self._logged("ASK", self.ask, env.payload))
         if env.type == MessageType.FORGET:
@@ -234,9 +242,13 @@ class Agent:
             log.warning("%s failed: %s: %s", kind, type(exc).__name__, exc)
             raise
         ms = (time.monotonic() - started) * 1000
-        if kind == "LEARN":
-            log.info("LEARN turns=%d facts=%d failed_shards=%s in %.0f ms",
-                     out["turns"], out["facts"], out["failed_shards"] or "-", ms)
+        if kind == "LEARN" and "turns" not in out:
+            log.info("LEARN batch %s still in progress after %.0f ms", out.get("batch_id"), ms)
+        elif kind == "LEARN":
+            log.info("LEARN %sturns=%d facts=%d retracted=%d restored=%d failed_shards=%s "
+                     "in %.0f ms", "repeat (answered from the journal) " if out.get("repeat")
+                     else "", out["turns"], out["facts"], len(out["retracted"]),
+                     len(out["restored"]), out["failed_shards"] or "-", ms)
         elif kind == "FORGET":
             log.warning("FORGET matched=%d forgotten=%s failed=%s in %.0f ms",
                         len(out["matched"]), ",".join(out["forgotten"]) or "-",
@@ -262,20 +274,26 @@ class Agent:
             "gossip_rounds": self.gossip_rounds,
             "live_peers": sorted(self.keeper.live) if self.keeper is not None else None,
             "ring": self.keeper.status() if self.keeper is not None else None,
+            "learn": self.learn_journal.status(),
+            # Messages dropped unauthenticated, by reason, and the key generation in force
+            # (hive_core.auth; rotate-secret waits for every agent to report the new one).
+            **({"auth_rejected": self.transport.auth.rejected(),
+                "auth": self.transport.auth.describe()}
+               if isinstance(self.transport, Authenticated) else {}),
+            # The socket listener's counters (open, refused over the cap, closed idle, ...);
+            # None on a broker transport, which has no listener of its own.
+            "connections": self.transport.connection_stats(self.name)
+            if isinstance(self.transport, UnixSocketTransport) else None,
         }
 
-    def learn(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        turns = payload.get("turns")
-        if not isinstance(turns, list):
-            raise ValueError(LEARN_USAGE)
-        facts = facts_of_turns(self.extractor, turns)
-        ids: list[str] = []
-        failed: list[str] = []
-        if facts:
-            assert self.graph is not None
-            ids, failed = self.graph.promote_facts_report(self.name, facts)
-        return {"turns": len(turns), "facts": len(ids), "fact_ids": ids,
-                "failed_shards": failed}
+    def learn(self, payload: Mapping[str, Any], sender: str = "") -> dict[str, Any]:
+        """A LEARN within the budget, done once per batch id (agent_runtime.learn_requests)."""
+        turns, batch_id, restore, wait = learn_payload(payload)
+        self.learn_budget.check(turns)
+        graph = self.graph
+        assert graph is not None
+        return self.learn_journal.run(batch_id, wait, lambda: learn_turns(
+            self.extractor, graph, self.name, turns, restore, sender))
 
     def ask(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         question = payload.get("question")
@@ -305,7 +323,8 @@ class Agent:
                 {"fact_id": f.fact_id, "content": f.content, "source_agent": f.source_agent,
                  "score": round(s, 6), "concept": f.concept,
                  "episode": f.metadata.get("episode"), "session": f.metadata.get("session"),
-                 "turn": f.metadata.get("turn")}
+                 "turn": f.metadata.get("turn"),
+                 "learned_from": f.metadata.get("learned_from")}
                 for f, s in zip(result.facts, result.scores, strict=True)
             ],
             "shards_queried": queried,
@@ -352,15 +371,18 @@ class Agent:
         those that failed the first round but whose data the answer has from a replica).
         ``result.shards_failed`` are the shards whose data the answer lacks; the result is
         partial exactly when that list is not empty. With the asker's ``budget`` (seconds),
-        each of the two rounds waits at most half of it.
+        every shard request ends within it: the first round gets half, the second the rest
+        (none left: the first round's answer, partial, is the answer).
         """
         assert self.graph is not None
-        wait = None if budget is None else max(0.05, budget / 2)
-        result = self.graph.search(question, limit, asking_agent=self.name, timeout=wait)
+        ends = None if budget is None else time.monotonic() + budget
+        first_wait = None if budget is None else budget / 2
+        result = self.graph.search(question, limit, asking_agent=self.name, timeout=first_wait)
         queried, rerouted = list(result.shards_queried), []
-        if result.partial:
+        left = None if ends is None else ends - time.monotonic()
+        if result.partial and (left is None or left > ASK_MIN_ROUND):
             first = result.shards_failed
-            result = self.graph.search(question, limit, asking_agent=self.name, timeout=wait)
+            result = self.graph.search(question, limit, asking_agent=self.name, timeout=left)
             queried += [s for s in result.shards_queried if s not in queried]
             rerouted = sorted(set(first) - set(result.shards_failed))
         return result, queried, rerouted

@@ -15,6 +15,7 @@ silent fallback to the rule-based extractor.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -126,8 +127,13 @@ def split_sentences(text: str) -> list[str]:
         line = _BULLET.sub("", raw_line).strip()
         start = 0
         for m in _SENTENCE_END.finditer(line):
-            before = line[start:m.start()].rsplit(None, 1)
-            word = before[-1] if before else ""
+            # The word before the stop, scanned back over that word only: slicing
+            # line[start:stop] for every stop re-read an unsplit prefix ("Dr. Dr. ...")
+            # each time, quadratic in the line.
+            i = m.start()
+            while i > start and not line[i - 1].isspace():
+                i -= 1
+            word = line[i:m.start()]
             following = line[m.end():m.end() + 1]
             initial = len(word) == 1 and word.isupper()
             if word.lower() in _ABBREVIATIONS or initial or following.islower():
@@ -143,31 +149,41 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+_WORD = re.compile(r"\S+")
+_FIRST_WORDS = re.compile(rf"\s*(\S+)(?:\s+\S+){{{_MIN_CLAUSE_WORDS - 1}}}")
+
+
 def split_clauses(sentence: str) -> list[str]:
     """Independent clauses: split at ``;`` and at ``, and``/``, but``/... between clauses.
 
     A split needs two real clauses (each at least four words, the second starting like a
     subject), so lists such as "Alice, Bob, and Carol joined" stay one fact.
+
+    One pass over the sentence: the joins are found once, the words before a join are counted
+    from the word starts (a binary search), and the words after it are checked by matching
+    four of them at the join -- never by re-reading the rest of the sentence, which made a
+    100 KB run of clauses quadratic (one copy and one count of the remainder per join).
     """
+    starts = [m.start() for m in _WORD.finditer(sentence)]
     parts: list[str] = []
-    rest = sentence
-    while True:
-        m = next((m for m in _CLAUSE_JOIN.finditer(rest) if _splittable(rest, m)), None)
-        if m is None:
-            parts.append(rest)
-            return parts
-        left = rest[:m.start()].rstrip(" ,;")
+    seg = 0  # where the clause being built starts
+    for m in _CLAUSE_JOIN.finditer(sentence):
+        if bisect.bisect_left(starts, m.start()) - bisect.bisect_left(starts, seg) \
+                < _MIN_CLAUSE_WORDS:
+            continue
+        following = _FIRST_WORDS.match(sentence, m.end())
+        if following is None:
+            continue
+        first = following.group(1).strip("\"'(")
+        if not (first.lower() in _SUBJECT_START or first[:1].isupper() or first[:1].isdigit()):
+            continue
+        left = sentence[seg:m.start()].rstrip(" ,;")
+        left = left[:1].upper() + left[1:] if seg else left  # a clause after a split
         parts.append(left if left.endswith((".", "!")) else left + ".")
-        right = rest[m.end():]
-        rest = right[:1].upper() + right[1:]
-
-
-def _splittable(text: str, m: re.Match[str]) -> bool:
-    left, right = text[:m.start()], text[m.end():]
-    if _words(left) < _MIN_CLAUSE_WORDS or _words(right) < _MIN_CLAUSE_WORDS:
-        return False
-    first = right.split(None, 1)[0].strip("\"'(")
-    return first.lower() in _SUBJECT_START or first[:1].isupper() or first[:1].isdigit()
+        seg = m.end()
+    rest = sentence[seg:]
+    parts.append(rest[:1].upper() + rest[1:] if seg else rest)
+    return parts
 
 
 # -- main entity -----------------------------------------------------------------------------

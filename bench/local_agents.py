@@ -24,6 +24,7 @@ from hive_core.errors import TransportError
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
 from hive_core.transports.base import check_reply
+from hive_core.transports.registry import hive_auth
 from hive_core.transports.unix import UnixSocketTransport
 
 HIVE = "bench"
@@ -52,7 +53,7 @@ def main() -> None:
         procs = [subprocess.Popen([sys.executable, "-m", "agent_runtime", "--hive", HIVE,
                                    "--agent", n], env=env, stderr=subprocess.DEVNULL)
                  for n in names]
-        client = UnixSocketTransport(config.run_dir)
+        client = UnixSocketTransport(config.run_dir, auth=hive_auth(config))
         try:
             started = time.monotonic()
             deadline = started + 60

@@ -45,6 +45,7 @@ from hive_core.messages import encode
 from hive_core.store.base import StoreBatch
 from hive_core.store.memory import MemoryShardStore
 from hive_core.transports.local import LocalEventBus
+from hive_core.transports.registry import hive_auth
 from hive_core.transports.unix import UnixSocketTransport
 
 RING_ENV = {"AMPLIHACK_HANDOFF_GRACE": "2", "AMPLIHACK_RING_POLL": "0.5",
@@ -75,7 +76,7 @@ def run_processes(n: int, n_facts: int) -> dict[str, Any]:
         facts = extract(turns)
         config = HiveConfig.load(name)
         names = config.agent_names()
-        link = AgentLink(name, UnixSocketTransport(config.run_dir))
+        link = AgentLink(name, UnixSocketTransport(config.run_dir, auth=hive_auth(config)))
         questions = [" ".join(t.split()[:7]) + "?" for t in turns[:: max(1, len(turns) // 60)]]
 
         # -- join -------------------------------------------------------------------------

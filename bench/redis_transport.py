@@ -29,8 +29,9 @@ import redis
 
 from agent_runtime.agent import Agent
 from bench.common import pct, turn
-from hive_core.hive_config import AgentConfig, HiveConfig, redact_secret
+from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
+from hive_core.redact import redact_secret
 from hive_core.transports.base import check_reply
 from hive_core.transports.redis import RedisShardTransport
 

@@ -31,7 +31,8 @@ def extract(turns: Sequence[str], file_name: str | None = "turns.txt") -> dict[s
     line number), extracted with the agents' offline extractor. ``file_name=None``: the
     turns as bare strings in a LEARN message (facts without a place)."""
     read: Sequence[Any] = (turns if file_name is None else
-                           parse_turns(turns, file_name, jsonl=False, session=file_name))
+                           list(parse_turns(turns, file_name, jsonl=False,
+                                                 session=file_name)))
     return {f.fact_id: f for f in facts_of_turns(RuleBasedExtractor(), read)}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from hive_core.errors import HiveError
 from hive_core.messages import Envelope, MessageType
+from hive_core.redact import redact_secret
 from hive_core.transports.base import ShardTransport, request_payloads
 
 SENDER = "cli"
@@ -44,10 +45,21 @@ class AgentLink:
             MessageType.SHARD_QUERY, {a: {"op": "status"} for a in agents}, timeout
         )
 
-    def learn(self, batches: Mapping[str, list[str]], timeout: float) -> dict[str, Result]:
-        return self.request_many(
-            MessageType.LEARN, {a: {"turns": t} for a, t in batches.items()}, timeout
-        )
+    def learn(self, batches: Mapping[str, list[Any]], timeout: float,
+              batch_ids: Mapping[str, str] | None = None, restore: bool = False
+              ) -> dict[str, Result]:
+        """One LEARN per agent. A batch id lets the agent answer a re-sent batch from its
+        journal; the deadline (a little less than ours) bounds how long it waits for the
+        work in progress of an earlier send of the same batch."""
+        payloads: dict[str, dict[str, Any]] = {}
+        for agent, turns in batches.items():
+            payload: dict[str, Any] = {"turns": turns, "timeout": round(timeout * 0.9, 3)}
+            if batch_ids is not None and agent in batch_ids:
+                payload["batch_id"] = batch_ids[agent]
+            if restore:
+                payload["restore"] = True
+            payloads[agent] = payload
+        return self.request_many(MessageType.LEARN, payloads, timeout)
 
     def ask(self, agent: str, question: str, limit: int, timeout: float) -> dict[str, Any]:
         # The agent gets the deadline too (a little less, for the reply's way back), so it
@@ -61,4 +73,4 @@ class AgentLink:
 
 def describe(error: HiveError) -> str:
     """A short reason for a failed request, for tables and one-line errors."""
-    return " ".join((str(error) or type(error).__name__).split())
+    return redact_secret(" ".join((str(error) or type(error).__name__).split()))

@@ -16,17 +16,20 @@ from typing import Annotated
 
 import typer
 
-from hive_cli import inputs, keeper, lifecycle, operations, ring_ops, supervisor
+from hive_cli import hive_lock, inputs, learn_run, lifecycle, operations, ring_ops, supervisor
 from hive_cli.errors import CliFailure, UsageProblem, exit_code_for, one_line
 from hive_cli.eval_cmd import eval_command
 from hive_cli.forget_cmd import forget_command
 from hive_cli.logs_cmd import logs_command
-from hive_cli.options import AgentOpt, AgentsOpt, Hive, Json, agent_list, name_check, usage
+from hive_cli.options import AgentOpt, Hive, Json, name_check, refuse_non_finite, usage
+from hive_cli.process_cmds import restart_command, start_command, stop_command
 from hive_cli.render import Renderer
+from hive_cli.secret_cmd import rotate_secret_command
 from hive_cli.status_cmd import status_command
 from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
 from hive_core.hive_config import AgentConfig, HiveConfig
+from hive_core.redact import RedactingFormatter
 from hive_core.transports.registry import names as transport_names
 
 app = typer.Typer(
@@ -96,6 +99,17 @@ def create(
         query_fanout=query_fanout, key_prefix=key_prefix,
         agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents))))
     check_available(config)  # e.g. an Azure hive with no connection string anywhere
+    out = Renderer(json_out)
+    with hive_lock.hold(name, "create", on_wait=out.note):
+        path = _create(config, force)
+    if json_out:
+        return out.json({"hive": name, "config": str(path), "agents": config.agent_names(),
+                         "transport": config.transport})
+    out.message(f"created hive {name} with {agents} agents ({config.transport}): {path}")
+
+
+def _create(config: HiveConfig, force: bool) -> Path:
+    name = config.name
     if config.config_path.exists():
         if not force:
             raise CliFailure(f"hive {name!r} already exists at {config.directory} "
@@ -106,12 +120,7 @@ def create(
             existing = None
         if existing is not None:
             operations.require_stopped(existing, existing.agent_names(), f"overwrite hive {name!r}")
-    path = config.save()
-    out = Renderer(json_out)
-    if json_out:
-        return out.json({"hive": name, "config": str(path), "agents": config.agent_names(),
-                         "transport": config.transport})
-    out.message(f"created hive {name} with {agents} agents ({config.transport}): {path}")
+    return config.save()
 
 
 HandoffTimeout = Annotated[float, typer.Option(
@@ -140,23 +149,24 @@ def add_agent(
       amplihack-hive add-agent --hive ops --agent-name sec --prompt "You track incidents"
       amplihack-hive add-agent --hive ops --agent-name sec --start
     """
-    config = HiveConfig.load(hive)
-    agent = AgentConfig(agent_name, prompt, str(kuzu_db.resolve()) if kuzu_db else None)
-    updated = config.with_agent(agent)
-    if start_now:
-        check_available(updated)
-    updated.save()
-    doc: dict[str, object] = {"hive": hive, "added": agent_name, "started": False}
-    if start_now:
-        with operations.connected(updated) as link:
-            result = lifecycle.start(updated, link, [agent_name], timeout)[0]
-        if not result.ok:
-            raise CliFailure(f"added agent {agent_name} but it failed to start: "
-                             f"{result.detail}")
-        with ring_ops.view_store(updated) as store:
-            view = ring_ops.wait_settled(store, timeout)
-        doc.update(started=True, pid=result.pid, epoch=view.epoch)
     out = Renderer(json_out)
+    with hive_lock.hold(hive, "add-agent", on_wait=out.note):
+        config = HiveConfig.load(hive)
+        agent = AgentConfig(agent_name, prompt, str(kuzu_db.resolve()) if kuzu_db else None)
+        updated = config.with_agent(agent)
+        if start_now:
+            check_available(updated)
+        updated.save()
+        doc: dict[str, object] = {"hive": hive, "added": agent_name, "started": False}
+        if start_now:
+            with operations.connected(updated) as link:
+                result = lifecycle.start(updated, link, [agent_name], timeout)[0]
+            if not result.ok:
+                raise CliFailure(f"added agent {agent_name} but it failed to start: "
+                                 f"{result.detail}")
+            with ring_ops.view_store(updated) as store:
+                view = ring_ops.wait_settled(store, timeout)
+            doc.update(started=True, pid=result.pid, epoch=view.epoch)
     if json_out:
         return out.json(doc)
     joined = f"; it joined the ring (epoch {doc['epoch']})" if start_now else \
@@ -182,40 +192,20 @@ def remove_agent(
     Examples:
       amplihack-hive remove-agent --hive ops --agent-name sec
     """
-    config = HiveConfig.load(hive)
-    updated = config.without_agent(agent_name)
-    moved = _decommission(config, [agent_name], timeout)
-    supervisor.stop(config, [agent_name], supervisor.STOP_TIMEOUT_S)
-    updated.save()
-    supervisor.clear_pid(config, agent_name)
     out = Renderer(json_out)
+    with hive_lock.hold(hive, "remove-agent", on_wait=out.note):
+        config = HiveConfig.load(hive)
+        updated = config.without_agent(agent_name)
+        moved = ring_ops.decommission(config, [agent_name], timeout)
+        lifecycle.stop_agents(config, [agent_name], supervisor.STOP_TIMEOUT_S)
+        updated.save()
+        supervisor.clear_pid(config, agent_name)
     if json_out:
         return out.json({"hive": hive, "removed": agent_name, "handoff": moved})
     how = {"moved": "; its ranges moved to their new owners",
            "pending": "; its ranges move to their new owners when the hive next runs",
            "none": ""}[moved]
     out.message(f"removed agent {agent_name} from hive {hive}{how}")
-
-
-def _decommission(config: HiveConfig, agents: list[str], timeout: float) -> str:
-    """Take ``agents`` out of the ring; wait for their ranges to move if any agent runs.
-
-    Returns "moved", "pending" (nothing runs: the move happens at the next start) or
-    "none" (the hive has no ring view yet, or they are not in it).
-    """
-    with ring_ops.view_store(config) as store:
-        view = store.load()
-        if view is None or not any(a in view.members for a in agents):
-            return "none"
-        for agent in agents:
-            try:
-                ring_ops.request_leave(store, config, agent)
-            except ConfigError as exc:
-                raise CliFailure(str(exc)) from exc
-        if not operations.live_agents(config):
-            return "pending"
-        ring_ops.wait_out(store, agents, timeout)
-        return "moved"
 
 
 @app.command("list")
@@ -257,162 +247,13 @@ def delete(
       amplihack-hive delete --hive ops
       amplihack-hive delete --hive ops --purge-data
     """
-    doc = operations.delete_hive(HiveConfig.load(hive), purge_data)
     out = Renderer(json_out)
+    with hive_lock.hold(hive, "delete", on_wait=out.note):
+        doc = operations.delete_hive(HiveConfig.load(hive), purge_data)
     if json_out:
         return out.json(doc)
     kept = f" (shard data kept in {doc['kept_data']})" if doc["kept_data"] else ""
     out.message(f"deleted hive {hive}{kept}")
-
-
-# -- processes -------------------------------------------------------------------------------
-@app.command()
-def start(
-    hive: Hive,
-    target: Annotated[str, typer.Option(help="Where agents run: local | azure.")] = "local",
-    agents: AgentsOpt = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for ready.")] = 60.0,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="azure: only render the deployment parameters (offline).")] = False,
-    agents_per_app: Annotated[int, typer.Option(
-        min=1, help="azure: agents (containers) per Container App.")] = 5,
-    image: Annotated[str, typer.Option(help="azure: the agents' container image.")] =
-        "amplihack-hive:0.1.0",
-    resource_group: Annotated[str | None, typer.Option(
-        help="azure: resource group (default: amplihack-HIVE).")] = None,
-    location: Annotated[str | None, typer.Option(help="azure: Azure region.")] = None,
-    restart: Annotated[str, typer.Option(
-        "--restart", help="no | on-failure: a keeper process restarts crashed agents.")] = "no",
-    max_restarts: Annotated[int, typer.Option(
-        min=1, max=1000, help="on-failure: crashes in a row before the keeper gives up.")] = 5,
-    json_out: Json = False,
-) -> int | None:
-    """Start one process per agent and wait until each reports ready.
-
-    --target azure renders <hive dir>/deploy/azure/parameters.json (no secrets) and runs
-    deploy/azure/deploy.sh with it unless --dry-run (README: "A hive in Azure").
-
-    \b
-    Examples:
-      amplihack-hive start --hive ops
-      amplihack-hive start --hive ops --restart on-failure --max-restarts 5
-      amplihack-hive start --hive ops --target azure --dry-run
-    """
-    if target == "azure":
-        from hive_cli import azure_deploy
-
-        if agents is not None:
-            raise UsageProblem("--agents cannot be used with --target azure: the deployment "
-                               "runs every agent of the hive")
-        return azure_deploy.start(
-            HiveConfig.load(hive), Renderer(json_out), dry_run=dry_run,
-            agents_per_app=agents_per_app, image=image, resource_group=resource_group,
-            location=location)
-    if target != "local":
-        raise UsageProblem(f"unknown --target {target!r}: choose local or azure")
-    if dry_run:
-        raise UsageProblem("--dry-run is for --target azure")
-    if restart not in ("no", "on-failure"):
-        raise UsageProblem(f"unknown --restart {restart!r}: choose no or on-failure")
-    wanted = agent_list(agents)
-    config = HiveConfig.load(hive)
-    check_available(config)
-    names = lifecycle.select_agents(config, wanted)
-    out = Renderer(json_out)
-    with operations.connected(config) as link, out.progress("agents ready", len(names)) as bar:
-        results = lifecycle.start(config, link, names, timeout, progress=bar)
-    if restart == "on-failure":
-        pid = keeper.launch(config, config.agent_names(), max_restarts)
-        out.note(f"keeper (pid {pid}) restarts crashed agents of hive {hive} "
-                 f"(gives up after {max_restarts} crashes in a row)")
-    if all(r.outcome == "already running" for r in results):
-        # Like `docker compose up` and pm2: the wanted state holds, so this succeeds.
-        if json_out:
-            return out.started(hive, results)
-        return out.message(f"hive {hive}: all {len(results)} agent(s) already running; "
-                           "nothing to start")
-    out.started(hive, results)
-    failed = [r.agent for r in results if not r.ok]
-    if failed:
-        raise CliFailure(f"{len(failed)} agent(s) failed to start: {', '.join(failed)} "
-                         f"(see {config.logs_dir})")
-
-
-@app.command()
-def stop(
-    hive: Hive,
-    agents: AgentsOpt = None,
-    timeout: Annotated[float, typer.Option(min=0, help="Seconds before SIGKILL.")] = 10.0,
-    decommission: Annotated[bool, typer.Option(
-        help="Leave the ring for good first: their ranges move to the other agents.")] = False,
-    handoff_timeout: Annotated[float, typer.Option(
-        min=1, help="Seconds to wait for --decommission's hand-off.")] = 300.0,
-    json_out: Json = False,
-) -> None:
-    """Stop agents: SIGTERM, wait, SIGKILL after --timeout, verify they are gone.
-
-    A plain stop is a pause: the agents keep their place in the ring (after
-    rereplicate_after seconds the others restore their replicas). --decommission moves their
-    ranges to the other agents first.
-
-    \b
-    Examples:
-      amplihack-hive stop --hive ops
-      amplihack-hive stop --hive ops --agents agent_3 --decommission
-    """
-    config = HiveConfig.load(hive)
-    wanted = agent_list(agents)
-    if decommission and not wanted:
-        raise UsageProblem("--decommission needs --agents (the agents that leave the ring)")
-    names = lifecycle.select_agents(config, wanted)
-    if decommission:
-        _decommission(config, names, handoff_timeout)
-    if not wanted and keeper.stop(config):  # first, so it restarts none of them
-        Renderer(json_out).note(f"stopped the keeper of hive {hive}")
-    results = supervisor.stop(config, names, timeout)
-    if all(r.outcome == "not running" for r in results):
-        if json_out:
-            return Renderer(json_out).stopped(hive, results)
-        return Renderer(json_out).message(f"hive {hive} is not running: nothing to stop")
-    Renderer(json_out).stopped(hive, results)
-    stuck = [r.agent for r in results if r.outcome == "stuck"]
-    if stuck:
-        raise CliFailure(f"agent(s) {', '.join(stuck)} did not exit after SIGKILL")
-
-
-@app.command()
-def restart(
-    hive: Hive,
-    agents: AgentsOpt = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for ready.")] = 60.0,
-    stop_timeout: Annotated[float, typer.Option(
-        min=0, help="Seconds before SIGKILL when stopping.")] = 10.0,
-    json_out: Json = False,
-) -> None:
-    """Stop agents (all, or --agents) and start them again; a stopped agent is started.
-
-    They keep their place in the ring (as a plain stop does).
-
-    \b
-    Example:
-      amplihack-hive restart --hive ops --agents agent_2
-    """
-    config = HiveConfig.load(hive)
-    check_available(config)
-    names = lifecycle.select_agents(config, agent_list(agents))
-    stopped = supervisor.stop(config, names, stop_timeout)
-    stuck = [r.agent for r in stopped if r.outcome == "stuck"]
-    if stuck:
-        raise CliFailure(f"agent(s) {', '.join(stuck)} did not exit after SIGKILL; "
-                         "nothing was started")
-    out = Renderer(json_out)
-    with operations.connected(config) as link, out.progress("agents ready", len(names)) as bar:
-        results = lifecycle.start(config, link, names, timeout, progress=bar)
-    out.started(hive, results)
-    failed = [r.agent for r in results if not r.ok]
-    if failed:
-        raise CliFailure(f"{len(failed)} agent(s) failed to start again: {', '.join(failed)} "
-                         f"(see {config.logs_dir})")
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -428,9 +269,14 @@ def learn(
         min=1, max=256, help="Agents learning at the same time.")] = operations.LEARN_PARALLEL,
     batch: Annotated[int, typer.Option(
         min=1, max=1000, help="Turns per LEARN message.")] = operations.LEARN_BATCH,
+    restore: Annotated[bool, typer.Option(
+        "--restore", help="Learn again facts that were retracted (forget) earlier.")] = False,
     json_out: Json = False,
 ) -> None:
     """Teach the hive: turn i goes to running agent i mod N, which places facts on the ring.
+
+    A fact retracted earlier (forget) is not learned again unless --restore is given: the
+    learn then exits 1 and says how many. A batch whose agent died goes to another one.
 
     \b
     Examples:
@@ -447,18 +293,19 @@ def learn(
     check_available(config)
     if file is not None and not file.exists():
         raise UsageProblem(f"--file {file}: no such file")
-    turns = inputs.read_turns(Path("-") if source == "-" else file, text)
+    turns = inputs.open_turns(Path("-") if source == "-" else file, text,
+                              config.max_turn_bytes)
     out = Renderer(json_out)
     live = operations.require_live(config, agent)
+    if restore:
+        operations.require_all_live(config, "learn --restore")
     with operations.connected(config) as link:
         running = operations.running_among(config, link, live, agent)
-        per_agent = inputs.round_robin(turns, running)
-        with out.progress("turns learned", len(turns)) as bar:
-            doc = operations.learn(link, per_agent, timeout, bar, batch, parallel)
+        with out.progress("turns learned", turns.total) as bar:
+            doc = learn_run.learn(link, turns, turns.total, running, timeout, bar, batch,
+                                  parallel, restore)
     out.learned(doc)
-    if doc["failed_shards"]:
-        raise CliFailure(f"some facts are missing replicas: shard(s) "
-                         f"{', '.join(doc['failed_shards'])} failed to store them")
+    learn_run.check_outcome(doc)
 
 
 @app.command()
@@ -491,11 +338,15 @@ app.command("status")(status_command)
 app.command("logs")(logs_command)
 app.command("eval")(eval_command)
 app.command("forget")(forget_command)
+app.command("start")(start_command)
+app.command("stop")(stop_command)
+app.command("restart")(restart_command)
+app.command("rotate-secret")(rotate_secret_command)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv``; returns the exit code (errors printed as one line)."""
-    command = typer.main.get_command(app)
+    command = refuse_non_finite(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="amplihack-hive", standalone_mode=False)
         return int(code) if isinstance(code, int) else 0
@@ -528,7 +379,7 @@ def _quiet_library_logs() -> None:
     a transport's retry warnings on the way there are noise (AMPLIHACK_DEBUG=1 shows them)."""
     level = logging.DEBUG if os.environ.get("AMPLIHACK_DEBUG") else logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("amplihack-hive: %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("amplihack-hive: %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("hive_core")
     root.addHandler(handler)
     root.setLevel(level)

@@ -293,5 +293,6 @@ def _print_plan(out: Renderer, azure: AzurePlan, params: Path, command: list[str
     secrets = " or ".join(secret_variables(azure.transport))
     blob = ("; and AMPLIHACK_BLOB_CONNECTION_STRING, or a storage account is created"
             if azure.state_store == "blob" else "")
-    out.message(f"deploy with (secrets are read from the environment: {secrets}{blob}):")
+    out.message(f"deploy with (secrets are read from the environment: {secrets}{blob}; the "
+                "message key from AMPLIHACK_HIVE_SECRET or the hive's secret.json):")
     out.message("  " + " ".join(_quote(c) for c in command))

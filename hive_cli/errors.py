@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from hive_core.errors import HiveError
+from hive_core.redact import redact_secret
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -65,7 +66,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    """The message of ``exc`` folded onto one line (the CLI prints exactly one)."""
+    """The message of ``exc`` folded onto one line (the CLI prints exactly one), secrets
+    redacted: an exception's text may quote a connection string."""
     if isinstance(exc, (HiveError, CliFailure)):
         text = str(exc) or type(exc).__name__
     elif is_parser_error(exc):
@@ -80,4 +82,4 @@ def one_line(exc: BaseException) -> str:
         text = f"{exc.strerror or exc}{where}"
     else:
         text = f"internal error: {type(exc).__name__}: {exc} (AMPLIHACK_DEBUG=1 shows a traceback)"
-    return " ".join(text.split())
+    return redact_secret(" ".join(text.split()))

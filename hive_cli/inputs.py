@@ -1,9 +1,13 @@
 """What ``learn`` reads: one turn per line, plain text or JSONL with a ``content`` field.
 
-The whole input is read and checked before anything is sent, so a bad line 4,000 never leaves
-a hive that learned lines 1-3,999. Blank lines are skipped. The input is JSONL when the file
-name ends in ``.jsonl`` or its first non-blank line starts with ``{``; then every line must be
-a JSON object with a non-empty string ``content``.
+The input is read twice, a line at a time, so memory stays bounded whatever its size: a
+first pass checks every line (and counts the turns), a second one yields the turns to send.
+A bad line 4,000 thus never leaves a hive that learned lines 1-3,999. Stdin is spooled to
+a temporary file as it is read (both passes need it). A line is read with a cap of the
+hive's ``max_turn_bytes``: a longer one is refused, naming its line, without ever holding it
+whole. Blank lines are skipped. The input is JSONL when the file name ends in ``.jsonl`` or
+its first non-blank line starts with ``{``; then every line must be a JSON object with a
+non-empty string ``content``.
 
 Every turn keeps where it stands in its conversation -- ``session`` (the file's name, "stdin"
 or "text", or a JSONL line's ``session`` field) and ``turn`` (its line number, or a JSONL
@@ -18,47 +22,44 @@ index. It becomes the facts' ``created_at``; parallel agents cannot reorder it.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from hive_cli.errors import CliFailure
+from hive_core.config_schema import DEFAULT_MAX_TURN_BYTES
 
 T = TypeVar("T")
-MAX_TURN_BYTES = 1024 * 1024
-MAX_TURNS = 1_000_000
+MAX_TURN_BYTES = DEFAULT_MAX_TURN_BYTES  # a hive's own limit is its max_turn_bytes
+MAX_TURNS = 10_000_000
+SPOOL_CHUNK = 1024 * 1024
 
 
 class BadInput(CliFailure):
     """The content given to ``learn`` cannot be learned as it is."""
 
 
-def _lines(raw: bytes, source: str) -> list[str]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{source} is not UTF-8 text (byte {exc.start})") from exc
-    return text.splitlines()
-
-
 Turn = dict[str, Any]  # {"content": str, "session": str, "turn": int, "time": float}
 
 
 def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
-                session: str | None = None) -> list[Turn]:
-    """Turns from lines; raises :class:`BadInput` naming the first bad line."""
+                session: str | None = None, max_turn_bytes: int = MAX_TURN_BYTES,
+                began: float | None = None) -> Iterator[Turn]:
+    """Turns from lines, lazily; raises :class:`BadInput` naming the first bad line (when
+    the iteration reaches it: :class:`TurnSource` checks everything before sending)."""
     session = session or source
-    began = round(time.time(), 3)
-    turns: list[Turn] = []
+    began = round(time.time(), 3) if began is None else began
+    count = 0
     for number, line in enumerate(lines, start=1):
-        size = len(line.encode("utf-8"))
-        if size > MAX_TURN_BYTES:
-            raise BadInput(f"{source}: line {number} is {size:,} bytes; the limit per turn "
-                           f"is {MAX_TURN_BYTES:,} bytes")
+        size = len(line.encode("utf-8", "surrogatepass"))
+        if size > max_turn_bytes:
+            raise _too_long(source, number, size, max_turn_bytes)
         if not line.strip():
             continue
         if jsonl is None:
@@ -66,12 +67,77 @@ def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
         turn = (_jsonl_turn(line, source, number, session) if jsonl else
                 {"content": line.strip(), "session": session, "turn": number})
         turn.setdefault("time", began)
-        turns.append(turn)
-        if len(turns) > MAX_TURNS:
+        count += 1
+        if count > MAX_TURNS:
             raise BadInput(f"{source}: more than {MAX_TURNS:,} turns; split the input")
-    if not turns:
-        raise BadInput(f"{source} has no turns to learn (it is empty or blank)")
-    return turns
+        yield turn
+
+
+def _too_long(source: str, number: int, size: int, limit: int) -> BadInput:
+    return BadInput(f"{source}: line {number} is {size:,} bytes; the limit per turn is "
+                    f"{limit:,} bytes (max_turn_bytes in the hive config)")
+
+
+class TurnSource:
+    """A learn input, read line by line: :meth:`check` it all, then iterate its turns.
+
+    ``total`` is known after :meth:`check`. Memory is bounded by one line (at most
+    ``max_turn_bytes``), however large the input.
+    """
+
+    def __init__(self, opener: Callable[[], IO[bytes]], source: str, session: str,
+                 jsonl: bool | None, max_turn_bytes: int) -> None:
+        self._open = opener
+        self.source = source
+        self.session = session
+        self.jsonl = jsonl
+        self.max_turn_bytes = max_turn_bytes
+        self.began = round(time.time(), 3)  # the same in both passes
+        self.total = 0
+
+    def check(self) -> int:
+        """Read everything once; raise :class:`BadInput` on the first bad line."""
+        self.total = sum(1 for _ in self)
+        if not self.total:
+            raise BadInput(f"{self.source} has no turns to learn (it is empty or blank)")
+        return self.total
+
+    def __iter__(self) -> Iterator[Turn]:
+        return parse_turns(self._lines(), self.source, self.jsonl, self.session,
+                           self.max_turn_bytes, self.began)
+
+    def _lines(self) -> Iterator[str]:
+        """Decoded lines (split as ``str.splitlines`` splits), numbered as in the file;
+        a line longer than the limit is refused after reading at most the limit of it."""
+        cap = self.max_turn_bytes + 3  # room for the line end: "\r\n"
+        offset = number = 0
+        with self._open() as fh:
+            while True:
+                raw = fh.readline(cap)
+                if not raw:
+                    return
+                if len(raw) == cap and not raw.endswith(b"\n"):
+                    size = len(raw) + _rest_of_line(fh)
+                    raise _too_long(self.source, number + 1, size, self.max_turn_bytes)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BadInput(f"{self.source} is not UTF-8 text (byte "
+                                   f"{offset + exc.start})") from exc
+                offset += len(raw)
+                for line in text.splitlines():
+                    number += 1
+                    yield line
+
+
+def _rest_of_line(fh: IO[bytes]) -> int:
+    """Bytes up to the end of the current line (read in chunks, never held)."""
+    n = 0
+    while True:
+        chunk = fh.readline(SPOOL_CHUNK)
+        n += len(chunk.rstrip(b"\r\n"))
+        if not chunk or chunk.endswith(b"\n"):
+            return n
 
 
 def _jsonl_turn(line: str, source: str, number: int, session: str) -> Turn:
@@ -110,20 +176,66 @@ def _epoch(value: Any, source: str, number: int) -> float:
                    "(2026-03-14, 2026-03-14T09:30:00Z) or epoch seconds >= 0")
 
 
-def read_turns(file: Path | None, text: str | None) -> list[Turn]:
-    """Turns from ``--file`` (``-`` is stdin) or ``--text`` (exactly one must be given)."""
+def read_turns(file: Path | None, text: str | None,
+               max_turn_bytes: int = MAX_TURN_BYTES) -> list[Turn]:
+    """Every turn of an input, in memory (small inputs and tests; ``learn`` streams)."""
+    source = open_turns(file, text, max_turn_bytes)
+    source.check()
+    return list(source)
+
+
+def open_turns(file: Path | None, text: str | None,
+               max_turn_bytes: int = MAX_TURN_BYTES) -> TurnSource:
+    """The turns of ``--file`` (``-`` is stdin) or ``--text`` (exactly one must be given),
+    checked: a bad line raises :class:`BadInput` here, before anything is sent."""
     if text is not None:
-        return parse_turns(text.splitlines(), "--text", jsonl=False, session="text")
-    if file is None:
+        data = text.encode("utf-8", "surrogatepass")
+        source = TurnSource(lambda: io.BytesIO(data), "--text", "text", False, max_turn_bytes)
+    elif file is None:
         raise BadInput("nothing to learn: give --file F, --text T, or - for stdin")
-    if str(file) == "-":
-        return parse_turns(_lines(sys.stdin.buffer.read(), "stdin"), "stdin")
+    elif str(file) == "-":
+        spool = _spool(sys.stdin.buffer)
+        source = TurnSource(lambda: _Rewound(spool), "stdin", "stdin", None, max_turn_bytes)
+    else:
+        if file.is_dir():
+            raise BadInput(f"{file} is a directory, not a file")
+        jsonl = True if file.suffix == ".jsonl" else None
+        source = TurnSource(lambda: _open_file(file), str(file), file.name, jsonl,
+                            max_turn_bytes)
+    source.check()
+    return source
+
+
+def _open_file(file: Path) -> IO[bytes]:
     try:
-        raw = file.read_bytes()
+        return file.open("rb")
     except IsADirectoryError as exc:
         raise BadInput(f"{file} is a directory, not a file") from exc
-    jsonl = True if file.suffix == ".jsonl" else None
-    return parse_turns(_lines(raw, str(file)), str(file), jsonl=jsonl, session=file.name)
+    except OSError as exc:
+        raise BadInput(f"cannot read {file}: {exc.strerror or exc}") from exc
+
+
+def _spool(stream: IO[bytes]) -> IO[bytes]:
+    """Stdin copied to an unnamed temporary file, a chunk at a time (read twice)."""
+    # Kept open on purpose: both passes read it; it is deleted when the process exits.
+    spool = tempfile.TemporaryFile()  # noqa: SIM115
+    while chunk := stream.read(SPOOL_CHUNK):
+        spool.write(chunk)
+    return spool
+
+
+class _Rewound:
+    """The spooled stdin from its start, for one pass (the spool stays open for the next)."""
+
+    def __init__(self, spool: IO[bytes]) -> None:
+        self._spool = spool
+
+    def __enter__(self) -> IO[bytes]:
+        self._spool.seek(0)
+        return self._spool
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def round_robin(turns: list[T], agents: list[str]) -> dict[str, list[T]]:

@@ -23,8 +23,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-from hive_cli import supervisor
+from agent_runtime import log_file
+from hive_cli import hive_lock, supervisor
 from hive_core.hive_config import HiveConfig, amplihack_home
+from hive_core.redact import redact_log_handlers
 from hive_core.transports.retry import Backoff
 
 POLL_S = 0.5
@@ -70,13 +72,19 @@ class Keeper:
         self.attempts = dict.fromkeys(self.agents, 0)
         self.due: dict[str, float] = {}  # crashed agent -> when to restart it
         self.given_up: set[str] = set()
+        self.corrupt: set[str] = set()  # agents whose PID file is corrupt (reported once)
         self.done = threading.Event()
 
     def check(self, now: float) -> bool:
         """One pass over the agents; False when none of them has a record any more."""
         watched = False
         for agent in self.agents:
-            record = supervisor.read_pid(self.config, agent)
+            record, corrupt = supervisor.read_pid_or_none(self.config, agent)
+            if corrupt and agent not in self.corrupt:
+                log.error("%s; not watching %s until a command rewrites it", corrupt, agent)
+            self.corrupt.discard(agent)
+            if corrupt:
+                self.corrupt.add(agent)
             if record is None or agent in self.given_up:
                 continue
             watched = True
@@ -101,8 +109,18 @@ class Keeper:
                         self.due[agent] - now)
         if now < self.due[agent]:
             return
-        del self.due[agent]
-        new = supervisor.spawn(self.config, agent, restarts=record.restarts + 1)
+        # Never race a command that is starting or stopping agents of this hive: it holds
+        # the lifecycle lock; try again next round and look afresh under the lock.
+        with hive_lock.attempt(self.config.name, "keeper restart") as held:
+            if not held:
+                return
+            now_record = supervisor.read_pid_or_none(self.config, agent)[0]
+            if now_record is None or now_record.pid != record.pid \
+                    or supervisor.stopping_path(self.config, agent).exists():
+                self.due.pop(agent, None)  # a command stopped or started it meanwhile
+                return
+            del self.due[agent]
+            new = supervisor.spawn(self.config, agent, restarts=record.restarts + 1)
         self.attempts[agent] += 1
         log.warning("%s restarted as pid %d (restart %d)", agent, new.pid, new.restarts)
 
@@ -125,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s {args.hive}/keeper: %(message)s")
+    redact_log_handlers(logging.getLogger())  # an error's text may quote a connection URL
+    log_file.install()  # logs/keeper.log is rotated by size like the agents' logs
     keeper = Keeper(HiveConfig.load(args.hive), args.agents.split(","), args.max_restarts)
     signal.signal(signal.SIGTERM, lambda *_: keeper.done.set())
     signal.signal(signal.SIGINT, lambda *_: keeper.done.set())

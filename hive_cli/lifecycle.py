@@ -2,13 +2,16 @@
 
 States (one rule each, checked in this order)::
 
-    stopped   no PID file: never started, or stopped cleanly by ``stop``
+    stopped   no PID file and no process of the agent: never started, or stopped by ``stop``
+    orphaned  no live recorded process, but a process of the agent runs (found by
+              hive_cli.discovery in the process table or behind its socket): ``stop``
+              stops it, ``start`` adopts it when it answers as the agent
     crashed   a PID file, but its process is gone (or the PID now belongs to another
               program)
     unresponsive  the process is alive but has not answered a status request for longer
               than STARTUP_GRACE_S since it was started (hung, or busy past the deadline)
     running   the process is alive (PID and start time match) and answered ``status``
-              with ``ready: true``
+              with ``ready: true`` and its own PID (not another process on its socket)
     starting  the process is alive, started less than STARTUP_GRACE_S ago, and has not
               answered (yet) or answered ``ready: false``
 
@@ -16,17 +19,20 @@ States (one rule each, checked in this order)::
 ones, and waits until each agent *itself* reports ready, with one deadline for all. Before
 it stops an agent that is alive but silent, it asks once more with a long deadline
 (HUNG_CONFIRM_S), so an agent that is merely busy (a large learn in flight) is never killed
-by a second ``start``.
+by a second ``start``. Commands that change processes hold the hive's lock
+(hive_cli.hive_lock), so two of them never act on one hive at once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hive_cli import supervisor
+import psutil
+
+from hive_cli import discovery, supervisor
 from hive_cli.agent_link import AgentLink, describe
 from hive_cli.errors import Interrupted
 from hive_core.errors import AgentError, HiveError
@@ -53,6 +59,8 @@ class AgentState:
     alive: bool = False  # the process exists (running, starting, unresponsive)
     restarts: int = 0  # restarts by the keeper after crashes (start --restart on-failure)
     ring_state: str = ""  # normal | joining | leaving | down | absent (the ring view's word)
+    strays: list[int] = field(default_factory=list)  # its processes no PID record names
+    answered_by: int | None = None  # the PID its status reply came from
 
     def to_json(self) -> dict[str, Any]:
         ring = self.reply.get("ring") or {}
@@ -62,7 +70,9 @@ class AgentState:
                 "facts": self.facts, "rss_mb": self.rss_mb,
                 "uptime_s": None if self.uptime_s is None else round(self.uptime_s, 1),
                 "detail": self.detail, "ring_state": self.ring_state,
-                "epoch": ring.get("epoch"), "under_replicated": ring.get("under_replicated")}
+                "epoch": ring.get("epoch"), "under_replicated": ring.get("under_replicated"),
+                # Messages it dropped unauthenticated, by reason (hive_core.auth).
+                "auth_rejected": self.reply.get("auth_rejected")}
 
 
 def select_agents(config: HiveConfig, wanted: Sequence[str] | None) -> list[str]:
@@ -79,45 +89,92 @@ def select_agents(config: HiveConfig, wanted: Sequence[str] | None) -> list[str]
 
 
 def probe(config: HiveConfig, link: AgentLink | None, agents: Sequence[str],
-          timeout: float = STATUS_TIMEOUT_S) -> list[AgentState]:
-    """The state of each agent, asking live ones for their status (one concurrent round)."""
+          timeout: float = STATUS_TIMEOUT_S,
+          found: Mapping[str, Sequence[psutil.Process]] | None = None) -> list[AgentState]:
+    """The state of each agent, asking live ones for their status (one concurrent round).
+
+    ``found``: the hive's processes by agent (default: hive_cli.discovery looks); one that no
+    PID record names makes its agent "orphaned", or is listed as a stray beside a recorded
+    one. A status reply counts only when its PID is the process we know as that agent.
+    """
     now = time.time()
+    if found is None:
+        found = discovery.hive_processes(config.name, agents)
     states: dict[str, AgentState] = {}
-    live: dict[str, Any] = {}
+    live: dict[str, int] = {}  # agent -> the PID whose status reply counts
+    started: dict[str, float] = {}
     for name in agents:
-        record = supervisor.read_pid(config, name)
+        record, corrupt = supervisor.read_pid_or_none(config, name)
         proc = supervisor.live_process(record)
-        if record is None:
-            states[name] = AgentState(name, "stopped")
-        elif proc is None:
-            states[name] = AgentState(name, "crashed", pid=record.pid,
-                                      detail=f"process {record.pid} is gone",
-                                      restarts=record.restarts)
-        else:
-            live[name] = (record, proc)
-            states[name] = AgentState(name, "starting", pid=record.pid,
-                                      uptime_s=now - proc.create_time(),
-                                      rss_mb=supervisor.rss_mb(proc), restarts=record.restarts)
+        strays = [p for p in found.get(name, ()) if proc is None or p.pid != proc.pid]
+        state = states[name] = AgentState(name, "stopped", detail=corrupt,
+                                          strays=[p.pid for p in strays])
+        if proc is None and strays:
+            stray = strays[0]
+            gone = f"recorded process {record.pid} is gone; " if record else ""
+            state.status, state.alive, state.pid = "orphaned", True, stray.pid
+            state.uptime_s, state.rss_mb = now - stray.create_time(), supervisor.rss_mb(stray)
+            state.detail = (f"{gone}pid {stray.pid} runs as {name} without a PID record; "
+                            "`stop` stops it, `start` adopts it")
+            live[name] = stray.pid
+        elif proc is None and record is not None:
+            state.status, state.pid, state.restarts = "crashed", record.pid, record.restarts
+            state.detail = f"process {record.pid} is gone"
+        elif proc is not None and record is not None:
+            state.status, state.pid, state.restarts = "starting", record.pid, record.restarts
+            state.uptime_s, state.rss_mb = now - proc.create_time(), supervisor.rss_mb(proc)
+            live[name] = record.pid
+            started[name] = record.started_at
+            if record.ready_at is not None:
+                started[name] = -1.0  # once ready, silence is no longer "starting"
     replies = link.status(list(live), timeout) if link is not None and live else {}
-    for name, (record, _proc) in live.items():
+    for name, pid in live.items():
         state = states[name]
         reply = replies.get(name)
-        if isinstance(reply, dict) and reply.get("ready") is True:
-            state.status = "running"
+        if isinstance(reply, dict):
+            state.answered_by = _int_or_none(reply.get("pid"))
+        ready = isinstance(reply, dict) and reply.get("ready") is True
+        if ready and state.answered_by == pid:
+            if state.status != "orphaned":
+                state.status = "running"
             state.facts = int(reply["facts"])
             state.reply = reply
-        elif record.ready_at is not None or now - record.started_at > STARTUP_GRACE_S:
-            # Alive, not answering: hung (or busy past the deadline), not crashed. Once an
-            # agent has been ready, silence is no longer "starting".
+        elif state.status == "orphaned":
+            continue
+        elif started[name] < 0 or now - started[name] > STARTUP_GRACE_S:
             state.status = "unresponsive"
             state.alive = True
-            why = describe(reply) if isinstance(reply, HiveError) else "not ready"
-            state.detail = (f"process alive but no ready status "
-                            f"{'since it was ready' if record.ready_at else 'after start'}: "
-                            f"{why}")
-        elif isinstance(reply, HiveError):
-            state.detail = describe(reply)
+            state.detail = f"process alive but no ready status " \
+                f"{'since it was ready' if started[name] < 0 else 'after start'}: " \
+                f"{_why(reply, pid)}"
+        elif reply is not None:
+            state.detail = _why(reply, pid)
+        if state.strays and state.status != "orphaned":
+            extra = ", ".join(str(p) for p in state.strays)
+            state.detail = "; ".join(filter(None, [
+                state.detail, f"also pid {extra} without a PID record (`stop` stops it)"]))
     return [states[a] for a in agents]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _why(reply: Any, pid: int) -> str:
+    """Why a status reply does not count as the agent's own "ready"."""
+    if isinstance(reply, HiveError):
+        return describe(reply)
+    if isinstance(reply, dict) and _int_or_none(reply.get("pid")) not in (None, pid):
+        return (f"its socket is answered by pid {reply.get('pid')}, not by pid {pid} "
+                "(another process of this agent)")
+    return "not ready"
+
+
+def stop_agents(config: HiveConfig, agents: Sequence[str], timeout: float
+                ) -> list[supervisor.StopResult]:
+    """Stop ``agents``: their recorded processes and any process of theirs no record names."""
+    found = discovery.hive_processes(config.name, agents)
+    return supervisor.stop(config, agents, timeout, strays=found)
 
 
 @dataclass(slots=True)
@@ -169,9 +226,16 @@ def _start(config: HiveConfig, link: AgentLink, agents: Sequence[str], timeout: 
     t0 = time.monotonic()
     deadline = t0 + timeout
     pending: dict[str, StartResult] = {}
-    for state in probe(config, link, agents):
+    found = discovery.hive_processes(config.name, agents)
+    for state in probe(config, link, agents, found=found):
         if state.status == "unresponsive":
-            state = probe(config, link, [state.name], timeout=HUNG_CONFIRM_S)[0]
+            state = probe(config, link, [state.name], timeout=HUNG_CONFIRM_S, found=found)[0]
+        adopted = _settle_strays(config, state, found)
+        if adopted is not None:
+            pending[state.name] = results[state.name] = StartResult(
+                state.name, "adopted", adopted.pid,
+                detail="was running without a PID record; now recorded")
+            continue
         if state.status == "running":
             results[state.name] = StartResult(state.name, "already running", state.pid)
             progress(1)
@@ -200,6 +264,24 @@ def _start(config: HiveConfig, link: AgentLink, agents: Sequence[str], timeout: 
     return [results[a] for a in agents]
 
 
+def _settle_strays(config: HiveConfig, state: AgentState,
+                   found: Mapping[str, Sequence[psutil.Process]]) -> supervisor.PidRecord | None:
+    """Leave one process per agent: an orphan that answers as the agent is adopted (returns
+    its new record); every other unrecorded process of the agent is stopped."""
+    if not state.strays:
+        return None
+    procs = {p.pid: p for p in found.get(state.name, ())}
+    keep = state.answered_by if state.status == "orphaned" else None
+    extra = {state.name: [procs[pid] for pid in state.strays if pid != keep and pid in procs]}
+    if extra[state.name]:
+        supervisor.stop_strays(config, extra, supervisor.KILL_WAIT_S)
+    if keep is None or keep not in procs:
+        if state.status == "orphaned":
+            state.status = "stopped"
+        return None
+    return supervisor.adopt(config, state.name, procs[keep])
+
+
 def _poll_ready(config: HiveConfig, link: AgentLink, pending: dict[str, StartResult],
                 deadline: float, t0: float, progress: Progress) -> None:
     """One round: drop agents that exited, ask the others for status, settle the ready."""
@@ -214,7 +296,10 @@ def _poll_ready(config: HiveConfig, link: AgentLink, pending: dict[str, StartRes
         return
     wait = max(0.05, min(STATUS_TIMEOUT_S, deadline - time.monotonic()))
     for name, reply in link.status(list(pending), wait).items():
-        if isinstance(reply, dict) and reply.get("ready") is True:
+        # Ready counts only from the process we spawned (or adopted): another process that
+        # answers on the agent's socket is not this start's agent.
+        if isinstance(reply, dict) and reply.get("ready") is True \
+                and _int_or_none(reply.get("pid")) == pending[name].pid:
             res = pending.pop(name)
             res.ready_s = time.monotonic() - t0
             record = supervisor.read_pid(config, name)

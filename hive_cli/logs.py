@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from hive_core.redact import redact_secret
+
 FOLLOW_POLL_S = 0.2
 _STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:,(\d{3}))?")
 _MARKER = re.compile(r"^--- amplihack-hive: .* at (\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})")
@@ -52,6 +54,7 @@ def merged(tails: dict[str, list[str]], lines: int) -> list[tuple[str, str, str]
 
 
 def render(agent: str, line: str, stamp: str | None, prefix: bool, as_json: bool) -> str:
+    line = redact_secret(line)  # an old log, or a library's stray print, may hold one
     if as_json:
         return json.dumps({"agent": agent, "time": stamp, "line": line},
                           ensure_ascii=False) + "\n"

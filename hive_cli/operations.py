@@ -14,21 +14,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hive_cli import supervisor
+from hive_cli import discovery, learn_run, supervisor
 from hive_cli.agent_link import AgentLink, describe
-from hive_cli.errors import CliFailure, Interrupted
+from hive_cli.errors import CliFailure
 from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
+from hive_core import secret_store
 from hive_core.errors import HiveError, MessageRejected, TransportError
 from hive_core.hive_config import HiveConfig, hive_dir, hive_names
 from hive_core.membership.store import FileViewStore, open_view_store
 from hive_core.transports import registry
-from hive_core.transports.retry import Backoff, RetryState
 
 ASK_TRY_MIN = 5.0  # seconds an agent gets to answer before the next one is asked
-LEARN_BATCH = 50
-LEARN_PARALLEL = 4
-LEARN_RETRIES = 3  # per batch, for transport failures only (LEARN is idempotent)
+LEARN_BATCH = learn_run.LEARN_BATCH
+LEARN_PARALLEL = learn_run.LEARN_PARALLEL
 
 
 @contextmanager
@@ -41,9 +40,12 @@ def connected(config: HiveConfig) -> Iterator[AgentLink]:
 
 
 def live_agents(config: HiveConfig) -> list[str]:
-    """Agents whose process is alive (PID and start time match); no messages sent."""
+    """Agents with a live process: a recorded one (PID and start time match) or one that no
+    record names (hive_cli.discovery); no messages sent."""
+    found = discovery.hive_processes(config.name, config.agent_names())
     return [a for a in config.agent_names()
-            if supervisor.live_process(supervisor.read_pid(config, a)) is not None]
+            if a in found
+            or supervisor.live_process(supervisor.read_pid_or_none(config, a)[0]) is not None]
 
 
 def require_stopped(config: HiveConfig, agents: Sequence[str], action: str) -> None:
@@ -76,6 +78,11 @@ def list_hives() -> list[dict[str, Any]]:
 def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
     """Remove config, logs and run files; shard data too with ``purge_data``."""
     require_stopped(config, config.agent_names(), f"delete hive {config.name!r}")
+    others = sorted(set(discovery.hive_processes(config.name)) - set(config.agent_names()))
+    if others:  # e.g. an agent removed from the config while it ran, or the keeper
+        raise CliFailure(f"cannot delete hive {config.name!r}: its process(es) "
+                         f"{', '.join(others)} are running; `stop --hive {config.name}` "
+                         "stops them")
     removed: list[str] = []
     if purge_data:
         removed.extend(registry.purge(config.with_env_overrides()))
@@ -93,6 +100,10 @@ def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
         removed.extend(_remove_tree(path))
     config.config_path.unlink()
     removed.append(str(config.config_path))
+    secret = secret_store.secret_path(config.directory)  # a hive made again gets a new one
+    if secret.exists():
+        secret.unlink()
+        removed.append(str(secret))
     folder = hive_dir(config.name)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
@@ -124,79 +135,19 @@ def _remove_shard(path: Path) -> list[str]:
 # -- learn / ask -----------------------------------------------------------------------------
 def learn(
     link: AgentLink,
-    per_agent: dict[str, list[str]],
+    per_agent: dict[str, list[Any]],
     timeout: float,
     advance: Callable[[int], None],
     batch: int = LEARN_BATCH,
     parallel: int = LEARN_PARALLEL,
 ) -> dict[str, Any]:
-    """Send each agent its turns, ``batch`` per LEARN message, ``parallel`` agents at a time.
-
-    Each learning agent fans its facts out to RF owners and to its terms' owners, so a
-    hive where every agent learns at once on a small machine misses its store deadlines;
-    ``parallel`` bounds that load. ``facts`` counts what the agents extracted;
-    ``unique_facts`` counts distinct fact ids (one sentence learned twice is one fact).
-    """
-    t0 = time.monotonic()
-    total = sum(len(t) for t in per_agent.values())
-    facts: dict[str, int] = dict.fromkeys(per_agent, 0)
-    failed: set[str] = set()
-    fact_ids: set[str] = set()
-    done = [0]  # turns whose batch an agent answered, as the rounds go
-    try:
-        _learn_rounds(link, per_agent, timeout, advance, batch, parallel, facts, fact_ids,
-                      failed, done)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {done[0]:,} of {total:,} turns learned; re-running "
-                          "the same learn is safe (a fact learned twice is one fact)") from None
-    return {"hive": link.hive, "turns": total, "facts": sum(facts.values()),
-            "unique_facts": len(fact_ids), "per_agent": facts, "failed_shards": sorted(failed),
-            "seconds": round(time.monotonic() - t0, 3)}
-
-
-def _learn_rounds(link: AgentLink, per_agent: dict[str, list[Any]], timeout: float,
-                  advance: Callable[[int], None], batch: int, parallel: int,
-                  facts: dict[str, int], fact_ids: set[str], failed: set[str],
-                  done_box: list[int]) -> None:
-    """The rounds of :func:`learn`; counts what is done in ``done_box`` as it goes."""
-    total = sum(len(t) for t in per_agent.values())
+    """LEARN turns already dealt out per agent (``inputs.round_robin``), as ``learn`` of a
+    file does (hive_cli.learn_run: batch ids, re-sends done once, failover)."""
+    agents = list(per_agent)
     longest = max((len(t) for t in per_agent.values()), default=0)
-    done = 0
-    for offset in range(0, longest, batch):
-        jobs = [(a, t[offset:offset + batch]) for a, t in per_agent.items()
-                if t[offset:offset + batch]]
-        for i in range(0, len(jobs), parallel):
-            group = dict(jobs[i:i + parallel])
-            for agent, result in _learn_with_retry(link, group, timeout).items():
-                if isinstance(result, HiveError):
-                    reason = describe(result)
-                    reason = reason if reason.startswith(agent) else f"{agent}: {reason}"
-                    raise CliFailure(f"learning stopped after {done} of {total} turns: "
-                                     f"{reason}")
-                facts[agent] += int(result["facts"])
-                fact_ids.update(str(f) for f in result.get("fact_ids") or ())
-                failed.update(str(s) for s in result.get("failed_shards") or ())
-                done += len(group[agent])
-                done_box[0] = done
-                advance(len(group[agent]))
-
-
-def _learn_with_retry(
-    link: AgentLink, group: dict[str, list[str]], timeout: float
-) -> dict[str, Any]:
-    """LEARN a group; batches that met a transport failure (a broker restarting, an agent
-    busy past the deadline) are sent again with backoff. Facts are content-addressed, so a
-    batch that did arrive the first time is stored once however often it is sent. A batch the
-    agent itself rejected is not retried: that error is the answer."""
-    results: dict[str, Any] = link.learn(group, timeout)
-    retry = RetryState(Backoff(base=0.2, cap=2.0))
-    for _ in range(LEARN_RETRIES):
-        again = {a: group[a] for a, r in results.items() if _transient(r)}
-        if not again:
-            break
-        retry.failed()
-        results.update(link.learn(again, timeout))
-    return results
+    stream = (per_agent[a][i] for i in range(longest) for a in agents if i < len(per_agent[a]))
+    total = sum(len(t) for t in per_agent.values())
+    return learn_run.learn(link, stream, total, agents, timeout, advance, batch, parallel)
 
 
 def _transient(result: Any) -> bool:
@@ -214,8 +165,9 @@ def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
     doc = {k: reply[k] for k in keys}
     doc["shards_rerouted"] = list(reply.get("shards_rerouted") or [])
     doc["shards_searched"] = list(reply.get("shards_searched") or [])
-    doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "score")}
-                    for f in reply["facts"]]
+    # learned_from: who sent the LEARN that taught it (kept by the agent as provenance).
+    doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "learned_from",
+                                           "score")} for f in reply["facts"]]
     return doc
 
 
@@ -250,6 +202,17 @@ def require_live(config: HiveConfig, wanted: str | None) -> list[str]:
     if not live:
         raise not_running(config, wanted)
     return live
+
+
+def require_all_live(config: HiveConfig, action: str) -> None:
+    """Fail unless every agent of the hive runs: a restore must reach every shard, or the
+    one left out spreads its tombstones back (agent_runtime.forgetting.restore)."""
+    live = set(live_agents(config))
+    down = [a for a in config.agent_names() if a not in live]
+    if down:
+        raise CliFailure(f"{action} needs every agent of hive {config.name!r} running (a "
+                         f"stopped one keeps its tombstones and would retract the facts "
+                         f"again): {', '.join(down)} not running")
 
 
 def not_running(config: HiveConfig, wanted: str | None) -> CliFailure:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +33,28 @@ def agent_list(value: str | None) -> list[str] | None:
         return [validate_name("agent", n) for n in names]
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def refuse_non_finite(command: Any) -> Any:
+    """Make every subcommand of ``command`` refuse ``nan`` and ``inf`` for a number option.
+
+    Typer checks a float option's ``min`` (nan fails it) but has no upper bound by default,
+    so ``--timeout inf`` would wait forever; checking the parsed values once here covers
+    every command's options, present and future. Returns ``command``.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        refuse_non_finite(sub)
+        parsed = sub.invoke
+
+        def invoke(ctx: Any, _parsed: Any = parsed) -> Any:
+            for key, value in ctx.params.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise UsageProblem(f"--{key.replace('_', '-')} must be a finite number "
+                                       f"(got {value})")
+            return _parsed(ctx)
+
+        sub.invoke = invoke
+    return command
 
 
 def complete_hive(incomplete: str) -> list[str]:

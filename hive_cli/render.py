@@ -24,7 +24,7 @@ from hive_cli.lifecycle import AgentState, StartResult
 from hive_cli.supervisor import StopResult
 
 STATUS_STYLE = {"running": "green", "starting": "yellow", "stopped": "dim", "crashed": "red",
-                "unresponsive": "red"}
+                "unresponsive": "red", "orphaned": "magenta"}
 
 
 class Renderer:
@@ -175,12 +175,12 @@ class Renderer:
 
     def stopped(self, hive: str, results: list[StopResult]) -> None:
         if self.json_mode:
-            return self.json({"hive": hive, "ok": all(r.outcome != "stuck" for r in results),
+            return self.json({"hive": hive, "ok": not any(r.stuck for r in results),
                               "agents": [{"agent": r.agent, "outcome": r.outcome, "pid": r.pid}
                                          for r in results]})
         table = self._table("agent", "result", "pid", title=f"stop {hive}")
         for r in results:
-            style = "red" if r.outcome == "stuck" else ""
+            style = "red" if r.stuck else ""
             table.add_row(escape(r.agent), f"[{style}]{r.outcome}[/]" if style else r.outcome,
                           _num(r.pid))
         self.out.print(table)

@@ -15,6 +15,8 @@ from typing import Any
 
 from hive_cli.errors import CliFailure
 from hive_cli.lifecycle import AgentState
+from hive_cli.operations import live_agents
+from hive_core.errors import ConfigError
 from hive_core.hive_config import HiveConfig
 from hive_core.membership.store import ViewStore, open_view_store, update
 from hive_core.membership.view import RingView, leave
@@ -112,3 +114,24 @@ def ring_summary(view: RingView | None, states: Sequence[AgentState]) -> dict[st
 
 def ring_state(view: RingView | None, agent: str) -> str:
     return view.state(agent) if view is not None else "absent"
+
+
+def decommission(config: HiveConfig, agents: list[str], timeout: float) -> str:
+    """Take ``agents`` out of the ring; wait for their ranges to move if any agent runs.
+
+    Returns "moved", "pending" (nothing runs: the move happens at the next start) or
+    "none" (the hive has no ring view yet, or they are not in it).
+    """
+    with view_store(config) as store:
+        view = store.load()
+        if view is None or not any(a in view.members for a in agents):
+            return "none"
+        for agent in agents:
+            try:
+                request_leave(store, config, agent)
+            except ConfigError as exc:
+                raise CliFailure(str(exc)) from exc
+        if not live_agents(config):
+            return "pending"
+        wait_out(store, agents, timeout)
+        return "moved"

@@ -63,6 +63,10 @@ def agent_command(hive: str, agent: str) -> list[str]:
     return [sys.executable, "-m", "agent_runtime", "--hive", hive, "--agent", agent]
 
 
+class CorruptPidFile(AgentError):
+    """A PID file that cannot be read: the agent it named is found by discovery instead."""
+
+
 def read_pid(config: HiveConfig, agent: str) -> PidRecord | None:
     path = pid_path(config, agent)
     try:
@@ -72,8 +76,36 @@ def read_pid(config: HiveConfig, agent: str) -> PidRecord | None:
                          None if ready is None else float(ready), int(raw.get("restarts", 0)))
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AgentError(f"{path} is corrupt ({exc}); remove it if no agent is running") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptPidFile(f"{path} is corrupt ({exc})") from exc
+
+
+def read_pid_or_none(config: HiveConfig, agent: str) -> tuple[PidRecord | None, str]:
+    """The record, or None and why: one corrupt file must not block every agent's status
+    and stop (the process it named, if any, is found by hive_cli.discovery)."""
+    try:
+        return read_pid(config, agent), ""
+    except CorruptPidFile as exc:
+        return None, str(exc)
+
+
+def set_aside(config: HiveConfig, agent: str) -> Path | None:
+    """Move a corrupt PID file to ``AGENT.pid.corrupt`` (kept for a post-mortem)."""
+    path = pid_path(config, agent)
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        path.replace(aside)
+    except FileNotFoundError:
+        return None
+    return aside
+
+
+def adopt(config: HiveConfig, agent: str, proc: psutil.Process) -> PidRecord:
+    """Record a live process of ``agent`` that no PID file named (found by discovery)."""
+    created = proc.create_time()
+    record = PidRecord(proc.pid, created, created)
+    write_pid(config, agent, record)
+    return record
 
 
 def write_pid(config: HiveConfig, agent: str, record: PidRecord) -> None:
@@ -119,7 +151,7 @@ def rss_mb(proc: psutil.Process) -> float | None:
 
 
 def _open_log(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
@@ -171,12 +203,22 @@ def spawn(
 @dataclass(frozen=True, slots=True)
 class StopResult:
     agent: str
-    outcome: str  # "stopped" | "killed" | "not running" | "crashed" | "stuck"
+    # "stopped" | "killed" | "not running" | "crashed" | "stuck"; with " (unrecorded)" for a
+    # process of the agent that no PID record named (found by hive_cli.discovery)
+    outcome: str
     pid: int | None
 
+    @property
+    def stuck(self) -> bool:
+        """Still alive after SIGKILL."""
+        return self.outcome.startswith("stuck")
 
-def _wait_gone(procs: Mapping[str, psutil.Process], deadline: float) -> set[str]:
-    """Names whose process is still alive at ``deadline``."""
+
+Key = tuple[str, int]  # (agent, pid): an agent may have a recorded and unrecorded process
+
+
+def _wait_gone(procs: Mapping[Key, psutil.Process], deadline: float) -> set[Key]:
+    """Keys whose process is still alive at ``deadline``."""
     alive = set(procs)
     while alive:
         alive = {a for a in alive if not is_gone(procs[a])}
@@ -186,41 +228,71 @@ def _wait_gone(procs: Mapping[str, psutil.Process], deadline: float) -> set[str]
     return alive
 
 
-def stop(config: HiveConfig, agents: Sequence[str], timeout: float) -> list[StopResult]:
+def stop(config: HiveConfig, agents: Sequence[str], timeout: float,
+         strays: Mapping[str, Sequence[psutil.Process]] | None = None) -> list[StopResult]:
     """SIGTERM every live agent, wait ``timeout`` s, SIGKILL the rest, verify all are gone.
 
-    Stale PID files (process gone or PID reused) are removed and reported as ``crashed``.
+    ``strays``: processes of these agents that no PID record names; they are stopped the
+    same way and reported "(unrecorded)". Stale PID files (process gone or PID reused) are
+    removed and reported as ``crashed``; a corrupt one is set aside as ``AGENT.pid.corrupt``.
     """
-    results: dict[str, StopResult] = {}
-    live: dict[str, psutil.Process] = {}
+    results: dict[Key, StopResult] = {}
+    live: dict[Key, psutil.Process] = {}
+    recorded: set[Key] = set()
     for agent in agents:
-        record = read_pid(config, agent)
+        record, corrupt = read_pid_or_none(config, agent)
+        if corrupt:
+            set_aside(config, agent)
         proc = live_process(record)
-        if record is None:
-            results[agent] = StopResult(agent, "not running", None)
-        elif proc is None:
+        if proc is not None:
+            live[(agent, proc.pid)] = proc
+            recorded.add((agent, proc.pid))
+        elif record is not None:
             clear_pid(config, agent)
-            results[agent] = StopResult(agent, "crashed", record.pid)
-        else:
-            live[agent] = proc
-    for agent in live:  # an exit we cause is not a crash for the keeper to repair
+            results[(agent, record.pid)] = StopResult(agent, "crashed", record.pid)
+        for stray in (strays or {}).get(agent, ()):
+            live.setdefault((agent, stray.pid), stray)
+        if not any(key[0] == agent for key in (*results, *live)):
+            results[(agent, 0)] = StopResult(agent, "not running", None)
+    results.update(_terminate(config, live, recorded, timeout))
+    order = {a: i for i, a in enumerate(agents)}
+    return sorted(results.values(), key=lambda r: (order.get(r.agent, len(order)), r.pid or 0))
+
+
+def stop_strays(config: HiveConfig, strays: Mapping[str, Sequence[psutil.Process]],
+                timeout: float) -> list[StopResult]:
+    """Stop only the given unrecorded processes (an agent's recorded process is kept)."""
+    live = {(agent, p.pid): p for agent, procs in strays.items() for p in procs}
+    return list(_terminate(config, live, set(), timeout).values())
+
+
+def _terminate(config: HiveConfig, live: Mapping[Key, psutil.Process], recorded: set[Key],
+               timeout: float) -> dict[Key, StopResult]:
+    """SIGTERM, wait, SIGKILL, wait; clear the PID records of the ``recorded`` that exited."""
+    results: dict[Key, StopResult] = {}
+    stopping = {agent for agent, _pid in live}
+    for agent in stopping:  # an exit we cause is not a crash for the keeper to repair
+        stopping_path(config, agent).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         stopping_path(config, agent).touch(mode=0o600)
     for proc in live.values():
         _signal(proc, signal.SIGTERM)
     survivors = _wait_gone(live, time.monotonic() + timeout)
-    for agent in survivors:
-        _signal(live[agent], signal.SIGKILL)
-    stuck = _wait_gone({a: live[a] for a in survivors}, time.monotonic() + KILL_WAIT_S)
-    for agent, proc in live.items():
-        if agent in stuck:
-            results[agent] = StopResult(agent, "stuck", proc.pid)
+    for key in survivors:
+        _signal(live[key], signal.SIGKILL)
+    stuck = _wait_gone({k: live[k] for k in survivors}, time.monotonic() + KILL_WAIT_S)
+    for key, proc in live.items():
+        agent = key[0]
+        note = "" if key in recorded else " (unrecorded)"
+        if key in stuck:
+            results[key] = StopResult(agent, "stuck" + note, proc.pid)
             continue
-        clear_pid(config, agent)
-        results[agent] = StopResult(agent, "killed" if agent in survivors else "stopped",
-                                    proc.pid)
-    for agent in live:
+        if key in recorded:
+            clear_pid(config, agent)
+        results[key] = StopResult(agent, ("killed" if key in survivors else "stopped") + note,
+                                  proc.pid)
+    for agent in stopping:
         stopping_path(config, agent).unlink(missing_ok=True)
-    return [results[a] for a in agents]
+    return results
 
 
 def _signal(proc: psutil.Process, sig: signal.Signals) -> None:

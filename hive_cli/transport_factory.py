@@ -3,11 +3,20 @@
 The CLI only *requests* (status, learn, ask); it never binds a handler. A transport that
 knows who is live (a broker) is asked once right away, so an unreachable broker is one clear
 line now instead of retries later.
+
+Every message is signed with the hive's secret (hive_core.secret_store). A hive created
+before messages were signed has none: the first command that talks to its agents (``start``,
+normally) generates it and says so in one line on stderr.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
 from hive_cli.errors import CliFailure
+from hive_core import secret_store
+from hive_core.auth import MessageAuth
 from hive_core.errors import ConfigError
 from hive_core.hive_config import HiveConfig
 from hive_core.transports import registry
@@ -28,15 +37,28 @@ def check_available(config: HiveConfig) -> None:
         raise TransportUnavailable(f"hive {config.name!r}: {exc}") from exc
 
 
-def open_transport(config: HiveConfig) -> ShardTransport:
+def ensure_secret(config: HiveConfig) -> None:
+    """Give a hive made before messages were signed its secret (one line says so), unless
+    the key comes from the environment."""
+    if os.environ.get(secret_store.ENV_SECRET) or not config.config_path.exists():
+        return
+    if secret_store.ensure(config.directory):
+        print(f"hive {config.name!r} had no message secret (made before messages were "
+              f"signed); generated {secret_store.secret_path(config.directory)}",
+              file=sys.stderr)
+
+
+def open_transport(config: HiveConfig, auth: MessageAuth | None = None) -> ShardTransport:
     """A transport the CLI can ``request`` on; the caller closes it.
 
     The ``AMPLIHACK_MEMORY_*`` and transport overrides apply here exactly as in the agent
     processes (which inherit this environment), so the CLI reaches agents where they listen.
+    ``auth``: the message policy (default: the hive's, hive_core.transports.registry).
     """
     config = config.with_env_overrides()
     check_available(config)
-    transport = registry.open_transport(config)
+    ensure_secret(config)
+    transport = registry.open_transport(config, auth)
     if isinstance(transport, BrokerTransport):
         try:
             transport.live_members()  # reachable? one clear line now, not retries later

@@ -12,10 +12,24 @@ import os
 import tempfile
 from pathlib import Path
 
+from hive_core.disk_space import disk_full, is_enospc
+
 
 def write_private(path: Path, data: bytes | str, *, fsync: bool = True) -> None:
-    """Replace ``path`` atomically with ``data``, mode 0600 (``fsync``: durable on return)."""
+    """Replace ``path`` atomically with ``data``, mode 0600 (``fsync``: durable on return).
+
+    A full disk raises :class:`~hive_core.errors.DiskFull` naming the folder and its free
+    space (the old file is left as it was)."""
     raw = data.encode() if isinstance(data, str) else data
+    try:
+        _replace(path, raw, fsync)
+    except OSError as exc:
+        if is_enospc(exc):
+            raise disk_full(path.parent) from exc
+        raise
+
+
+def _replace(path: Path, raw: bytes, fsync: bool) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)

@@ -7,6 +7,7 @@ hive with ``AMPLIHACK_*`` environment variables without touching code.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 
@@ -68,6 +69,16 @@ class CoreSettings:
     # Deadline of one hand-off page (a source scans its shard for it; under load that takes
     # longer than a store, and a page that misses it is asked again from the start).
     handoff_timeout: float = 30.0
+    # An agent's socket listener (hive_core.transports.listener_limits): connections open at
+    # once (more are refused and counted), seconds a connection may stay silent before it is
+    # closed, and the two fixed worker pools (shard requests; requests that fan out).
+    listener_max_connections: int = 4096
+    listener_idle_timeout: float = 60.0
+    listener_workers: int = 16
+    listener_fanout_workers: int = 8
+    # Bytes of free disk a shard keeps in reserve: below it writes are refused (reads still
+    # served) instead of letting the engine meet a full disk (hive_core.store.disk_space).
+    disk_reserve_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CoreSettings:
@@ -81,13 +92,18 @@ class CoreSettings:
                 continue
             kind = type(getattr(base, f.name))
             try:
-                changes[f.name] = kind(raw)
-            except ValueError as exc:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            # Every tunable is a size, a count, a duration or a weight: nan, inf and
+            # negative values have no meaning and would fail far from here.
+            if value is None or not math.isfinite(value) or value < 0:
                 from hive_core.errors import ConfigError
 
-                raise ConfigError(
-                    f"AMPLIHACK_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
-                ) from exc
+                what = "whole number" if kind is int else "number"
+                raise ConfigError(f"AMPLIHACK_{f.name.upper()}={raw!r} is not valid: use a "
+                                  f"finite {what} >= 0")
+            changes[f.name] = value
         return replace(base, **changes) if changes else base
 
 

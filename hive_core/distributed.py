@@ -28,7 +28,8 @@ from typing import Any
 
 from hive_core import context, gossip
 from hive_core.config import DEFAULTS, CoreSettings
-from hive_core.errors import ConfigError, StaleEpoch, TransportError
+from hive_core.disk_space import DISK_FULL
+from hive_core.errors import ConfigError, DiskFull, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
@@ -54,6 +55,10 @@ from hive_core.transports.local import LocalEventBus
 
 StoreFactory = Callable[[str], ShardStore]
 SUSPECT_SECONDS = 5.0
+# Seconds a search waits for the members' collection statistics (a small count each, asked
+# at most every collection_ttl): a member slower than that counts with its last known part,
+# so a hung one costs a refresh at most this, not the whole search deadline.
+COLLECTION_WAIT = 1.0
 FACTS_PER_MESSAGE = 2000
 STALE_RETRIES = 3  # a write or search re-placed after as many view refreshes, then fails
 
@@ -207,10 +212,12 @@ class DistributedHiveGraph(BaseHiveGraph):
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
     def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]],
-              stale: dict[str, int] | None = None) -> set[str]:
+              stale: dict[str, int] | None = None,
+              reasons: dict[str, str] | None = None) -> set[str]:
         """Deliver batches (one message per shard per round); returns the shards that failed
-        (recorded in ``write_failures`` and suspected). With ``stale`` given, shards that
-        refused as stale go there (shard -> their epoch) instead, for the caller to retry."""
+        (recorded in ``write_failures`` and suspected; why, in ``reasons`` if given). With
+        ``stale`` given, shards that refused as stale go there (shard -> their epoch)
+        instead, for the caller to retry."""
         failed: set[str] = set()
         for per_shard in rounds:
             calls: dict[str, Call] = {
@@ -223,6 +230,8 @@ class DistributedHiveGraph(BaseHiveGraph):
                     stale[agent] = max(res.epoch, stale.get(agent, 0))
                 elif isinstance(res, TransportError):
                     failed.add(agent)
+                    if reasons is not None:
+                        reasons[agent] = str(res)
         if failed:
             self.write_failures.extend(sorted(failed))
             self._suspect(failed)
@@ -300,7 +309,8 @@ class DistributedHiveGraph(BaseHiveGraph):
             rounds = [place(facts[i : i + FACTS_PER_MESSAGE], ring)
                       for i in range(0, len(facts), FACTS_PER_MESSAGE)]
             stale: dict[str, int] = {}
-            failed = self._send(client, rounds, stale)
+            reasons: dict[str, str] = {}
+            failed = self._send(client, rounds, stale, reasons)
             # Placed under an old view: refresh and place again (stores are idempotent, so
             # the shards that did take the batch take it again harmlessly).
             if not stale or attempt == STALE_RETRIES or not self._refresh_view(
@@ -312,13 +322,17 @@ class DistributedHiveGraph(BaseHiveGraph):
                              f"{STALE_RETRIES} refreshes", max(stale.values()))
         if failed:
             lost = _uncovered_facts(rounds, failed)
+            full = [r[r.index(DISK_FULL):] for r in reasons.values() if DISK_FULL in r]
+            if lost and full:  # say what the user can fix, not only which shards failed
+                raise DiskFull(min(full))
             if lost:
                 raise TransportError(
                     f"{len(lost)} fact(s) reached no live owner for some role; "
                     f"store failed on shard(s) {', '.join(sorted(failed))}")
         return sorted(failed)
 
-    def collection(self, asking_agent: str | None = None) -> CorpusStats:
+    def collection(self, asking_agent: str | None = None,
+                   deadline: float | None = None) -> CorpusStats:
         """The hive's collection statistics: its live facts and their total length, summed
         over the agents' primaries (each fact has one primary, whatever the ring).
 
@@ -326,7 +340,9 @@ class DistributedHiveGraph(BaseHiveGraph):
         An agent process asks the live members for their parts when it searches, at most
         every ``collection_ttl`` seconds -- and at once when its own shard changed since (a
         learn spreads facts over most shards, so the hive's statistics are fresh right
-        after one); a member that does not answer counts with its last known part.
+        after one); a member that does not answer within ``COLLECTION_WAIT`` (or the asker's
+        ``deadline``) counts with its last known part, and so does a suspected one, without
+        being asked: a hung peer must not cost every question its whole search deadline.
         """
         members = sorted(self.ring.agents)
         if all(m in self._servers for m in members):
@@ -344,9 +360,12 @@ class DistributedHiveGraph(BaseHiveGraph):
         for m in members:
             if m in self._servers:
                 parts[m] = self._servers[m].collection_part()
-        remote = [m for m in members if m not in self._servers]
+        avoid = self._avoid()
+        remote = [m for m in members if m not in self._servers and m not in avoid]
         calls = {m: (MessageType.SHARD_QUERY, {"op": "collection"}) for m in remote}
-        for member, res in self.client_for(asking_agent).call_many(calls).items():
+        client = self.client_for(asking_agent)
+        client.deadline = deadline
+        for member, res in client.call_many(calls, COLLECTION_WAIT).items():
             if not isinstance(res, TransportError):
                 parts[member] = CorpusStats(int(res["docs"]), int(res["length"]))
         self._collection = sum((parts.get(m, CorpusStats()) for m in members), CorpusStats())
@@ -357,16 +376,17 @@ class DistributedHiveGraph(BaseHiveGraph):
         self, query: str, limit: int = 10, asking_agent: str | None = None,
         timeout: float | None = None,
     ) -> SearchResult:
-        """Ranked search (hive_core.search). ``timeout`` shortens the per-round deadline
-        below ``search_timeout`` (an asker that waits less than that)."""
+        """Ranked search (hive_core.search). With ``timeout`` (an asker that waits that many
+        seconds), every shard request of the search ends by then: one asked too late fails
+        and is listed, so the result is partial instead of late."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         parsed = parse(query)
         routed = parsed.routed(self.settings.query_fanout)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
-        bm25 = self.bm25.for_collection(self.collection(asking_agent))
+        bm25 = self.bm25.for_collection(self.collection(asking_agent, deadline))
         for attempt in range(STALE_RETRIES + 1):
             client = self.client_for(asking_agent)
-            if timeout is not None:
-                client.timeout = min(client.timeout, timeout)
+            client.deadline = deadline
             # Every term gets a shard for its df (the routed ones first, so they are placed
             # as before); only the routed ones are searched for candidates.
             route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,
@@ -381,8 +401,10 @@ class DistributedHiveGraph(BaseHiveGraph):
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(
                     client.epoch, client.stale_epoch):
                 break
-        if result.shards_failed:
-            self._suspect(result.shards_failed)
+        # Suspect the shards that failed, not those only left unasked for lack of time.
+        failed = [s for s in result.shards_failed if s not in client.out_of_time]
+        if failed:
+            self._suspect(failed)
         return result
 
     def _context_fetch(self, client: ShardClient, result: SearchResult,

@@ -11,7 +11,10 @@ CLI, which maps each class to one line and an exit code) can catch by meaning, n
     │   ├── DeadlineExceeded   no reply before the request's deadline
     │   ├── ConnectionLost     the link to a peer or broker went away
     │   ├── MessageRejected    a message was malformed, too large or of an unknown version
-    │   │   └── StaleEpoch     sent under an older ring view than the receiver's (refresh, resend)
+    │   │   ├── StaleEpoch     sent under an older ring view than the receiver's (refresh, resend)
+    │   │   └── AuthRejected   failed authentication (hive_core.auth: Unsigned, BadMac, Stale,
+    │   │                      Replayed), dropped and counted before it was parsed
+    ├── DiskFull               a disk is below its free-space reserve, or a write met ENOSPC
     └── ShardError             a shard store failed
         ├── ShardInUse         another process holds the shard's database
         └── ShardCorrupt       the shard's files cannot be read
@@ -51,6 +54,11 @@ class ConnectionLost(TransportError):
     """The connection to a peer or broker was lost."""
 
 
+class PeerFailed(TransportError):
+    """The receiver could not reach its own peers (a store or search round that failed or
+    timed out): the request may succeed when sent again, to it or to another agent."""
+
+
 class MessageRejected(TransportError):
     """A message was malformed, too large, or of an unsupported version."""
 
@@ -65,6 +73,16 @@ class StaleEpoch(MessageRejected):
     def __init__(self, message: str, epoch: int = 0) -> None:
         super().__init__(message)
         self.epoch = epoch
+
+
+class DiskFull(HiveError):
+    """A disk has less free space than the reserve (or a write met ENOSPC): writes there are
+    refused, reads still served. The message names the path and the free space."""
+
+    def __init__(self, message: str, path: str = "", free_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.free_bytes = free_bytes
 
 
 class ShardError(HiveError):

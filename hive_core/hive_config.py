@@ -6,6 +6,7 @@ and of the hive's folder layout::
     $AMPLIHACK_HOME (default ~/.amplihack)/hives/NAME/
         (the folder)         mode 0700: facts, logs and sockets are its owner's only
         config.yaml          mode 0600 (may hold a connection string)
+        secret.json          mode 0600: the key every message is signed with (secret_store)
         data/AGENT/          the agent's shard (Kuzu) unless storage_path/kuzu_db say otherwise
         logs/AGENT.log       everything the agent process writes
         run/AGENT.sock       the agent's Unix socket (local transport), mode 0600
@@ -19,17 +20,18 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hive_core import config_schema
+from hive_core import config_schema, secret_store
 from hive_core.atomic import write_private
 from hive_core.config import DEFAULT_QUERY_FANOUT, DEFAULT_REPLICATION_FACTOR, DEFAULTS
 from hive_core.errors import ConfigError, HiveNotFound
+from hive_core.redact import redact_secret
 from hive_core.store import registry as stores
 from hive_core.transports import registry as transports
 
@@ -94,6 +96,9 @@ class HiveConfig:
     replication_factor: int = DEFAULT_REPLICATION_FACTOR
     query_fanout: int = DEFAULT_QUERY_FANOUT
     search_timeout: float = DEFAULTS.search_timeout
+    # The largest turn (one line of a learn input) an agent extracts in one piece: bounds
+    # the work and memory one request can cost (agent_runtime.learn_budget).
+    max_turn_bytes: int = config_schema.DEFAULT_MAX_TURN_BYTES
     # Redis keys of this hive live under "{key_prefix}:{name}:" (two deployments sharing one
     # Redis pick different prefixes; two hives differ by name already).
     key_prefix: str = "amplihack"
@@ -107,10 +112,11 @@ class HiveConfig:
     agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        # Types and bounds as in the file (a config built from flags or the environment may
+        # not hold what no file could: 2.7 replicas, True agents, an infinite timeout).
+        config_schema.check_fields({f.name: getattr(self, f.name) for f in fields(self)})
         validate_name("hive", self.name)
         spec = transports.spec(self.transport)
-        if not isinstance(self.transport_options, dict):
-            raise ConfigError("transport_options must be a mapping")
         # A transport whose secret may come from the environment is checked for it when
         # opened; the others need it in the config.
         transports.check(self, connection_required=not spec.connection_env)
@@ -129,6 +135,9 @@ class HiveConfig:
             raise ConfigError("query_fanout must be between 1 and 64")
         if not float(self.search_timeout) > 0:
             raise ConfigError("search_timeout must be > 0 seconds")
+        low, high = config_schema.MIN_TURN_BYTES, config_schema.MAX_TURN_BYTES_CAP
+        if not low <= int(self.max_turn_bytes) <= high:
+            raise ConfigError(f"max_turn_bytes must be between {low} and {high}")
         names = [a.name for a in self.agents]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -190,8 +199,9 @@ class HiveConfig:
     def from_dict(cls, data: Any) -> HiveConfig:
         """A config from its YAML mapping, its shape checked first (hive_core.config_schema)."""
         if isinstance(data, dict) and isinstance(data.get("agents"), list):
-            # A bare name is shorthand for an agent with no prompt.
-            data = {**data, "agents": [a if isinstance(a, dict) else {"name": str(a)}
+            # A bare name is shorthand for an agent with no prompt (a bare number, list or
+            # null is not a name: the schema refuses it).
+            data = {**data, "agents": [{"name": a} if isinstance(a, str) else a
                                        for a in data["agents"]]}
         data = config_schema.check(data)
         agents = tuple(AgentConfig(**a) for a in data.get("agents") or ())
@@ -200,12 +210,15 @@ class HiveConfig:
     def save(self) -> Path:
         """Atomically write config.yaml with mode 0600, in a hive folder of mode 0700.
 
-        The folder holds facts (shards, logs) and sockets: only its owner may enter it.
+        The folder holds facts (shards, logs) and sockets: only its owner may enter it. A hive
+        gets its message secret with its first config (hive_core.secret_store); saving again
+        keeps the one it has.
         """
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
         write_private(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        secret_store.ensure(path.parent)
         return path
 
     @classmethod
@@ -215,7 +228,11 @@ class HiveConfig:
             raise HiveNotFound(f"no hive named {name!r} (looked in {path.parent})"
                                + did_you_mean(name, hive_names()))
         try:
-            data = yaml.safe_load(path.read_text())
+            # A SafeLoader (no Python objects), refusing duplicate keys.
+            data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}): "
+                              "save it as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from exc
         try:
@@ -227,8 +244,19 @@ class HiveConfig:
         return cfg
 
     def with_env_overrides(self, environ: dict[str, str] | None = None) -> HiveConfig:
-        """Apply AMPLIHACK_MEMORY_* overrides (what an agent process honours)."""
+        """Apply AMPLIHACK_MEMORY_* overrides (what an agent process honours); a bad value
+        is refused naming the variable that set it."""
         env = os.environ if environ is None else environ
+        try:
+            return self._with_env(env)
+        except ConfigError as exc:
+            spec = transports.TRANSPORTS.get(env.get("AMPLIHACK_MEMORY_TRANSPORT")
+                                             or self.transport)
+            own = (*spec.connection_env, *spec.option_env) if spec else ()
+            given = [v for v in (*_MEMORY_VARIABLES, *own) if env.get(v)]
+            raise ConfigError(f"{exc} (from the environment: {', '.join(given)})") from None
+
+    def _with_env(self, env: Mapping[str, str]) -> HiveConfig:
         changes: dict[str, Any] = {}
         if env.get("AMPLIHACK_MEMORY_TRANSPORT"):
             changes["transport"] = env["AMPLIHACK_MEMORY_TRANSPORT"]
@@ -243,22 +271,29 @@ class HiveConfig:
         if env.get("AMPLIHACK_MEMORY_STORAGE_PATH"):
             changes["storage_path"] = env["AMPLIHACK_MEMORY_STORAGE_PATH"]
         if env.get("AMPLIHACK_MEMORY_SEARCH_TIMEOUT"):
+            raw = env["AMPLIHACK_MEMORY_SEARCH_TIMEOUT"]
             try:
-                changes["search_timeout"] = float(env["AMPLIHACK_MEMORY_SEARCH_TIMEOUT"])
-            except ValueError as exc:
-                raise ConfigError("AMPLIHACK_MEMORY_SEARCH_TIMEOUT must be a number") from exc
+                changes["search_timeout"] = float(raw)
+            except ValueError:
+                raise ConfigError(f"search_timeout: must be a number of seconds (got {raw!r})"
+                                  ) from None
         return replace(self, **changes) if changes else self
 
 
-# Everything between "scheme://" and the LAST "@" of the token is credentials: a password
-# may itself hold "/" or "@" (percent-encoding is not guaranteed).
-_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^\s]*)@", re.I)
-_SECRET_KV = re.compile(
-    r"(?P<key>(?:SharedAccessKey|SharedAccessSignature|AccountKey|password|pwd|"
-    r"(?<![A-Za-z])sig)=)[^;&\s]+", re.I)
+_MEMORY_VARIABLES = tuple(f"AMPLIHACK_MEMORY_{k}" for k in (
+    "TRANSPORT", "CONNECTION_STRING", "KEY_PREFIX", "STORAGE_PATH", "SEARCH_TIMEOUT"))
 
 
-def redact_secret(value: str) -> str:
-    """A connection string with passwords, keys and SAS signatures replaced by ``***``."""
-    out = _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", value)
-    return _SECRET_KV.sub(lambda m: f"{m.group('key')}***", out)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (plain PyYAML keeps
+    the last one silently: a hand-edited file would not do what it says)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

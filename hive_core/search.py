@@ -48,7 +48,6 @@ class SearchResult:
     shards_queried: list[str] = field(default_factory=list)  # every shard asked anything
     shards_searched: list[str] = field(default_factory=list)  # asked to score: <= fanout
     shards_failed: list[str] = field(default_factory=list)
-    partial: bool = False
     terms: list[str] = field(default_factory=list)
     # A question about a changing value: the version it asks for, then the one compared
     # with it (hive_core.versions).
@@ -60,6 +59,13 @@ class SearchResult:
     # score more facts the same way); not part of the reply.
     weights: dict[str, float] = field(default_factory=dict, repr=False)
     avgdl: float = field(default=0.0, repr=False)
+
+    @property
+    def partial(self) -> bool:
+        """The one rule: a result is partial exactly when a shard it needed (any shard the
+        search asked: stats, scores or context) failed, timed out or could not be asked
+        before the deadline; ``shards_failed`` lists them. Derived, so never out of step."""
+        return bool(self.shards_failed)
 
     def scored(self) -> list[ScoredFact]:
         return [ScoredFact(f, s) for f, s in zip(self.facts, self.scores, strict=True)]
@@ -134,7 +140,8 @@ def ranked_search(
     emphasis: Mapping[str, float] | None = None,
     candidates: Collection[str] | None = None,
 ) -> SearchResult:
-    """Steps 3-5 above over ``route`` (term -> shard). Transport failures make it partial.
+    """Steps 3-5 above over ``route`` (term -> shard). A shard that fails is listed in
+    ``shards_failed``, which makes the result partial (:attr:`SearchResult.partial`).
 
     Every term of ``route`` weighs in every score (its df comes from its shard in the one
     stats round); facts are *found* through the postings of the ``candidates`` terms only
@@ -192,7 +199,6 @@ def ranked_search(
     result.facts = [sf.fact for sf in ordered]
     result.scores = [sf.score for sf in ordered]
     result.shards_failed = sorted(failed)
-    result.partial = bool(failed)
     return result
 
 
@@ -223,7 +229,6 @@ def with_context(result: SearchResult, fetch: context.Fetch) -> SearchResult:
     result.shards_queried += [s for s in asked if s not in result.shards_queried]
     if failed:
         result.shards_failed = sorted(set(result.shards_failed) | set(failed))
-        result.partial = True
     return result
 
 

@@ -7,10 +7,11 @@ dropped silently.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hive_core.errors import StaleEpoch, TransportError
+from hive_core.errors import DeadlineExceeded, StaleEpoch, TransportError
 from hive_core.facts import HiveFact
 from hive_core.messages import Envelope, MessageType
 from hive_core.shard_server import ShardServer
@@ -48,6 +49,10 @@ class ShardClient:
         # own): those the transport would deliver to the same handler in this process, where
         # a message costs a thread hand-off and buys nothing.
         self.direct = direct
+        # The asker's deadline (time.monotonic()), if it has one: no request waits past it,
+        # and a shard there is no time left to ask fails at once (listed, so partial).
+        self.deadline: float | None = None
+        self.out_of_time: set[str] = set()  # shards not asked for lack of time (not at fault)
 
     def call_many(
         self, calls: Mapping[str, Call], timeout: float | None = None
@@ -66,7 +71,16 @@ class ShardClient:
                 remote.append(Envelope(kind, self.hive_id, self.sender, shard, payload,
                                        epoch=self.epoch))
         if remote:
-            out.update(request_payloads(self.transport, remote, timeout or self.timeout))
+            wait = timeout or self.timeout
+            left = None if self.deadline is None else self.deadline - time.monotonic()
+            if left is not None and left <= 0:
+                for env in remote:
+                    out[env.target] = DeadlineExceeded(
+                        f"{env.target}: not asked, the asker's deadline had passed")
+                    self.out_of_time.add(env.target)
+            else:
+                wait = wait if left is None else min(wait, left)
+                out.update(request_payloads(self.transport, remote, wait))
         for res in out.values():
             if isinstance(res, StaleEpoch):
                 self.stale_epoch = max(self.stale_epoch, res.epoch)

@@ -103,6 +103,8 @@ class ShardServer:
             return {"hits": [[h.fact.to_dict(), h.score] for h in hits]}
         if op == "handoff":
             return self.handoff_page(p)
+        if op == "retracted":  # which of these ids are tombstoned here (agent_runtime.forgetting)
+            return {"retracted": store.retracted_among(p["fact_ids"])}
         raise ValueError(f"unknown shard query op {op!r}")
 
     def handoff_page(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,9 +147,10 @@ class ShardServer:
 
     def delete_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
         retracted = [fid for fid in p.get("retract", ()) if self.store.retract(fid)]
+        restored = [fid for fid in p.get("restore", ()) if self.store.restore(fid)]
         for d in p.get("drops", ()):
             self.store.drop(d["fact_id"], d["terms"], bool(d["primary"]))
-        return {"retracted": retracted}
+        return {"retracted": retracted, "restored": restored}
 
 
 class _Selections:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from cli_helpers import audit_touched_logs
 from redis_helpers import delete_prefix, shared_redis, unique_prefix
 from redis_hive import RedisHive
 from state_helpers import AZURITE_BIN, Azurite
@@ -14,6 +15,14 @@ from state_helpers import AZURITE_BIN, Azurite
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_agent_logs() -> Iterator[None]:
+    """After each test, the logs its CLI runs' agents wrote hold no known secret
+    (cli_helpers audits every command's own output as it returns)."""
+    yield
+    audit_touched_logs()
 
 
 @pytest.fixture

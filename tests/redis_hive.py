@@ -2,11 +2,13 @@
 
 One :class:`RedisHive` is one "machine": its own AMPLIHACK_HOME (holding a copy of the
 hive's config) and its own working directory; its agents run in their own process groups.
-Several of them with the same config and Redis form one hive. Children are killed by PID.
+Several of them with the same config and Redis form one hive: they share its message secret
+through ``AMPLIHACK_HIVE_SECRET``, as containers do. Children are killed by PID.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -17,11 +19,13 @@ from pathlib import Path
 import yaml
 
 from agent_runtime.learning import RuleBasedExtractor
+from hive_core.auth import BROKER_WINDOW, with_key
 from hive_core.errors import TransportError
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
 from hive_core.placement import place
 from hive_core.ring import HashRing
+from hive_core.secret_store import ENV_SECRET
 from hive_core.transports.base import check_reply
 from hive_core.transports.redis import RedisShardTransport
 
@@ -61,6 +65,10 @@ class RedisHive:
         self.env = {**os.environ, "AMPLIHACK_HOME": str(home),
                     "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.env.pop("ANTHROPIC_API_KEY", None)
+        # One secret per hive (name and prefix), the same on every "machine" of it.
+        self.secret = hashlib.sha256(
+            f"redis-hive test\0{config.key_prefix}\0{config.name}".encode()).digest()
+        self.env[ENV_SECRET] = self.secret.hex()
         path = home / "hives" / config.name / "config.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -70,7 +78,8 @@ class RedisHive:
         self.procs: dict[str, subprocess.Popen] = {}
         assert config.connection_string is not None
         self.client = RedisShardTransport(config.connection_string, config.name,
-                                          key_prefix=config.key_prefix)
+                                          key_prefix=config.key_prefix,
+                                          auth=with_key(self.secret, BROKER_WINDOW))
 
     def spawn(self, name: str) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "a") as log:

@@ -28,6 +28,7 @@ from hive_core.shard_server import ShardServer
 from hive_core.store.memory import MemoryShardStore
 from hive_core.text import query_terms
 from hive_core.transports.base import check_reply
+from hive_core.transports.registry import hive_auth
 from hive_core.transports.unix import UnixSocketTransport
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,8 @@ class Hive:
         self.logs.mkdir(parents=True)
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self._logs: dict[int, Path] = {}
-        self.client = UnixSocketTransport(self.config.run_dir)
+        self.config.save()  # with the hive's secret: the client signs as the agents do
+        self.client = UnixSocketTransport(self.config.run_dir, auth=hive_auth(self.config))
 
     def spawn(self, name: str, *, env: dict | None = None,
               as_name: str | None = None) -> subprocess.Popen:
@@ -223,7 +225,7 @@ def test_sigterm_finishes_the_learn_in_flight(make_hive) -> None:
             release.wait(10)
         return shard.handle(env)
 
-    peer = UnixSocketTransport(hive.config.run_dir)
+    peer = UnixSocketTransport(hive.config.run_dir, auth=hive_auth(hive.config))
     peer.bind("a3", held)
     try:
         out: list = []

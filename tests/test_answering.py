@@ -10,7 +10,7 @@ from hive_core.search import SearchResult
 def result(scored: list[tuple[str, str, float]], failed: list[str] | None = None):
     facts = [HiveFact(content=c, source_agent=a) for c, a, _ in scored]
     return SearchResult(facts=facts, scores=[s for *_, s in scored],
-                        shards_failed=failed or [], partial=bool(failed))
+                        shards_failed=failed or [])
 
 
 def test_answer_is_one_line_of_the_best_facts_and_names_its_sources() -> None:

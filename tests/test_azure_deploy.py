@@ -216,6 +216,9 @@ def test_with_az_deploy_sh_runs_and_its_exit_code_is_ours(amplihack_home, tmp_pa
     assert_no_secret(ok.out + ok.err)
     recorded = calls.read_text()
     assert "deployment group create" in recorded and f"connectionString={REDIS_URL}" in recorded
+    # The hive's message key goes to az the same way, read from its secret.json, never shown.
+    key = json.loads((amplihack_home / "hives" / "withaz" / "secret.json").read_text())["current"]
+    assert f"hiveSecret={key}" in recorded and key not in ok.out + ok.err
     assert f"@{params_path(amplihack_home, 'withaz')}" in recorded
 
     failed = cli_process(amplihack_home, "start", "--hive", "withaz", "--target", "azure",
@@ -285,12 +288,13 @@ def test_deploy_sh_parses_and_needs_arguments(tmp_path) -> None:
 
 def test_bicep_keeps_secrets_secret() -> None:
     text = (DEPLOY / "main.bicep").read_text()
-    for param in ("connectionString", "blobConnectionString", "registryPassword"):
+    for param in ("connectionString", "blobConnectionString", "registryPassword", "hiveSecret"):
         declared = re.search(rf"@secure\(\)\s*\n(?:@description\([^\n]*\)\s*\n)?param {param} "
                              r"string", text)
         assert declared, f"{param} is not a @secure() param"
     # Connection strings reach containers only as secretRef, never as a plain env value.
-    for m in re.finditer(r"name: '(AMPLIHACK_\w*CONNECTION_STRING)'\s*\n\s*(\w+):", text):
+    for m in re.finditer(r"name: '(AMPLIHACK_\w*(?:CONNECTION_STRING|HIVE_SECRET))'\s*\n\s*"
+                         r"(\w+):", text):
         assert m.group(2) == "secretRef", m.group(1)
     for line in text.splitlines():
         if re.match(r"\s*value:", line):
@@ -395,7 +399,8 @@ def test_agent_process_configured_by_env_serves_healthz(amplihack_home, tmp_path
     port = free_port()
     env = {**os.environ, "AMPLIHACK_HOME": str(amplihack_home), "AMPLIHACK_HIVE": "hc",
            "AMPLIHACK_AGENT_NAME": "a0", "AMPLIHACK_HEALTH_PORT": str(port),
-           "AMPLIHACK_HIVE_CONFIG": yaml.safe_dump(config.to_dict())}
+           "AMPLIHACK_HIVE_CONFIG": yaml.safe_dump(config.to_dict()),
+           "AMPLIHACK_HIVE_SECRET": os.urandom(32).hex()}  # a Container Apps secret there
     env.pop("ANTHROPIC_API_KEY", None)
     log = tmp_path / "agent.log"
     with open(log, "w") as fh:

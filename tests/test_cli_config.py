@@ -206,15 +206,22 @@ def test_start_with_redis_unreachable_is_one_line_and_spawns_nothing(tmp_path):
     assert not list((home / "hives" / "r" / "run").glob("*.pid"))
 
 
-def test_passwords_with_slash_or_at_are_redacted(amplihack_home, capsys):
-    password = f"pw/{SECRET}@x"
-    url = f"redis://:{password}@127.0.0.1:6379/0"
+def test_passwords_with_slash_or_at_are_refused_or_redacted(amplihack_home, capsys):
+    """An unencoded '/' cuts the URL's user-info short (no client can use it): refused, the
+    secret not shown, nothing written. Encoded, or with '@' and ':' (which URLs allow),
+    it is stored and shown redacted."""
+    raw = cli(capsys, "create", "--name", "slash", "--transport", "redis",
+              "--connection-string", f"redis://:pw/{SECRET}@x@127.0.0.1:6379/0")
+    assert raw.code == 2 and "percent-encode" in raw.err, raw.err
+    assert SECRET not in raw.err + raw.out and "pw/" not in raw.err
+    assert not (amplihack_home / "hives" / "slash").exists()
+    url = f"redis://:pw%2F{SECRET}@x:y@127.0.0.1:6379/0"
     assert cli(capsys, "create", "--name", "slash", "--transport", "redis",
                "--connection-string", url).code == 0
     shown = [cli(capsys, "show", "--hive", "slash").out,
              cli(capsys, "show", "--hive", "slash", "--json").out,
              cli(capsys, "list", "--json").out]
-    assert all(SECRET not in text and "pw/" not in text for text in shown)
+    assert all(SECRET not in text and "pw%2F" not in text for text in shown)
     assert cli(capsys, "show", "--hive", "slash", "--json").json()["connection_string"] == \
         "redis://***@127.0.0.1:6379/0"
 

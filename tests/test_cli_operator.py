@@ -90,10 +90,10 @@ def test_json_errors_are_a_document_on_stdout(home, capsys) -> None:
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("replication_factor: abc", "replication_factor: Input should be a valid integer (got 'abc')"),
-    ("replication_factor: 2.7", "replication_factor: Input should be a valid integer (got 2.7)"),
-    ("query_fanout: '5'", "query_fanout: Input should be a valid integer (got '5')"),
-    ("search_timeout: 0", "search_timeout: Input should be greater than 0 (got 0)"),
+    ("replication_factor: abc", "replication_factor: must be a whole number (got 'abc')"),
+    ("replication_factor: 2.7", "replication_factor: must be a whole number (got 2.7)"),
+    ("query_fanout: '5'", "query_fanout: must be a whole number (got '5')"),
+    ("search_timeout: 0", "search_timeout: must be greater than 0 (got 0)"),
     ("colour: blue", "colour: unknown key"),
 ])
 def test_a_broken_config_names_its_file_and_key_and_list_goes_on(home, capsys, line,
@@ -143,6 +143,7 @@ def test_shell_completion_of_hive_and_agent_names(home, capsys) -> None:
 
 def test_an_agent_rotates_its_log_by_size(home) -> None:
     from hive_cli.agent_link import AgentLink
+    from hive_core.transports.registry import hive_auth
     from hive_core.transports.unix import UnixSocketTransport
 
     assert cli_process(home, "create", "--name", "lg", "--agents", "1",
@@ -150,7 +151,7 @@ def test_an_agent_rotates_its_log_by_size(home) -> None:
     limits = {"AMPLIHACK_LOG_MAX_BYTES": "2048", "AMPLIHACK_LOG_BACKUPS": "2"}
     assert cli_process(home, "start", "--hive", "lg", env=limits).code == 0
     config = HiveConfig.load("lg")
-    link = AgentLink("lg", UnixSocketTransport(config.run_dir))
+    link = AgentLink("lg", UnixSocketTransport(config.run_dir, auth=hive_auth(config)))
     try:
         for i in range(120):  # each ask writes one ~150-byte log line
             link.ask("agent_0", f"What is question number {i}?", 3, 10.0)

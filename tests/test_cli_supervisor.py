@@ -97,10 +97,19 @@ def test_probe_states(hive):
     assert hung.status == "unresponsive" and "no ready status" in hung.detail
 
 
+def _recorded_pid(cfg: HiveConfig, agent: str) -> int | None:
+    """The stand-in answers as the process recorded for ``agent`` (an agent's status reply
+    carries its own PID, which must be the recorded one to count as ready)."""
+    record = supervisor.read_pid(cfg, agent)
+    return None if record is None else record.pid
+
+
 class FakeReadiness:
     """Answers status for agents on a LocalEventBus: ready after ``after`` polls."""
 
-    def __init__(self, bus: LocalEventBus, agents: list[str], after: int | None) -> None:
+    def __init__(self, cfg: HiveConfig, bus: LocalEventBus, agents: list[str],
+                 after: int | None) -> None:
+        self.cfg = cfg
         self.calls = dict.fromkeys(agents, 0)
         self.after = after
         for agent in agents:
@@ -109,12 +118,13 @@ class FakeReadiness:
     def handle(self, env: Envelope) -> Envelope:
         self.calls[env.target] += 1
         ready = self.after is not None and self.calls[env.target] > self.after
-        return env.reply({"agent": env.target, "ready": ready, "facts": 7})
+        return env.reply({"agent": env.target, "ready": ready, "facts": 7,
+                          "pid": _recorded_pid(self.cfg, env.target)})
 
 
 def test_start_waits_for_ready_and_reports_failures(hive):
     bus = LocalEventBus()
-    fake = FakeReadiness(bus, ["a0", "a1"], after=3)
+    fake = FakeReadiness(hive, bus, ["a0", "a1"], after=3)
     commands = {"a0": SLEEPER, "a1": EXITS}
     ticks: list[int] = []
     results = lifecycle.start(hive, AgentLink(hive.name, bus), ["a0", "a1"], timeout=20,
@@ -135,7 +145,7 @@ def test_start_waits_for_ready_and_reports_failures(hive):
 
 def test_start_timeout_stops_agents_that_never_get_ready(hive):
     bus = LocalEventBus()
-    FakeReadiness(bus, ["a2"], after=None)
+    FakeReadiness(hive, bus, ["a2"], after=None)
     results = lifecycle.start(hive, AgentLink(hive.name, bus), ["a2"], timeout=1,
                               command=lambda a: SLEEPER)
     assert results[0].outcome == "failed" and "not ready within 1s" in results[0].detail
@@ -157,7 +167,8 @@ def test_start_does_not_kill_a_busy_agent(hive):
 
     def slow(env: Envelope) -> Envelope:
         time.sleep(lifecycle.STATUS_TIMEOUT_S + 1)  # busier than a status poll waits
-        return env.reply({"agent": env.target, "ready": True, "facts": 1})
+        return env.reply({"agent": env.target, "ready": True, "facts": 1,
+                          "pid": _recorded_pid(hive, env.target)})
 
     bus.bind("a0", slow)
     record = supervisor.spawn(hive, "a0", SLEEPER)
@@ -178,7 +189,8 @@ def test_start_replaces_a_hung_agent(hive):
     def handle(env: Envelope) -> Envelope:  # the old process never gets ready, a new one does
         current = supervisor.read_pid(hive, "a1")
         ready = current is not None and current.pid != hung.pid
-        return env.reply({"agent": env.target, "ready": ready, "facts": 0})
+        return env.reply({"agent": env.target, "ready": ready, "facts": 0,
+                          "pid": None if current is None else current.pid})
 
     bus.bind("a1", handle)
     result = lifecycle.start(hive, AgentLink(hive.name, bus), ["a1"], timeout=30,

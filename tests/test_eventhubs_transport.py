@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from hive_core.errors import ConnectionLost
-from hive_core.hive_config import AgentConfig, HiveConfig, redact_secret
+from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.membership.liveness import FileLiveness
 from hive_core.messages import Envelope, MessageType
+from hive_core.redact import redact_secret
 from hive_core.state import DirBlobs, MemoryCheckpoints
 from hive_core.state.checkpoints import BlobCheckpoints
 from hive_core.transports import registry

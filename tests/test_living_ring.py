@@ -23,6 +23,7 @@ from hive_cli import supervisor
 from hive_cli.agent_link import AgentLink
 from hive_core.hive_config import HiveConfig
 from hive_core.membership.store import FileViewStore
+from hive_core.transports.registry import hive_auth
 from hive_core.transports.unix import UnixSocketTransport
 
 pytestmark = pytest.mark.slow
@@ -121,7 +122,8 @@ def test_join_and_leave_while_clients_ask(hive_home: Path, tmp_path: Path) -> No
     expected = {q: ref7.top(q) for q in questions}
     assert all(expected.values())
 
-    link = AgentLink("living", UnixSocketTransport(hive.config.run_dir))
+    link = AgentLink("living", UnixSocketTransport(hive.config.run_dir,
+                                                        auth=hive_auth(hive.config)))
     askable = list(six)
     load = AskLoad(link, questions, expected, lambda: askable).start()
     try:
@@ -182,7 +184,8 @@ def test_deaths_restore_replicas_and_a_returning_agent_catches_up(hive_home: Pat
     hive.ok("start", "--hive", "deaths")
     hive.ok("learn", "--hive", "deaths", "--file", str(corpus))
     names = [f"agent_{i}" for i in range(20)]
-    link = AgentLink("deaths", UnixSocketTransport(hive.config.run_dir))
+    link = AgentLink("deaths", UnixSocketTransport(hive.config.run_dir,
+                                                        auth=hive_auth(hive.config)))
 
     for agent in ("agent_3", "agent_11"):
         hive.kill(agent)
@@ -246,7 +249,8 @@ def test_a_joiner_killed_mid_stream_never_half_flips_and_resumes(hive_home: Path
     hive.ok("start", "--hive", "stuck")
     hive.ok("learn", "--hive", "stuck", "--file", str(corpus))
     five = [f"agent_{i}" for i in range(5)]
-    link = AgentLink("stuck", UnixSocketTransport(hive.config.run_dir))
+    link = AgentLink("stuck", UnixSocketTransport(hive.config.run_dir,
+                                                        auth=hive_auth(hive.config)))
     frozen = [supervisor.read_pid(hive.config, a) for a in ("agent_1", "agent_2", "agent_3")]
     views = FileViewStore(hive.config.data_dir)
     for record in frozen:

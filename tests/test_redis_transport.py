@@ -22,9 +22,11 @@ from redis_helpers import (
     free_port,
 )
 
+from hive_core.auth import BROKER_WINDOW, new_key, with_key
 from hive_core.errors import AgentError, ConfigError, ConnectionLost
-from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.hive_config import HiveConfig
 from hive_core.messages import Envelope, MessageType
+from hive_core.redact import redact_secret
 from hive_core.transports.base import check_reply
 from hive_core.transports.redis import RedisShardTransport
 
@@ -41,8 +43,10 @@ def echo(env: Envelope) -> Envelope:
 
 _CRASHING_AGENT = textwrap.dedent("""
     import os, sys, time
+    from hive_core.auth import with_key
     from hive_core.transports.redis import RedisShardTransport
-    t = RedisShardTransport(sys.argv[1], "h", key_prefix=sys.argv[2])
+    t = RedisShardTransport(sys.argv[1], "h", key_prefix=sys.argv[2],
+                            auth=with_key(bytes.fromhex(sys.argv[3])))
     def die(env):
         os._exit(9)  # dies holding the request: read, never acknowledged
     t.bind("a", die)
@@ -52,10 +56,13 @@ _CRASHING_AGENT = textwrap.dedent("""
 
 
 def test_request_survives_the_crash_of_its_handler(prefix: str) -> None:
-    child = subprocess.Popen([sys.executable, "-c", _CRASHING_AGENT, REDIS_URL, prefix],
-                             cwd=REPO, stdout=subprocess.PIPE, text=True)
-    client = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix)
-    heir = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix)
+    key = new_key()  # the hive's secret, shared by the three processes
+    child = subprocess.Popen([sys.executable, "-c", _CRASHING_AGENT, REDIS_URL, prefix,
+                              key.hex()], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    client = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix,
+                                 auth=with_key(key, BROKER_WINDOW))
+    heir = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix,
+                               auth=with_key(key, BROKER_WINDOW))
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "bound"
         out: list = []

@@ -29,6 +29,7 @@ from view_store_checks import CHECKS, StoreFactory
 from hive_core.errors import AgentError, ConfigError, ConnectionLost, HiveError, TransportError
 from hive_core.membership.store import ViewStore
 from hive_core.membership.view import initial, join
+from hive_core.redact import redact_secret as redact
 from hive_core.state import (
     BlobCheckpoints,
     BlobInfo,
@@ -42,7 +43,7 @@ from hive_core.state import (
     PreconditionFailed,
     open_state,
 )
-from hive_core.state.azure_blobs import AzureBlobs, redact
+from hive_core.state.azure_blobs import AzureBlobs
 from hive_core.state.blobs import escape_segment, unescape_segment
 
 BlobsFactory = Callable[[], Blobs]

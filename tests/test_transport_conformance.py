@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
 
-from hive_core.errors import ConnectionLost, DeadlineExceeded, MessageRejected
+from hive_core.errors import ConnectionLost, DeadlineExceeded, MessageRejected, PeerFailed
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.membership.liveness import FileLiveness
 from hive_core.messages import Envelope, MessageType
@@ -192,6 +192,21 @@ def test_handler_exception_comes_back_as_error_reply(fabric: Fabric) -> None:
     assert isinstance(reply, Envelope) and reply.type == MessageType.ERROR
     with pytest.raises(MessageRejected, match="shard exploded"):
         check_reply(reply)
+
+
+def test_a_handler_whose_peers_failed_answers_retryable(fabric: Fabric) -> None:
+    """A receiver that could not reach its own peers says so: the caller may send again
+    (learn does, then fails over), where a refused message is final."""
+    server, client = fabric.new(), fabric.new()
+
+    def peers_down(env: Envelope) -> Envelope:
+        raise DeadlineExceeded("store failed on shard(s) b, c")
+
+    server.bind("a", peers_down)
+    [reply] = client.request([query("a")], timeout=5.0)
+    with pytest.raises(PeerFailed, match="store failed") as caught:
+        check_reply(reply)
+    assert not isinstance(caught.value, MessageRejected)
 
 
 def test_oversize_message_is_rejected(fabric: Fabric) -> None:

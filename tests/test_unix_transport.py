@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from hive_core.auth import ephemeral
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import AgentError, ConnectionLost, MessageRejected
 from hive_core.facts import HiveFact
@@ -102,7 +103,7 @@ def test_oversize_frame_is_refused_without_reading_it(transports, run_dir, caplo
     server.bind("a", echo)
     sock = raw_connect(run_dir / "a.sock")
     sock.sendall(HEADER.pack(1 << 30) + b"{")  # announces 1 GiB, sends one byte
-    reply = decode(read_frame(sock, 1 << 20))
+    reply = decode(ephemeral().verify(read_frame(sock, 1 << 20)))
     assert reply.type == MessageType.ERROR and "exceeds" in reply.payload["error"]
     try:  # and the connection is closed (a reset, since our 1-byte body stayed unread)
         rest = read_frame(sock, 1 << 20)
@@ -128,13 +129,18 @@ def test_garbage_and_truncated_frames_do_not_stop_the_listener(
     transports, run_dir, caplog
 ) -> None:
     transports().bind("a", echo)
+    auth = ephemeral()  # this process's key, as the transports have it
     sock = raw_connect(run_dir / "a.sock")
-    sock.sendall(frame(b"not json"))
-    reply = decode(read_frame(sock, 1 << 20))
+    sock.sendall(frame(b"not json"))  # not even signed: refused before anything is parsed
+    reply = decode(auth.verify(read_frame(sock, 1 << 20)))
+    assert reply.type == MessageType.ERROR and "unsigned" in reply.payload["error"]
+    sock.sendall(frame(auth.sign(b"not json")))  # signed, but not an envelope
+    reply = decode(auth.verify(read_frame(sock, 1 << 20)))
     assert reply.type == MessageType.ERROR and "not valid JSON" in reply.payload["error"]
     env = query("a", {"after": "garbage"})
-    sock.sendall(frame(encode(env)))  # the same connection still works
-    assert decode(read_frame(sock, 1 << 20)).payload == {"echo": {"after": "garbage"}}
+    sock.sendall(frame(auth.sign(encode(env))))  # the same connection still works
+    reply = decode(auth.verify(read_frame(sock, 1 << 20)))
+    assert reply.payload == {"echo": {"after": "garbage"}}
     sock.close()
     with caplog.at_level(logging.WARNING, logger="hive_core.transports.unix"):
         cut = raw_connect(run_dir / "a.sock")

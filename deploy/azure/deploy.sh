@@ -12,6 +12,8 @@
 #   AMPLIHACK_EH_CONNECTION_STRING / AMPLIHACK_SB_CONNECTION_STRING (the azure_* transports),
 #   or AMPLIHACK_MEMORY_CONNECTION_STRING (any transport; required for redis);
 #   AMPLIHACK_BLOB_CONNECTION_STRING (state_store blob; else a storage account is created);
+#   AMPLIHACK_HIVE_SECRET (the key messages are signed with; else the keys of the hive's own
+#   secret.json, <hive dir>/secret.json beside PARAMS_JSON's deploy/azure/ folder);
 #   AMPLIHACK_REGISTRY_SERVER, AMPLIHACK_REGISTRY_USERNAME, AMPLIHACK_REGISTRY_PASSWORD.
 # The secrets are never echoed, and tracing is switched off so `bash -x deploy.sh` cannot
 # print them either.
@@ -178,6 +180,21 @@ deploy() {
         fi
     fi
     [[ "$no_broker" -eq 0 ]] || args+=(--parameters createBroker=false)
+    local hive_secret="${AMPLIHACK_HIVE_SECRET:-}"
+    if [[ -z "$hive_secret" ]]; then
+        local secret_file
+        secret_file="$(cd "$(dirname "$params")/../.." && pwd)/secret.json"
+        [[ -f "$secret_file" ]] || fail "no hive secret: set AMPLIHACK_HIVE_SECRET, or render PARAMS_JSON in the hive's folder (its secret.json is read)"
+        # current signs; a rotation's other key (next or previous) is accepted too.
+        hive_secret="$(python3 - "$secret_file" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+print(",".join(data[k] for k in ("current", "next", "previous") if data.get(k)))
+PY
+)" || fail "$secret_file is not a hive secret file"
+    fi
+    args+=(--parameters "hiveSecret=$hive_secret")
+    passed+=(hiveSecret)
     if [[ "$state_store" == "blob" && -n "${AMPLIHACK_BLOB_CONNECTION_STRING:-}" ]]; then
         args+=(--parameters "blobConnectionString=$AMPLIHACK_BLOB_CONNECTION_STRING" createStorage=false)
         passed+=(blobConnectionString)

@@ -101,6 +101,11 @@ param eventHubPartitionCount int = min(32, max(1, length(agents)))
 @description('Broker connection string (redis://..., or Endpoint=sb://...); from deploy.sh. Empty: use the key of the namespace this template creates.')
 param connectionString string = ''
 
+// -- the hive's message secret ----------------------------------------------------------------
+@secure()
+@description('The key every message of the hive is signed with (hex, KEY[,OTHER...]); from deploy.sh, which reads AMPLIHACK_HIVE_SECRET or the hive\'s secret.json. Reaches the agents as AMPLIHACK_HIVE_SECRET.')
+param hiveSecret string
+
 // -- the hive's state (blob) ------------------------------------------------------------------
 @description('Create a storage account + blob container for stateStore blob.')
 param createStorage bool = stateStore == 'blob'
@@ -301,6 +306,10 @@ var secrets = concat([
     name: 'broker-connection-string'
     value: brokerSecret
   }
+  {
+    name: 'hive-secret'
+    value: hiveSecret
+  }
 ], useBlob ? [
   {
     name: 'blob-connection-string'
@@ -365,6 +374,10 @@ var commonEnv = concat([
   {
     name: 'AMPLIHACK_MEMORY_CONNECTION_STRING'
     secretRef: 'broker-connection-string'
+  }
+  {
+    name: 'AMPLIHACK_HIVE_SECRET'
+    secretRef: 'hive-secret'
   }
 ], transportSecretEnv, blobEnv)
 

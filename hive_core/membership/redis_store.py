@@ -11,8 +11,8 @@ from __future__ import annotations
 import redis
 
 from hive_core.errors import ConnectionLost
-from hive_core.hive_config import redact_secret
 from hive_core.membership.view import RingView
+from hive_core.redact import redact_secret
 from hive_core.transports.redis import DEFAULT_KEY_PREFIX, connect
 from hive_core.transports.redis_membership import RedisKeys
 

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hive_core.errors import ConfigError, ConnectionLost
-from hive_core.hive_config import redact_secret
+from hive_core.redact import redact_secret
 from hive_core.state.blobs import (
     Blob,
     BlobInfo,
@@ -39,15 +39,6 @@ from hive_core.state.blobs import (
 )
 
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
-# redact_secret knows AccountKey=; SAS tokens (connection strings and URLs) need more.
-_SAS = re.compile(r"(?P<key>SharedAccessSignature=|\bsig=)[^;&\s'\"]+", re.I)
-
-
-def redact(text: str) -> str:
-    """``text`` with account keys, passwords and SAS signatures replaced by ``***``."""
-    return _SAS.sub(lambda m: f"{m.group('key')}***", redact_secret(text))
-
-
 @functools.cache
 def _sdk() -> SimpleNamespace:
     try:
@@ -89,13 +80,14 @@ class AzureBlobs:
                                              retry_total=retries))
         except (ValueError, sdk.errors.AzureError) as exc:
             raise ConfigError(f"invalid Azure Storage connection string "
-                              f"{redact(connection_string)!r}: {redact(str(exc))}") from None
+                              f"{redact_secret(connection_string)!r}: "
+                              f"{redact_secret(str(exc))}") from None
         url = urlsplit(self._client.url)  # no query: a SAS would be there
         self.where = f"{url.scheme}://{url.netloc}{url.path}"
 
     def _lost(self, op: str, name: str, exc: Exception) -> ConnectionLost:
         code = getattr(exc, "error_code", None)
-        first = redact(str(exc)).strip().splitlines()[:1]
+        first = redact_secret(str(exc)).strip().splitlines()[:1]
         detail = f"{type(exc).__name__}{f' {code}' if code else ''}: {first[0] if first else ''}"
         return ConnectionLost(f"Azure Blob Storage {self.where}: {op} {name!r} failed: {detail}")
 

@@ -142,6 +142,15 @@ class ShardStore(Protocol):
         """Tombstone the fact and drop it from every posting; True if it was known here."""
         ...
 
+    def restore(self, fact_id: str) -> bool:
+        """Lift the fact's tombstone (a retraction undone on purpose, ``learn --restore``),
+        so a later put stores it again; True if it was tombstoned here."""
+        ...
+
+    def retracted_among(self, fact_ids: Iterable[str]) -> list[str]:
+        """Those of ``fact_ids`` that are tombstoned here."""
+        ...
+
     def drop(self, fact_id: str, terms: Iterable[str], primary: bool) -> None:
         """Give up roles (after a ring change); forget the fact when no role is left."""
         ...

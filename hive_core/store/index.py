@@ -256,3 +256,8 @@ class IndexedStore:
     def tombstones(self) -> Iterator[str]:
         with self._lock:
             return iter(list(self._tombstones))
+
+    def retracted_among(self, fact_ids: Iterable[str]) -> list[str]:
+        """Those of ``fact_ids`` tombstoned here (what a learn asks before it reports)."""
+        with self._lock:
+            return [fid for fid in fact_ids if fid in self._tombstones]

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import re
 import threading
 import warnings
@@ -82,8 +83,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from hive_core.config import KUZU_MIN_BUFFER_POOL_SIZE, CoreSettings
-from hive_core.errors import ConfigError, ShardCorrupt, ShardError, ShardInUse
+from hive_core.config import DEFAULTS, KUZU_MIN_BUFFER_POOL_SIZE, CoreSettings
+from hive_core.disk_space import DiskGuard, disk_full, is_enospc
+from hive_core.errors import ConfigError, DiskFull, ShardCorrupt, ShardError, ShardInUse
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact, said_later
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
@@ -122,6 +124,8 @@ _STATEMENTS = {
     "demote": f"MATCH (f:Fact {{id: $id}}) WHERE f.state = {PRIMARY} SET f.state = {HELD}",
     "tombstone": f"MATCH (f:Fact {{id: $id}}) SET f.state = {TOMBSTONED}",
     "new_tombstone": f"CREATE (:Fact {{id: $id, state: {TOMBSTONED}}})",
+    "untombstone": f"MATCH (f:Fact {{id: $id}}) WHERE f.state = {TOMBSTONED} "
+                   f"SET f.state = {HELD}",
     "anchor": f"CREATE (:Fact {{id: $id, state: {HELD}}})",
     "edge": "MATCH (a:Fact {id: $src}), (b:Fact {id: $dst}) "
             "MERGE (a)-[e:Edge {edge_type: $type}]->(b) SET e.properties = $props, "
@@ -157,6 +161,7 @@ class KuzuShardStore(IndexedStore):
     def __init__(
         self, path: str | Path, *, agent_id: str = "", bm25: Bm25,
         buffer_pool_size: int, max_db_size: int, max_num_threads: int = 1,
+        disk_reserve: int = DEFAULTS.disk_reserve_bytes,
     ) -> None:
         self.path = Path(path)
         self.agent_id = agent_id
@@ -167,11 +172,13 @@ class KuzuShardStore(IndexedStore):
         self._tombstones: set[str] = set()
         self._rows: set[str] = set()  # ids with a non-log row (primary, demoted, anchor, ...)
         self._seq = 0  # sequence number of the last write
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._disk = DiskGuard(self.path, disk_reserve)
+        private_dir(self.path)
         self._claim: ShardLock | None = ShardLock.acquire(self.path)
         try:
             if self._open(buffer_pool_size, max_db_size, max_num_threads):
                 self._rebuild()
+            private_files(self.path)
         except BaseException:
             self._claim.release()
             self._claim = None
@@ -186,6 +193,12 @@ class KuzuShardStore(IndexedStore):
         kz = _kuzu_module()
         target = self.path / DB_FILE
         existed = target.exists()
+        try:
+            self._disk.check()  # the engine aborts natively on a full disk
+        except DiskFull:
+            if not existed:
+                raise  # a new shard would start by writing: refuse to start, naming the disk
+            # An existing shard opens to serve reads; its writes are refused (logged once).
         try:
             self._db = kz.Database(str(target), buffer_pool_size=buffer_pool_size,
                                    max_db_size=max_db_size, max_num_threads=threads)
@@ -225,12 +238,21 @@ class KuzuShardStore(IndexedStore):
             rows = result.get_all()
             result.close()
         except RuntimeError as exc:
+            if "no space left" in str(exc).lower():
+                raise self._disk.failed(exc) from None
             raise ShardError(f"shard {self.path}: {name} failed: {exc}") from None
+        except OSError as exc:
+            if is_enospc(exc):
+                raise self._disk.failed(exc) from None
+            raise
         return rows
 
     def _transaction(self, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Every write goes through here: refused (DiskFull) while the disk is below its
+        reserve, since the engine would abort the process instead of failing the write."""
         if not steps:
             return
+        self._disk.check()
         if len(steps) == 1:  # one statement is a transaction of its own
             self._run(*steps[0])
             return
@@ -346,6 +368,16 @@ class KuzuShardStore(IndexedStore):
             self._bodies.pop(fact_id, None)
             return self._index.remove(fact_id)
 
+    def restore(self, fact_id: str) -> bool:
+        """Lift a tombstone (``learn --restore``): the row becomes role-less; the put that
+        follows the restore makes it primary again where this shard owns the fact."""
+        with self._lock:
+            if fact_id not in self._tombstones:
+                return False
+            self._transaction([("untombstone", {"id": fact_id})])
+            self._tombstones.discard(fact_id)
+            return True
+
     def drop(self, fact_id: str, terms: Iterable[str], primary: bool) -> None:
         with self._lock:
             index = self._index
@@ -412,6 +444,11 @@ class KuzuShardStore(IndexedStore):
                  for src, dst, kind, props, at in rows]
         return sorted(edges, key=lambda e: e.key)
 
+    @property
+    def disk_full(self) -> bool:
+        """Writes are being refused for lack of disk space (see hive_core.disk_space)."""
+        return self._disk.full
+
     def close(self) -> None:
         """Close the database and give up the claim on its directory (idempotent)."""
         with self._lock:
@@ -420,8 +457,34 @@ class KuzuShardStore(IndexedStore):
             self._stmts = {}
             self._conn.close()
             self._db.close()
+            private_files(self.path)
             self._claim.release()
             self._claim = None
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) owner-only, whatever the process umask: a shard
+    holds the hive's facts. Existing parents are left as they are (a storage path may sit in
+    a shared folder); the shard's own folder is always made 0700."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        if is_enospc(exc):
+            raise disk_full(path.parent if path.parent.exists() else path) from exc
+        raise
+
+
+def private_files(path: Path) -> None:
+    """Make every file in the shard folder 0600. The engine creates its files with the
+    process umask (agents set 077; a library caller may not), and the folder is 0700 anyway:
+    this makes the files say the same."""
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False) and entry.stat().st_mode & 0o077:
+            os.chmod(entry.path, 0o600)
 
 
 def open_kuzu_store(agent_id: str, path: Path | None, bm25: Bm25, settings: CoreSettings,
@@ -432,7 +495,7 @@ def open_kuzu_store(agent_id: str, path: Path | None, bm25: Bm25, settings: Core
         raise ConfigError("shard backend 'kuzu' needs a storage path")
     if not _SAFE_NAME.match(agent_id):
         raise ConfigError(f"agent id {agent_id!r} cannot name a shard directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
     return KuzuShardStore(path, agent_id=agent_id, bm25=bm25,
                           buffer_pool_size=buffer_pool_for(shards_in_process, settings),
-                          max_db_size=settings.kuzu_max_db_size)
+                          max_db_size=settings.kuzu_max_db_size,
+                          disk_reserve=settings.disk_reserve_bytes)

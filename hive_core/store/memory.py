@@ -58,6 +58,13 @@ class MemoryShardStore(IndexedStore):
             self._facts.pop(fact_id, None)
             return self._index.remove(fact_id)
 
+    def restore(self, fact_id: str) -> bool:
+        with self._lock:
+            if fact_id not in self._tombstones:
+                return False
+            self._tombstones.discard(fact_id)
+            return True
+
     def drop(self, fact_id: str, terms: Iterable[str], primary: bool) -> None:
         with self._lock:
             if self._index.drop(fact_id, terms, primary):

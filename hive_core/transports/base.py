@@ -21,8 +21,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from hive_core.errors import ConnectionLost, MessageRejected, StaleEpoch, TransportError
-from hive_core.messages import Envelope, MessageType, encode
+from hive_core.auth import OVERHEAD, MessageAuth
+from hive_core.errors import (
+    ConnectionLost,
+    MessageRejected,
+    PeerFailed,
+    StaleEpoch,
+    TransportError,
+)
+from hive_core.messages import Envelope, MessageType, decode, encode
+
+RETRYABLE = "retryable"  # ERROR code: the receiver's peers failed; sending again may work
 
 Handler = Callable[[Envelope], Envelope | None]
 Reply = Envelope | TransportError
@@ -43,10 +52,24 @@ class ShardTransport(Protocol):
     def close(self) -> None: ...
 
 
+def seal(auth: MessageAuth, env: Envelope, max_bytes: int) -> bytes:
+    """The signed bytes of ``env``: at most ``max_bytes`` on the wire, signature included."""
+    return auth.sign(encode(env, max_bytes - OVERHEAD))
+
+
+def unseal(auth: MessageAuth, data: bytes, max_bytes: int) -> Envelope:
+    """The envelope of signed ``data``, verified before any of it is parsed (raises
+    MessageRejected, an hive_core.auth.AuthRejected when authentication fails)."""
+    if len(data) > max_bytes:
+        raise MessageRejected(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    return decode(auth.verify(data), max_bytes)
+
+
 def reply_bytes(
-    handler: Handler, env: Envelope, agent_id: str, max_bytes: int, misrouted: str | None = None
+    handler: Handler, env: Envelope, agent_id: str, max_bytes: int, auth: MessageAuth,
+    misrouted: str | None = None,
 ) -> bytes:
-    """The encoded reply of a networked agent to one decoded request.
+    """The signed reply of a networked agent to one verified, decoded request.
 
     ``misrouted`` (a reason) refuses a message that reached the wrong agent or hive. A
     handler's exception, a missing reply and a reply too large to send each become an ERROR
@@ -56,9 +79,9 @@ def reply_bytes(
     if reply is None:
         reply = env.error(f"{agent_id} sent no reply to {env.type}")
     try:
-        return encode(reply, max_bytes)
+        return seal(auth, reply, max_bytes)
     except MessageRejected as exc:
-        return encode(env.error(f"reply rejected: {exc}"), max_bytes)
+        return seal(auth, env.error(f"reply rejected: {exc}"), max_bytes)
 
 
 def check_request(closed: bool, timeout: float) -> float:
@@ -78,7 +101,11 @@ def safe_handle(handler: Handler, envelope: Envelope) -> Envelope | None:
     try:
         return handler(envelope)
     except Exception as exc:  # reported to the caller, not swallowed
-        return envelope.error(f"{type(exc).__name__}: {exc}")
+        # A transport failure behind the receiver (its peers were slow or down) is worth a
+        # retry; a refusal of the message itself is not.
+        retry = isinstance(exc, TransportError) and not isinstance(exc, MessageRejected)
+        detail = {"code": RETRYABLE} if retry else {}
+        return envelope.error(f"{type(exc).__name__}: {exc}", **detail)
 
 
 def request_payloads(
@@ -103,5 +130,7 @@ def check_reply(reply: Reply) -> Envelope:
         text = f"{reply.sender}: {reply.payload.get('error', 'unknown error')}"
         if reply.payload.get("code") == "stale_epoch":
             raise StaleEpoch(text, int(reply.payload.get("epoch") or 0))
+        if reply.payload.get("code") == RETRYABLE:
+            raise PeerFailed(text)
         raise MessageRejected(text)
     return reply

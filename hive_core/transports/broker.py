@@ -17,6 +17,11 @@ request/reply hive needs on top is written once, here:
 * **redelivery**: a delivery the broker hands out again while it is still being handled is
   not started twice; a reply that cannot be sent within :data:`REPLY_WRITE_DEADLINE` is
   abandoned to the broker's redelivery;
+* **authentication** (hive_core.auth): every request and reply is signed and verified
+  before it is parsed; a delivery that fails is acknowledged without an answer (dropped and
+  counted, never handled). A delivery whose handling did not complete releases its nonce, so
+  the broker's redelivery -- minutes later, maybe to a new process -- is accepted, while a
+  copy of one already handled is refused as replayed;
 * **drain on close**: unbinding stops receiving, then lets requests in flight finish
   (bounded), the rest stay with the broker for the next incarnation;
 * **bounded work**: at most ``max_inflight`` deliveries per agent are read ahead;
@@ -39,6 +44,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hive_core.auth import BROKER_WINDOW, AuthRejected, MessageAuth, Redelivered, ephemeral
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import (
     ConfigError,
@@ -47,8 +53,8 @@ from hive_core.errors import (
     MessageRejected,
     TransportError,
 )
-from hive_core.messages import Envelope, MessageType, decode, encode
-from hive_core.transports.base import Handler, Reply, check_request, reply_bytes
+from hive_core.messages import Envelope, MessageType, decode
+from hive_core.transports.base import Handler, Reply, check_request, reply_bytes, seal, unseal
 from hive_core.transports.retry import Backoff, RetryState
 
 log = logging.getLogger("hive_core.transports.broker")
@@ -78,6 +84,7 @@ class Delivery:
     msg_id: str = ""
     handle: Any = None  # what the broker needs to ack or abandon it
     attempt: int = 1  # how many times the broker has delivered it (1 = first time)
+    verified: bool = False  # its signature was accepted (its nonce claimed) here
 
 
 class Broker(Protocol):
@@ -228,8 +235,9 @@ class Inbox:
         try:
             body = self._answer(delivery)
             if self._ack(delivery, body):
-                with self._cond:
-                    self.counters.handled += 1
+                if body is not None:  # None: dropped unanswered, not handled
+                    with self._cond:
+                        self.counters.handled += 1
             else:
                 self._abandon(delivery)
         except Exception:
@@ -239,22 +247,40 @@ class Inbox:
         finally:
             self._done(delivery)
 
-    def _answer(self, delivery: Delivery) -> bytes:
+    def _answer(self, delivery: Delivery) -> bytes | None:
+        """The signed reply to ``delivery``; None drops it unanswered (too large to verify,
+        or it failed authentication: nothing it says, its reply address included, is
+        trusted)."""
         limit = self.t.max_message_bytes
+        auth = self.t.auth
         try:
-            env = decode(delivery.body, limit)
+            if len(delivery.body) > limit:
+                raise MessageRejected(f"message of {len(delivery.body)} bytes exceeds the "
+                                      f"{limit}-byte limit")
+            plain = auth.verify(delivery.body, redelivery=delivery.attempt > 1)
+        except Redelivered:
+            log.info("%s: %s was handled here already; acknowledged without running it "
+                     "again", self.agent, delivery.key)
+            return None
         except MessageRejected as exc:
+            reason = exc.reason if isinstance(exc, AuthRejected) else "oversize"
+            log.warning("%s: dropped a message (%s): %s", self.agent, reason, exc)
+            return None
+        delivery.verified = True
+        try:
+            env = decode(plain, limit)
+        except MessageRejected as exc:  # authentic but malformed: say so to its sender
             log.warning("%s: rejected a message: %s", self.agent, exc)
             refusal = Envelope(MessageType.ERROR, self.broker.hive, self.agent, "",
                                {"error": str(exc)}, correlation_id=delivery.msg_id)
-            return encode(refusal)
+            return seal(auth, refusal, limit)
         misrouted = None
         if env.target != self.agent or env.hive != self.broker.hive:
             misrouted = (f"message for {env.hive}/{env.target} reached "
                          f"{self.broker.hive}/{self.agent}")
-        return reply_bytes(self.handler, env, self.agent, limit, misrouted)
+        return reply_bytes(self.handler, env, self.agent, limit, auth, misrouted)
 
-    def _ack(self, delivery: Delivery, body: bytes) -> bool:
+    def _ack(self, delivery: Delivery, body: bytes | None) -> bool:
         """Reply and acknowledge, retrying through outages up to REPLY_WRITE_DEADLINE."""
         reply = body if delivery.reply_to is not None else None  # None: refused address
         retry = RetryState(self.t.backoff, self._stop)
@@ -273,6 +299,8 @@ class Inbox:
     def _abandon(self, delivery: Delivery) -> None:
         with self._cond:
             self.counters.abandoned += 1
+        if delivery.verified:  # its redelivery is not a replay
+            self.t.auth.release(delivery.body)
         try:
             self.broker.abandon(self.agent, delivery)
         except Exception as exc:  # redelivered after its lock/visibility expires anyway
@@ -300,8 +328,11 @@ class BrokerTransport:
         self, broker: Broker, *, max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_workers: int = 16, receive_timeout: float = RECEIVE_TIMEOUT,
         drain_timeout: float = DRAIN_TIMEOUT, backoff: Backoff | None = None,
+        auth: MessageAuth | None = None,
     ) -> None:
         self.broker = broker
+        # The hive's policy (registry.open_transport); without one, this process's own key.
+        self.auth = auth if auth is not None else ephemeral(BROKER_WINDOW)
         self.max_message_bytes = max_message_bytes
         self.max_inflight = max_workers * 2
         self.receive_timeout = receive_timeout
@@ -367,7 +398,7 @@ class BrokerTransport:
         outgoing: list[tuple[int, Outgoing]] = []
         for i, env in enumerate(envelopes):
             try:
-                body = encode(env, self.max_message_bytes)
+                body = seal(self.auth, env, self.max_message_bytes)
             except MessageRejected as exc:
                 batch.set(i, exc)
                 continue
@@ -423,8 +454,8 @@ class BrokerTransport:
 
     def _deliver(self, body: bytes) -> None:
         try:
-            reply = decode(body, self.max_message_bytes)
-        except MessageRejected as exc:
+            reply = unseal(self.auth, body, self.max_message_bytes)
+        except MessageRejected as exc:  # an unauthenticated one is counted by the policy
             log.warning("rejected a reply: %s", exc)
             return
         with self._lock:

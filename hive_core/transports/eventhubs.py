@@ -42,9 +42,11 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
+from hive_core.auth import MessageAuth
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConfigError, ConnectionLost, MessageRejected, TransportError
-from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.hive_config import HiveConfig
+from hive_core.redact import redact_secret
 from hive_core.state import CheckpointStore
 from hive_core.transports import azure_names, azure_sdk, chunks
 from hive_core.transports.azure_sdk import str_properties
@@ -479,6 +481,6 @@ class _ReplyReader(_Reader):
         """Replies are not replayed after a restart: nothing to save."""
 
 
-def open_transport(config: HiveConfig) -> BrokerTransport:
+def open_transport(config: HiveConfig, auth: MessageAuth | None = None) -> BrokerTransport:
     """The ``azure_event_hubs`` entry of hive_core.transports.registry."""
-    return BrokerTransport(EventHubsBroker(config))
+    return BrokerTransport(EventHubsBroker(config), auth=auth)

@@ -5,7 +5,8 @@ handler that hangs costs its caller the deadline, exactly like a dead peer on a 
 payload is plain data; with ``strict=True`` every request and reply is also encoded to JSON
 bytes and decoded again, proving that nothing crosses the bus that could not cross a socket
 (the conformance tests run this way; benchmarks use the default to measure the engine, not
-``json``).
+``json``). Strict mode also signs and verifies each message (hive_core.auth), as the
+networked transports do, with the policy given or this process's own key.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import concurrent.futures as cf
 import threading
 from collections.abc import Sequence
 
+from hive_core.auth import MessageAuth, ephemeral
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConnectionLost, DeadlineExceeded, TransportError
-from hive_core.messages import Envelope, decode, encode
-from hive_core.transports.base import Handler, Reply, check_request, safe_handle
+from hive_core.messages import Envelope
+from hive_core.transports.base import Handler, Reply, check_request, safe_handle, seal, unseal
 
 
 class LocalEventBus:
@@ -25,9 +27,10 @@ class LocalEventBus:
 
     def __init__(
         self, *, strict: bool = False, max_workers: int = 8,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES, auth: MessageAuth | None = None,
     ) -> None:
         self.strict = strict
+        self.auth = auth if auth is not None else ephemeral()
         self.max_message_bytes = max_message_bytes
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
@@ -50,7 +53,8 @@ class LocalEventBus:
     def _wire(self, envelope: Envelope) -> Envelope:
         if not self.strict:
             return envelope
-        return decode(encode(envelope, self.max_message_bytes), self.max_message_bytes)
+        limit = self.max_message_bytes
+        return unseal(self.auth, seal(self.auth, envelope, limit), limit)
 
     def _deliver(self, envelope: Envelope) -> Envelope | None:
         handler = self._handlers.get(envelope.target)

@@ -37,9 +37,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from hive_core.auth import MessageAuth
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConfigError, ConnectionLost, TransportError
-from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.hive_config import HiveConfig
+from hive_core.redact import redact_secret
 from hive_core.transports.broker import DRAIN_TIMEOUT, BrokerTransport, Delivery, Outgoing
 from hive_core.transports.redis_membership import (
     ALIVE_TTL,
@@ -320,14 +322,14 @@ class RedisShardTransport(BrokerTransport):
         max_message_bytes: int = MAX_MESSAGE_BYTES, max_workers: int = 16,
         block_ms: int = BLOCK_MS, stream_maxlen: int = STREAM_MAXLEN,
         heartbeat_interval: float = HEARTBEAT_INTERVAL, alive_ttl: float = ALIVE_TTL,
-        drain_timeout: float = DRAIN_TIMEOUT,
+        drain_timeout: float = DRAIN_TIMEOUT, auth: MessageAuth | None = None,
     ) -> None:
         self.redis = RedisBroker(url, hive, key_prefix=key_prefix, block_ms=block_ms,
                                  stream_maxlen=stream_maxlen,
                                  heartbeat_interval=heartbeat_interval, alive_ttl=alive_ttl)
         super().__init__(self.redis, max_message_bytes=max_message_bytes,
                          max_workers=max_workers, receive_timeout=block_ms / 1000,
-                         drain_timeout=drain_timeout)
+                         drain_timeout=drain_timeout, auth=auth)
 
     @property
     def where(self) -> str:
@@ -337,11 +339,12 @@ class RedisShardTransport(BrokerTransport):
         return self.redis.registered_members()
 
 
-def open_transport(config: HiveConfig) -> RedisShardTransport:
+def open_transport(config: HiveConfig, auth: MessageAuth | None = None
+                   ) -> RedisShardTransport:
     """The ``redis`` entry of hive_core.transports.registry."""
     assert config.connection_string is not None  # checked by the registry
     return RedisShardTransport(config.connection_string, config.name,
-                               key_prefix=config.key_prefix)
+                               key_prefix=config.key_prefix, auth=auth)
 
 
 def purge(config: HiveConfig) -> list[str]:

@@ -51,9 +51,11 @@ from azure.servicebus.exceptions import (
     MessagingEntityNotFoundError,
 )
 
+from hive_core.auth import MessageAuth
 from hive_core.config import MAX_MESSAGE_BYTES
 from hive_core.errors import ConfigError, ConnectionLost, MessageRejected, TransportError
-from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.hive_config import HiveConfig
+from hive_core.redact import redact_secret
 from hive_core.transports import azure_sdk, chunks
 from hive_core.transports.azure_names import (
     DEFAULT_REPLY_QUEUE,
@@ -497,7 +499,7 @@ class ServiceBusBroker:
             self.presence.close()
 
 
-def open_transport(config: HiveConfig) -> BrokerTransport:
+def open_transport(config: HiveConfig, auth: MessageAuth | None = None) -> BrokerTransport:
     """The ``azure_service_bus`` entry of hive_core.transports.registry."""
     if not config.connection_string:
         raise ConfigError("transport 'azure_service_bus' needs a connection string")
@@ -514,4 +516,4 @@ def open_transport(config: HiveConfig) -> BrokerTransport:
     except BaseException:
         presence.close()
         raise
-    return BrokerTransport(broker)
+    return BrokerTransport(broker, auth=auth)

@@ -19,7 +19,8 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
 from hive_core.errors import ConfigError, ConnectionLost
-from hive_core.hive_config import HiveConfig, redact_secret
+from hive_core.hive_config import HiveConfig
+from hive_core.redact import redact_secret
 from hive_core.transports import azure_names
 
 log = logging.getLogger("hive_core.transports.servicebus")

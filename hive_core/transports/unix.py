@@ -26,9 +26,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from hive_core.config import MAX_MESSAGE_BYTES
+from hive_core.auth import AuthRejected, MessageAuth, ephemeral
+from hive_core.config import MAX_MESSAGE_BYTES, CoreSettings
 from hive_core.errors import (
     ConfigError,
     ConnectionLost,
@@ -36,9 +37,10 @@ from hive_core.errors import (
     MessageRejected,
     TransportError,
 )
-from hive_core.messages import Envelope, MessageType, decode, encode
-from hive_core.transports.base import Handler, Reply, check_request
+from hive_core.messages import Envelope, MessageType
+from hive_core.transports.base import Handler, Reply, check_request, seal, unseal
 from hive_core.transports.framing import FrameReader, frame
+from hive_core.transports.listener_limits import ListenerLimits
 
 if TYPE_CHECKING:
     from hive_core.hive_config import HiveConfig
@@ -81,11 +83,16 @@ class UnixSocketTransport:
     def __init__(
         self, run_dir: Path | str, *, max_message_bytes: int = MAX_MESSAGE_BYTES,
         pool_per_peer: int = POOL_PER_PEER, drain_timeout: float = DRAIN_TIMEOUT,
+        limits: ListenerLimits | None = None, auth: MessageAuth | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        # Signs requests and replies, verifies both (hive_core.auth): the hive's policy from
+        # registry.open_transport, or without one this process's own key.
+        self.auth = auth if auth is not None else ephemeral()
         self.max_message_bytes = max_message_bytes
         self.pool_per_peer = pool_per_peer
         self.drain_timeout = drain_timeout
+        self.limits = limits or ListenerLimits()
         self._listeners: dict[str, UnixListener] = {}
         self._idle: dict[str, list[socket.socket]] = {}
         self._lock = threading.Lock()
@@ -101,7 +108,7 @@ class UnixSocketTransport:
                 raise ConfigError(f"{agent_id!r} is already bound on this transport")
             self._listeners[agent_id] = UnixListener(
                 self.run_dir, agent_id, handler, max_message_bytes=self.max_message_bytes,
-                drain_timeout=self.drain_timeout)
+                drain_timeout=self.drain_timeout, limits=self.limits, auth=self.auth)
 
     def unbind(self, agent_id: str) -> None:
         """Stop serving ``agent_id``: requests in flight finish, then the socket file goes."""
@@ -119,13 +126,19 @@ class UnixSocketTransport:
             listener = self._listeners.get(agent_id)
         return listener.accepted if listener is not None else 0
 
+    def connection_stats(self, agent_id: str) -> dict[str, Any] | None:
+        """``agent_id``'s listener counters (open, refused, idle_closed, ...), if bound here."""
+        with self._lock:
+            listener = self._listeners.get(agent_id)
+        return listener.stats() if listener is not None else None
+
     # -- requesting ---------------------------------------------------------------------------
     def request(self, envelopes: Sequence[Envelope], timeout: float) -> list[Reply]:
         deadline = check_request(self._closed, timeout)
         calls = [_Call(env, self.max_message_bytes) for env in envelopes]
         for call in calls:
             try:
-                call.out = memoryview(frame(encode(call.env, self.max_message_bytes)))
+                call.out = memoryview(frame(seal(self.auth, call.env, self.max_message_bytes)))
                 call.sock = self._checkout(call.env.target, deadline)
             except TransportError as exc:
                 call.result = exc
@@ -227,9 +240,12 @@ class UnixSocketTransport:
             call.result = ConnectionLost(f"{call.env.target}: {exc}")
             return True
 
-    @staticmethod
-    def _reply(request: Envelope, body: bytes) -> Reply:
-        reply = decode(body)
+    def _reply(self, request: Envelope, body: bytes) -> Reply:
+        try:
+            reply = unseal(self.auth, body, self.max_message_bytes)
+        except AuthRejected as exc:  # e.g. the peer's unsigned refusal of our signature
+            return MessageRejected(f"{request.target}: reply rejected ({exc.reason}): {exc}; "
+                                   "do both sides have the hive's secret?")
         if reply.correlation_id == request.msg_id:
             return reply
         if reply.type == MessageType.ERROR and not reply.correlation_id:
@@ -270,6 +286,9 @@ class UnixSocketTransport:
                 sock.close()
 
 
-def open_transport(config: HiveConfig) -> UnixSocketTransport:
-    """The ``local`` entry of hive_core.transports.registry: sockets in the hive's run/."""
-    return UnixSocketTransport(config.run_dir)
+def open_transport(config: HiveConfig, auth: MessageAuth | None = None
+                   ) -> UnixSocketTransport:
+    """The ``local`` entry of hive_core.transports.registry: sockets in the hive's run/, the
+    listener limits from the ``AMPLIHACK_LISTENER_*`` settings."""
+    limits = ListenerLimits.from_settings(CoreSettings.from_env())
+    return UnixSocketTransport(config.run_dir, limits=limits, auth=auth)

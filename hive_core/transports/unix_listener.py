@@ -1,17 +1,34 @@
 """The serving half of the Unix-socket transport: one listening socket per bound agent.
 
-Why a thread per connection: clients keep a small pool of connections per peer and use each
-for one request at a time, so a connection is a natural unit of concurrency. Handlers of
-different connections run in parallel (the ShardTransport contract allows it); requests on one
-connection are served in order.
+Why one selector loop and fixed worker pools, not a thread per connection: 20,000 idle
+connections to one agent once made it spawn ~19,800 threads and stop answering for a
+minute. Here one loop thread accepts connections and reads frames from all of them
+(non-blocking, :class:`~hive_core.transports.framing.FrameReader`); each complete request
+goes to a worker pool of fixed size, which decodes it, runs the handler and sends the reply.
+Threads are bounded by the pools whatever the number of connections, and the
+:class:`~hive_core.transports.listener_limits.ListenerLimits` bound the rest: a connection
+cap (over it a new connection gets an ERROR frame and is closed, counted as refused), an
+idle timeout (a connection that sends nothing is closed, counted), a deadline for a frame
+that has started. The counters are in :meth:`UnixListener.stats` (and so in the agent's
+status reply).
+
+Order: a connection is not read while its request runs, so the requests of one connection
+are served one at a time, in order (clients send one at a time anyway), and no client can
+queue more than one request's work. Handlers of different connections run in parallel (the
+ShardTransport contract allows it).
+
+Why two pools: a request that fans out to other agents (LEARN, ASK, FORGET) waits for their
+shard requests. Sharing one pool, agents each full of fan-out requests would wait on each
+other's shard requests until their deadlines. Shard requests never wait on another agent,
+so with a pool of their own they are always served; fan-out requests queue in theirs.
 
 The socket file appears only once the socket is listening (it is bound under a temporary name,
 chmod 0600, then hard-linked into place, which also fails atomically if another live process
 holds the name). A live socket file therefore means "ready to serve".
 
-Shutdown (:meth:`UnixListener.close`) stops accepting, lets requests already read finish and
-send their replies (bounded by ``drain_timeout``), then removes the socket file, but only if it
-is still ours.
+Shutdown (:meth:`UnixListener.close`) stops accepting, closes idle connections, lets requests
+already read finish and send their replies (bounded by ``drain_timeout``), then removes the
+socket file, but only if it is still ours.
 """
 
 from __future__ import annotations
@@ -19,22 +36,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import selectors
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
+from hive_core.auth import AuthRejected, MessageAuth, ephemeral
 from hive_core.errors import AgentError, ConfigError, MessageRejected
-from hive_core.messages import Envelope, MessageType, decode, encode
-from hive_core.transports.base import Handler, reply_bytes
-from hive_core.transports.framing import FrameTooLarge, frame, read_frame
+from hive_core.messages import Envelope, MessageType, encode
+from hive_core.transports.base import Handler, reply_bytes, unseal
+from hive_core.transports.framing import FrameReader, FrameTooLarge, frame
+from hive_core.transports.listener_limits import ListenerLimits, effective_cap
 
+_T = TypeVar("_T")
 log = logging.getLogger("hive_core.transports.unix")
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL (Linux)
-BACKLOG = 128
-BODY_TIMEOUT = 30.0  # a started frame (either way) must be finished within this many seconds
+BACKLOG = 512
+RECV_CHUNK = 256 * 1024
+# Requests that wait on other agents' shard requests run in a pool of their own (see above).
+FANOUT_TYPES = frozenset({MessageType.LEARN, MessageType.ASK, MessageType.FORGET})
+NOTICE_INTERVAL = 10.0  # seconds between repeated warnings of one kind (cap reached, EMFILE)
 
 
 def socket_path(run_dir: Path, agent_id: str) -> Path:
@@ -64,11 +91,43 @@ def _is_live(path: Path) -> bool:
         probe.close()
 
 
-def _rejection(agent_id: str, message: str) -> bytes:
-    """An ERROR frame for a message we could not even parse (so it has no msg_id)."""
+def _rejection(auth: MessageAuth, agent_id: str, message: str) -> bytes:
+    """A signed ERROR frame for a message we could not even parse (so it has no msg_id):
+    signed, so the client can tell our refusal from a forged one."""
     env = Envelope(MessageType.ERROR, hive="", sender=agent_id, target="",
                    payload={"error": message})
-    return encode(env)
+    return auth.sign(encode(env))
+
+
+class _Conn:
+    """One accepted connection: its frame parser and what the timeouts need."""
+
+    __slots__ = ("busy", "last_active", "reader", "sock", "started")
+
+    def __init__(self, sock: socket.socket, max_bytes: int, now: float) -> None:
+        self.sock = sock
+        self.reader = FrameReader(max_bytes)
+        self.last_active = now
+        self.started: float | None = None  # when the frame being read began
+        self.busy = False  # a request of it is queued or running (it is not being read)
+
+
+class _Notices:
+    """Warnings of one kind at most every NOTICE_INTERVAL seconds, with the count between."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._missed: dict[str, int] = {}
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -NOTICE_INTERVAL) < NOTICE_INTERVAL:
+            self._missed[kind] = self._missed.get(kind, 0) + 1
+            return
+        missed = self._missed.pop(kind, 0)
+        self._last[kind] = now
+        suffix = f" ({missed} more since the last such warning)" if missed else ""
+        log.warning(message + suffix, *args)
 
 
 class UnixListener:
@@ -76,24 +135,51 @@ class UnixListener:
 
     def __init__(
         self, run_dir: Path, agent_id: str, handler: Handler, *,
-        max_message_bytes: int, drain_timeout: float,
+        max_message_bytes: int, drain_timeout: float, limits: ListenerLimits | None = None,
+        auth: MessageAuth | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.handler = handler
+        self.auth = auth if auth is not None else ephemeral()  # verifies requests, signs replies
         self.path = socket_path(run_dir, agent_id)
         self.max_message_bytes = max_message_bytes
         self.drain_timeout = drain_timeout
+        self.limits = limits or ListenerLimits()
+        self.max_connections = effective_cap(self.limits.max_connections)
+        if self.max_connections < self.limits.max_connections:
+            log.info("%s: connection cap lowered from %d to %d (open-file limit)", agent_id,
+                     self.limits.max_connections, self.max_connections)
         self._stopping = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._threads: set[threading.Thread] = set()
-        self.accepted = 0  # connections accepted so far (clients pool them, so this stays low)
-        self._busy = 0  # requests read and not yet answered (reported if the drain times out)
         self._lock = threading.Lock()
-        self._sock = self._listen(run_dir)
+        self._drained = threading.Condition(self._lock)
+        self._conns: dict[int, _Conn] = {}  # by file descriptor
+        self._ready: list[_Conn] = []  # answered; the loop reads them again
+        self._notices = _Notices()
+        self.accepted = 0  # connections accepted so far (clients pool them, so this stays low)
+        self.refused = 0  # closed at once: the cap was reached
+        self.idle_closed = 0  # closed after idle_timeout without a byte
+        self.peak = 0  # most connections open at once
+        self._busy = 0  # requests read and not yet answered (reported if the drain times out)
+        self._workers = ThreadPoolExecutor(self.limits.workers,
+                                           thread_name_prefix=f"unix-{agent_id}")
+        self._fanout = ThreadPoolExecutor(self.limits.fanout_workers,
+                                          thread_name_prefix=f"unix-fanout-{agent_id}")
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        try:
+            self._sock = self._listen(run_dir)
+        except BaseException:
+            self._release_resources()
+            raise
         self._inode = os.stat(self.path).st_ino
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"unix-accept-{agent_id}", daemon=True)
-        self._accept_thread.start()
+        self._sock.setblocking(False)
+        self._sel.register(self._sock, selectors.EVENT_READ, "accept")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._loop_thread = threading.Thread(
+            target=self._loop, name=f"unix-loop-{agent_id}", daemon=True)
+        self._loop_thread.start()
 
     # -- setup --------------------------------------------------------------------------------
     def _listen(self, run_dir: Path) -> socket.socket:
@@ -125,98 +211,274 @@ class UnixListener:
             tmp.unlink(missing_ok=True)
         return sock
 
-    # -- serving ------------------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError as exc:
-                if self._stopping.is_set():
-                    return
-                log.error("%s: accept failed (%s); still serving", self.agent_id, exc)
-                time.sleep(0.05)
-                continue
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                      name=f"unix-conn-{self.agent_id}")
-            with self._lock:
-                if self._stopping.is_set():
-                    conn.close()
-                    return
-                self._conns.add(conn)
-                self._threads.add(thread)
-                self.accepted += 1
-            thread.start()
+    def stats(self) -> dict[str, Any]:
+        """Connection counters, for the agent's status reply."""
+        with self._lock:
+            return {"open": len(self._conns), "peak": self.peak, "accepted": self.accepted,
+                    "refused": self.refused, "idle_closed": self.idle_closed,
+                    "busy": self._busy, "max_connections": self.max_connections,
+                    "idle_timeout": self.limits.idle_timeout}
 
-    def _serve(self, conn: socket.socket) -> None:
-        """One connection: read a frame, handle it, reply; until the peer or we close."""
+    # -- the loop (one thread: accepts, reads, times out) -------------------------------------
+    def _loop(self) -> None:
+        tick = max(0.05, min(1.0, self.limits.idle_timeout / 4, self.limits.body_timeout / 4))
+        next_sweep = time.monotonic() + tick
         try:
-            while True:
-                try:
-                    data = read_frame(conn, self.max_message_bytes, BODY_TIMEOUT)
-                except FrameTooLarge as exc:
-                    log.warning("%s: rejected a frame: %s", self.agent_id, exc)
-                    conn.sendall(frame(_rejection(self.agent_id, str(exc))))
-                    return  # the oversize body is never read, so the stream cannot continue
-                if data is None:
-                    return
-                with self._lock:
-                    self._busy += 1
-                try:
-                    reply = self._dispatch(data)
-                    conn.settimeout(BODY_TIMEOUT)
-                    conn.sendall(frame(reply))
-                finally:
-                    with self._lock:
-                        self._busy -= 1
-                if self._stopping.is_set():
-                    return
-        except OSError as exc:
-            if not self._stopping.is_set():
-                log.warning("%s: connection dropped: %s", self.agent_id, exc)
+            while not self._stopping.is_set():
+                for key, _events in self._sel.select(max(0.0, next_sweep - time.monotonic())):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wake":
+                        with contextlib.suppress(BlockingIOError):
+                            self._wake_r.recv(4096)
+                    else:
+                        self._read(key.data)
+                self._rearm()
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + tick
         except Exception:
-            log.exception("%s: connection handler failed; connection closed, still serving",
-                          self.agent_id)
+            log.exception("%s: the listener loop failed; no longer serving", self.agent_id)
         finally:
-            with self._lock:
-                self._conns.discard(conn)
-                self._threads.discard(threading.current_thread())
-            conn.close()
+            self._stop_loop()
 
-    def _dispatch(self, data: bytes) -> bytes:
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:  # EMFILE and kin: the next loop round tries again
+                self._notices.warn("accept", "%s: accept failed (%s); still serving",
+                                   self.agent_id, exc)
+                time.sleep(0.05)
+                return
+            with self._lock:
+                full = len(self._conns) >= self.max_connections
+                if full:
+                    self.refused += 1
+                else:
+                    conn = _Conn(sock, self.max_message_bytes, time.monotonic())
+                    self._conns[sock.fileno()] = conn
+                    self.accepted += 1
+                    self.peak = max(self.peak, len(self._conns))
+            if full:
+                self._refuse(sock)
+                continue
+            sock.setblocking(False)
+            self._sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Over the cap: one ERROR frame (if the socket takes it at once), then close."""
+        self._notices.warn("cap", "%s: %d connections open (the cap); refusing new ones",
+                           self.agent_id, self.max_connections)
         try:
-            env = decode(data, self.max_message_bytes)
+            sock.setblocking(False)
+            sock.send(frame(_rejection(
+                self.auth, self.agent_id, f"too many connections to {self.agent_id} "
+                f"(cap {self.max_connections}); try again later")))
+        except OSError:
+            pass  # the close below is the refusal either way
+        finally:
+            sock.close()
+
+    def _read(self, conn: _Conn) -> None:
+        """Read what the connection has, up to the end of one frame; hand a full one on."""
+        try:
+            chunk = conn.sock.recv(min(max(conn.reader.wanted(), 1), RECV_CHUNK))
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            log.warning("%s: connection dropped: %s", self.agent_id, exc)
+            self._drop(conn)
+            return
+        now = time.monotonic()
+        if not chunk:
+            if conn.started is not None:
+                log.warning("%s: connection dropped: peer closed the connection mid-frame",
+                            self.agent_id)
+            self._drop(conn)
+            return
+        conn.last_active = now
+        if conn.started is None:
+            conn.started = now
+        try:
+            body = conn.reader.feed(chunk)
+        except FrameTooLarge as exc:
+            log.warning("%s: rejected a frame: %s", self.agent_id, exc)
+            self._hand_off(conn, self._refuse_frame, str(exc))
+            return
+        if body is not None:
+            conn.started = None
+            self._hand_off(conn, self._work, body)
+
+    def _hand_off(self, conn: _Conn, job: Any, arg: Any) -> None:
+        """Stop reading ``conn`` and give its request to the worker pool."""
+        self._sel.unregister(conn.sock)
+        conn.busy = True
+        with self._lock:
+            self._busy += 1
+        self._workers.submit(job, conn, arg)
+
+    def _rearm(self) -> None:
+        """Read again the connections whose request was answered (or close them on stop)."""
+        with self._lock:
+            ready, self._ready = self._ready, []
+        now = time.monotonic()
+        for conn in ready:
+            conn.busy = False
+            conn.last_active = now
+            if self._stopping.is_set():
+                self._close(conn)
+            else:
+                self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle past idle_timeout, and frames unfinished past body_timeout."""
+        idle_limit = now - self.limits.idle_timeout
+        body_limit = now - self.limits.body_timeout
+        with self._lock:
+            conns = [c for c in self._conns.values() if not c.busy]
+        for conn in conns:
+            if conn.started is not None:
+                if conn.started < body_limit:
+                    log.warning("%s: connection dropped: a frame was not finished within %gs",
+                                self.agent_id, self.limits.body_timeout)
+                    self._drop(conn)
+            elif conn.last_active < idle_limit:
+                self._drop(conn, idle=True)
+
+    def _drop(self, conn: _Conn, *, idle: bool = False) -> None:
+        """Close a connection the loop is reading (loop thread only: it owns the selector)."""
+        self._sel.unregister(conn.sock)
+        self._close(conn, idle=idle)
+
+    def _close(self, conn: _Conn, *, idle: bool = False) -> None:
+        """Forget and close a connection that is not registered with the selector."""
+        with self._lock:
+            self._conns.pop(conn.sock.fileno(), None)
+            if idle:
+                self.idle_closed += 1
+        conn.sock.close()
+
+    def _stop_loop(self) -> None:
+        """On stop: no more accepting; idle connections closed; busy ones finish first."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(self._sock)
+        self._sock.close()
+        with self._lock:
+            idle = [c for c in self._conns.values() if not c.busy]
+        for conn in idle:
+            self._drop(conn)
+
+    # -- the workers ----------------------------------------------------------------------------
+    def _work(self, conn: _Conn, data: bytes) -> None:
+        """Decode, answer and reply; a request that fans out moves to its own pool first."""
+        decoded = self._guarded(conn, lambda: self._dispatch(data))
+        if isinstance(decoded, Envelope) and decoded.type in FANOUT_TYPES:
+            self._fanout.submit(self._answer_and_reply, conn, decoded)
+        elif isinstance(decoded, Envelope):
+            self._answer_and_reply(conn, decoded)
+        elif decoded is not None:
+            self._reply(conn, decoded)
+
+    def _answer_and_reply(self, conn: _Conn, env: Envelope) -> None:
+        reply = self._guarded(conn, lambda: self._answer(env))
+        if reply is not None:
+            self._reply(conn, reply)
+
+    def _guarded(self, conn: _Conn, step: Callable[[], _T]) -> _T | None:
+        """``step()``; on an unexpected error the connection is closed (None), the listener
+        keeps serving, and the error is logged with its traceback."""
+        try:
+            return step()
+        except Exception:
+            log.exception("%s: request handling failed; connection closed, still serving",
+                          self.agent_id)
+            self._finished(conn, keep=False)
+            return None
+
+    def _refuse_frame(self, conn: _Conn, reason: str) -> None:
+        """An oversize frame: its body is never read, so the stream cannot continue."""
+        self._reply(conn, _rejection(self.auth, self.agent_id, reason), keep=False)
+
+    def _dispatch(self, data: bytes) -> bytes | Envelope:
+        """The request verified and decoded, or the signed ERROR reply refusing it (a frame
+        that failed authentication is refused, counted by the policy, never run)."""
+        try:
+            env = unseal(self.auth, data, self.max_message_bytes)
+        except AuthRejected as exc:
+            self._notices.warn("auth", "%s: dropped an unauthenticated message (%s): %s",
+                               self.agent_id, exc.reason, exc)
+            return _rejection(self.auth, self.agent_id, f"message rejected: {exc.reason}")
         except MessageRejected as exc:
             log.warning("%s: rejected a message: %s", self.agent_id, exc)
-            return _rejection(self.agent_id, str(exc))
+            return _rejection(self.auth, self.agent_id, str(exc))
+        return env
+
+    def _answer(self, env: Envelope) -> bytes:
         misrouted = None
         if env.target != self.agent_id:
             misrouted = f"message for {env.target!r} reached {self.agent_id!r}"
-        return reply_bytes(self.handler, env, self.agent_id, self.max_message_bytes, misrouted)
+        return reply_bytes(self.handler, env, self.agent_id, self.max_message_bytes, self.auth,
+                           misrouted)
+
+    def _reply(self, conn: _Conn, reply: bytes, *, keep: bool = True) -> None:
+        try:
+            conn.sock.settimeout(self.limits.body_timeout)
+            conn.sock.sendall(frame(reply))
+            conn.sock.setblocking(False)
+        except OSError as exc:
+            if not self._stopping.is_set():
+                log.warning("%s: connection dropped: %s", self.agent_id, exc)
+            keep = False
+        self._finished(conn, keep=keep)
+
+    def _finished(self, conn: _Conn, *, keep: bool) -> None:
+        """A request is done: the loop reads the connection again, or it is closed."""
+        if keep:
+            with self._lock:
+                self._ready.append(conn)
+            self._wake()
+        else:
+            self._close(conn)
+        with self._lock:
+            self._busy -= 1
+            self._drained.notify_all()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: the loop wakes anyway
+            self._wake_w.send(b"\0")
 
     # -- shutdown -----------------------------------------------------------------------------
     def close(self) -> None:
         """Stop accepting, finish requests in flight (bounded), remove our socket file."""
         self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
-        self._sock.close()
-        self._accept_thread.join(timeout=2.0)
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:  # idle readers see end-of-stream; busy ones still send their reply
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RD)
+        self._wake()
+        self._loop_thread.join(timeout=2.0)
         deadline = time.monotonic() + self.drain_timeout
         with self._lock:
-            threads = list(self._threads)
-        for thread in threads:  # idle ones exit at once; busy ones after sending their reply
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        with self._lock:
+            while self._busy and time.monotonic() < deadline:
+                self._drained.wait(max(0.0, deadline - time.monotonic()))
             busy = self._busy
         if busy:
             log.error("%s: %d request(s) still running after %.1fs; closing anyway",
                       self.agent_id, busy, self.drain_timeout)
+        self._release_resources()
+        with self._lock:
+            left = list(self._conns.values())
+            self._conns.clear()
+        for conn in left:
+            conn.sock.close()
         self._remove_socket_file()
+
+    def _release_resources(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._fanout.shutdown(wait=False, cancel_futures=True)
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _remove_socket_file(self) -> None:
         try:
