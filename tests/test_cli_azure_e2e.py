@@ -10,6 +10,7 @@ fact, status counts = facts x RF, stop; no process is left and the key is never 
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import uuid
 from pathlib import Path
@@ -92,9 +93,12 @@ def test_two_apps_share_only_the_broker_and_the_blob_state(served: ServedNamespa
     (Azurite) that holds the ring view, liveness and checkpoints (state_store: blob). A fact
     learned through one app is found by an agent of the other."""
     container = f"st{uuid.uuid4().hex[:12]}"
+    # The message key reaches both apps the way Container Apps get it (a secret in the
+    # environment), not from either app's folder.
     env = {"AMPLIHACK_EH_CONNECTION_STRING": served.connection_string,
            "AMPLIHACK_BLOB_CONNECTION_STRING": azurite.connection_string,
-           "AMPLIHACK_BLOB_CONTAINER": container}
+           "AMPLIHACK_BLOB_CONTAINER": container,
+           "AMPLIHACK_HIVE_SECRET": secrets.token_hex(32)}
     app_a, app_b = Hive(tmp_path / "app-a", "two-apps"), Hive(tmp_path / "app-b", "two-apps")
     try:
         created = app_a("create", "--name", app_a.name, "--agents", str(AGENTS),
