@@ -13,8 +13,11 @@ On its transport the agent serves, beside its shard's SHARD_QUERY/STORE/DELETE:
 * ``LEARN {"turns": [str | {"content", "session", "turn"}]}`` -> facts extracted (each with
   its turn's session and index in ``metadata``), placed on their ring owners (not stored
   here unless this shard owns them), with the shards that missed their copy.
-* ``ASK {"question": str, "limit": int}`` -> an answer line, its sources, the facts found,
-  the shards asked and those that failed.
+* ``ASK {"question": str, "limit": int[, "federated": bool]}`` -> an answer line, its
+  sources, the facts found, the shards asked and those that failed; federated, the hives of
+  its federation are asked too (agent_runtime.federation), listed in ``hives_asked``.
+* ``HIVE_STORE`` / ``HIVE_QUERY`` from the other hives of a federation: facts escalated or
+  broadcast to this hive, and the two rounds of a federated question.
 
 The socket is bound only after the shard is open and the ring view adopted, so a status
 reply means ready; the agent then joins the ring if it is not a member yet (its status says
@@ -36,6 +39,7 @@ from typing import Any
 import psutil
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
+from agent_runtime.federation import HiveFederation
 from agent_runtime.forgetting import FORGET_LIMIT, forget_request
 from agent_runtime.learn_requests import LearnBudget, LearnJournal, learn_payload, learn_turns
 from agent_runtime.learning import Extractor, make_extractor
@@ -62,6 +66,7 @@ log = logging.getLogger("agent_runtime")
 
 MAX_ASK_LIMIT = 100
 DEFAULT_ASK_LIMIT = 5
+FEDERATED_BUDGET = 10.0  # seconds a federated question may take when its asker set none
 ASK_MIN_ROUND = 0.05  # seconds: less left than this before the asker's deadline, no 2nd round
 
 
@@ -99,6 +104,9 @@ class Agent:
         self.gossip_rounds = 0
         self.learn_budget = LearnBudget(config.max_turn_bytes)
         self.learn_journal = LearnJournal()
+        self.federation = HiveFederation(
+            config.name, name, lambda: self.graph, config.data_dir / "federation" / name,
+            self.settings.escalation_confidence)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, store: ShardStore | None = None) -> None:
@@ -117,6 +125,7 @@ class Agent:
                                 self.config.agent_names(), graph.settings)
             keeper.adopt()
             self.keeper = keeper
+            graph.on_promoted = self.federation.learned
             self.graph = graph
             self.transport.bind(self.name, self.handle)
             keeper.join()
@@ -129,6 +138,7 @@ class Agent:
         self._started = time.monotonic()
         self._gossip = threading.Thread(target=self._gossip_loop, name="gossip", daemon=True)
         self._gossip.start()
+        self.federation.start()
 
     def _liveness_source(self) -> Liveness:
         """Who is alive: the transport when it knows (Redis heartbeats), else an flock per
@@ -189,6 +199,7 @@ class Agent:
     def stop(self) -> None:
         """Stop serving (requests in flight finish), close the shard, close the transport."""
         self._stopping.set()
+        self.federation.stop()
         if self._gossip is not None:
             self._gossip.join(timeout=self.settings.store_timeout + 1.0)
         try:
@@ -232,6 +243,9 @@ class Agent:
             return env.reply(self._logged("ASK", self.ask, env.payload))
         if env.type == MessageType.FORGET:
             return env.reply(self._logged("FORGET", self.forget, env.payload))
+        if env.type in (MessageType.HIVE_STORE, MessageType.HIVE_QUERY):
+            return env.reply(self._logged(str(env.type), lambda p: self.federation.handle(
+                env.type, env.sender, p), env.payload))
         return env.error(f"agent {self.name} does not handle {env.type}")
 
     def _logged(self, kind: str, fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,6 +263,12 @@ class Agent:
                      "in %.0f ms", "repeat (answered from the journal) " if out.get("repeat")
                      else "", out["turns"], out["facts"], len(out["retracted"]),
                      len(out["restored"]), out["failed_shards"] or "-", ms)
+        elif kind == "HIVE_STORE":
+            log.info("HIVE_STORE from %s: %d fact(s) stored, failed_shards=%s in %.0f ms",
+                     payload.get("from_hive"), out["stored"], out["failed_shards"] or "-", ms)
+        elif kind == "HIVE_QUERY":
+            log.info("HIVE_QUERY %s from %s in %.0f ms", payload.get("phase"),
+                     payload.get("from_hive"), ms)
         elif kind == "FORGET":
             log.warning("FORGET matched=%d forgotten=%s failed=%s in %.0f ms",
                         len(out["matched"]), ",".join(out["forgotten"]) or "-",
@@ -275,6 +295,9 @@ class Agent:
             "live_peers": sorted(self.keeper.live) if self.keeper is not None else None,
             "ring": self.keeper.status() if self.keeper is not None else None,
             "learn": self.learn_journal.status(),
+            # Its hive's place in a federation and this agent's deliveries to other hives
+            # (agent_runtime.federation): outbox = deliveries waiting per hive.
+            "federation": self.federation.status(),
             # Messages dropped unauthenticated, by reason, and the key generation in force
             # (hive_core.auth; rotate-secret waits for every agent to report the new one).
             **({"auth_rejected": self.transport.auth.rejected(),
@@ -307,7 +330,18 @@ class Agent:
         if budget is not None and (isinstance(budget, bool) or
                                    not isinstance(budget, int | float) or budget <= 0):
             raise ValueError("ASK timeout must be a number of seconds > 0")
-        result, queried, rerouted = self._search(question, limit, budget)
+        federated = payload.get("federated", False)
+        if not isinstance(federated, bool):
+            raise ValueError("ASK federated must be true or false")
+        hives: list[str] = []
+        hives_failed: list[str] = []
+        if federated and self.federation.view.tree().federated(self.config.name):
+            assert self.graph is not None
+            result, hives, hives_failed = self.federation.search(
+                self.graph, question, limit, budget or FEDERATED_BUDGET)
+            queried, rerouted = list(result.shards_queried), []
+        else:
+            result, queried, rerouted = self._search(question, limit, budget)
         answer = self.answerer.answer(question, result)
         return {
             "question": question,
@@ -324,7 +358,9 @@ class Agent:
                  "score": round(s, 6), "concept": f.concept,
                  "episode": f.metadata.get("episode"), "session": f.metadata.get("session"),
                  "turn": f.metadata.get("turn"),
-                 "learned_from": f.metadata.get("learned_from")}
+                 "learned_from": f.metadata.get("learned_from"),
+                 "federated_from": f.metadata.get("federated_from"),
+                 "hive": f.metadata.get("hive", self.config.name)}
                 for f, s in zip(result.facts, result.scores, strict=True)
             ],
             "shards_queried": queried,
@@ -332,6 +368,10 @@ class Agent:
             "shards_failed": list(result.shards_failed),  # the answer lacks their data
             "shards_rerouted": rerouted,  # failed, but a replica answered for them
             "partial": result.partial,
+            # A federated question: the other hives asked, and those left out (also named
+            # in shards_failed, so the result is partial).
+            "hives_asked": hives,
+            "hives_failed": hives_failed,
         }
 
     def forget(self, payload: Mapping[str, Any]) -> dict[str, Any]:

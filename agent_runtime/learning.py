@@ -39,7 +39,7 @@ class Extractor(Protocol):
 
 
 LEARN_USAGE = ("LEARN needs a payload {'turns': [str or {'content': str, 'session': str, "
-               "'turn': int, 'time': epoch seconds}, ...]}")
+               "'turn': int, 'time': epoch seconds, 'confidence': 0..1}, ...]}")
 
 
 def _turn(item: Any) -> tuple[str, dict[str, Any]]:
@@ -61,6 +61,12 @@ def _turn(item: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(item["time"], bool) or not isinstance(item["time"], int | float):
             raise ValueError(LEARN_USAGE)
         where["time"] = float(item["time"])
+    if item.get("confidence") is not None:
+        rating = item["confidence"]
+        if isinstance(rating, bool) or not isinstance(rating, int | float) or not (
+                0.0 <= rating <= 1.0):
+            raise ValueError(LEARN_USAGE)
+        where["confidence"] = float(rating)
     return item["content"], where
 
 
@@ -74,10 +80,13 @@ def facts_of_turns(extractor: Extractor, turns: Sequence[Any]) -> list[HiveFact]
     for item in turns:
         content, where = _turn(item)
         when = where.pop("time", None)
+        rating = where.pop("confidence", None)
         for fact in extractor.extract(content):
             fact.metadata.update(where)
             if when is not None:
                 fact = fact.stamped(when)
+            if rating is not None:
+                fact = fact.rated(rating)
             held = facts.get(fact.fact_id)
             if held is None or said_later(held.to_dict(), fact.to_dict()):
                 facts[fact.fact_id] = fact  # a sentence said twice: its latest saying

@@ -61,10 +61,12 @@ class AgentLink:
             payloads[agent] = payload
         return self.request_many(MessageType.LEARN, payloads, timeout)
 
-    def ask(self, agent: str, question: str, limit: int, timeout: float) -> dict[str, Any]:
+    def ask(self, agent: str, question: str, limit: int, timeout: float,
+            federated: bool = False) -> dict[str, Any]:
         # The agent gets the deadline too (a little less, for the reply's way back), so it
         # answers with what it has instead of searching past the point anyone waits.
-        payload = {"question": question, "limit": limit, "timeout": round(timeout * 0.9, 3)}
+        payload = {"question": question, "limit": limit, "timeout": round(timeout * 0.9, 3),
+                   "federated": federated}
         result = self.request_many(MessageType.ASK, {agent: payload}, timeout)[agent]
         if isinstance(result, HiveError):
             raise result

@@ -16,18 +16,37 @@ from typing import Annotated
 
 import typer
 
-from hive_cli import hive_lock, inputs, learn_run, lifecycle, operations, ring_ops, supervisor
+from hive_cli import (
+    federate_cmd,
+    hive_lock,
+    inputs,
+    learn_run,
+    lifecycle,
+    operations,
+    ring_ops,
+    supervisor,
+)
 from hive_cli.errors import CliFailure, UsageProblem, exit_code_for, one_line
 from hive_cli.eval_cmd import eval_command
+from hive_cli.federate_cmd import federate_command
 from hive_cli.forget_cmd import forget_command
 from hive_cli.logs_cmd import logs_command
-from hive_cli.options import AgentOpt, Hive, Json, name_check, refuse_non_finite, usage
+from hive_cli.options import (
+    AgentOpt,
+    Hive,
+    Json,
+    complete_hive,
+    name_check,
+    refuse_non_finite,
+    usage,
+)
 from hive_cli.process_cmds import restart_command, start_command, stop_command
 from hive_cli.render import Renderer
 from hive_cli.secret_cmd import rotate_secret_command
 from hive_cli.status_cmd import status_command
 from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
+from hive_core.federation_tree import Tree
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.redact import RedactingFormatter
 from hive_core.transports.registry import names as transport_names
@@ -82,6 +101,9 @@ def create(
     query_fanout: Annotated[int, typer.Option(help="Max shards one question asks.")] = 5,
     key_prefix: Annotated[str, typer.Option(
         help="Namespace of this hive's keys on a shared broker (redis).")] = "amplihack",
+    parent: Annotated[str | None, typer.Option(
+        "--parent", help="Make it a group of this existing hive (see `federate`).",
+        callback=name_check("hive"), autocompletion=complete_hive)] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing hive's config.")] = False,
     json_out: Json = False,
 ) -> None:
@@ -91,21 +113,25 @@ def create(
     Examples:
       amplihack-hive create --name ops --agents 5
       amplihack-hive create --name ops --transport redis --connection-string redis://host:6379/0
+      amplihack-hive create --name g1 --parent root   # a group of the existing hive root
     """
     config = usage(lambda: HiveConfig(
         name=name, transport=transport, connection_string=connection_string,
         storage_path=str(storage_path.resolve()) if storage_path else None,
         shard_backend=shard_backend, replication_factor=replication_factor,
-        query_fanout=query_fanout, key_prefix=key_prefix,
+        query_fanout=query_fanout, key_prefix=key_prefix, parent=parent,
         agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents))))
     check_available(config)  # e.g. an Azure hive with no connection string anywhere
     out = Renderer(json_out)
-    with hive_lock.hold(name, "create", on_wait=out.note):
+    with hive_lock.hold(name, "create", on_wait=out.note), federate_cmd.tree_locked():
+        if parent is not None:  # before anything is written: a bad link creates nothing
+            federate_cmd.check_new_parent(name, parent)
         path = _create(config, force)
     if json_out:
         return out.json({"hive": name, "config": str(path), "agents": config.agent_names(),
-                         "transport": config.transport})
-    out.message(f"created hive {name} with {agents} agents ({config.transport}): {path}")
+                         "transport": config.transport, "parent": parent})
+    group = f" as a group of {parent}" if parent else ""
+    out.message(f"created hive {name}{group} with {agents} agents ({config.transport}): {path}")
 
 
 def _create(config: HiveConfig, force: bool) -> Path:
@@ -230,6 +256,7 @@ def show(hive: Hive, json_out: Json = False) -> None:
     """
     config = HiveConfig.load(hive)
     doc = config.to_dict(redact=True)
+    doc["children"] = federate_cmd.position(hive)["children"]  # computed: never in the file
     doc["directory"] = str(config.directory)
     Renderer(json_out).config(doc)
 
@@ -242,13 +269,15 @@ def delete(
 ) -> None:
     """Delete a stopped hive (its data is kept unless --purge-data).
 
+    A hive that is the parent of others is refused: detach them first (`federate --detach`).
+
     \b
     Examples:
       amplihack-hive delete --hive ops
       amplihack-hive delete --hive ops --purge-data
     """
     out = Renderer(json_out)
-    with hive_lock.hold(hive, "delete", on_wait=out.note):
+    with hive_lock.hold(hive, "delete", on_wait=out.note), federate_cmd.tree_locked():
         doc = operations.delete_hive(HiveConfig.load(hive), purge_data)
     if json_out:
         return out.json(doc)
@@ -315,22 +344,32 @@ def ask(
     agent: AgentOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Facts to return.")] = 10,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 30.0,
+    federated: Annotated[bool | None, typer.Option(
+        "--federated/--local",
+        help="Also search the parent hive and its other groups (the default for a hive in a "
+             "federation), or only this hive.")] = None,
     json_out: Json = False,
 ) -> None:
     """Ask one agent; it answers from the whole hive and shows the facts it used.
+
+    In a federation (`create --parent`, `federate`) the question also goes to the parent
+    hive and its other groups, one routed search each, merged so a fact counts once.
 
     \b
     Examples:
       amplihack-hive ask --hive ops "Who leads Project Osprey now?"
       amplihack-hive ask --hive ops --agent agent_2 "How many pets does Ada have?" --json
+      amplihack-hive ask --hive g1 --local "Who leads Project Heron?"
     """
     if not question.strip():
         raise UsageProblem("the question is empty")
     config = HiveConfig.load(hive)
     check_available(config)
     live = operations.require_live(config, agent)
+    if federated is None:
+        federated = Tree.read().in_tree(config.name)
     with operations.connected(config) as link:
-        doc = operations.ask_first(link, live, question, limit, timeout)
+        doc = operations.ask_first(link, live, question, limit, timeout, federated)
     Renderer(json_out).answer(doc)
 
 
@@ -338,6 +377,7 @@ app.command("status")(status_command)
 app.command("logs")(logs_command)
 app.command("eval")(eval_command)
 app.command("forget")(forget_command)
+app.command("federate")(federate_command)
 app.command("start")(start_command)
 app.command("stop")(stop_command)
 app.command("restart")(restart_command)

@@ -52,8 +52,10 @@ def build_suites(suite: str, turns: int, questions: int, seed: int) -> list[Eval
 class ProcessHive:
     """A hive of agent processes as an eval system: questions go to its agents in turn."""
 
-    def __init__(self, link: AgentLink, agents: Sequence[str], timeout: float) -> None:
+    def __init__(self, link: AgentLink, agents: Sequence[str], timeout: float,
+                 federated: bool = False) -> None:
         self.link, self.agents, self.timeout = link, list(agents), timeout
+        self.federated = federated  # ask the hive's federation (ask --federated)
         self._next = 0
 
     def ask(self, question: str, k: int) -> Reply:
@@ -61,7 +63,8 @@ class ProcessHive:
         i, self._next = self._next, self._next + 1
         order = self.agents[i % len(self.agents):] + self.agents[:i % len(self.agents)]
         t0 = time.perf_counter()
-        doc = operations.ask_first(self.link, order, question, k, self.timeout)
+        doc = operations.ask_first(self.link, order, question, k, self.timeout,
+                                   self.federated)
         seconds = time.perf_counter() - t0
         return Reply(facts=[str(f["content"]) for f in doc["facts"]], answer=str(doc["answer"]),
                      shards=len(doc["shards_searched"]), seconds=seconds,

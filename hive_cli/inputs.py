@@ -18,6 +18,10 @@ A turn also has a *time*, what "newest" means when a value changes ("the new dea
 is ..."): a JSONL line's ``time`` (ISO 8601 date or date-time, or epoch seconds), else the
 moment ``learn`` began, the same for every turn of one input, whose order is then its turn
 index. It becomes the facts' ``created_at``; parallel agents cannot reorder it.
+
+A JSONL line may rate its facts with ``confidence`` (0 to 1; extraction alone rates 0.8): in
+a hive with a parent, facts rated at or above 0.9 escalate to it and reach the other groups
+(agent_runtime.federation).
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class BadInput(CliFailure):
     """The content given to ``learn`` cannot be learned as it is."""
 
 
-Turn = dict[str, Any]  # {"content": str, "session": str, "turn": int, "time": float}
+# {"content": str, "session": str, "turn": int, "time": float[, "confidence": float]}
+Turn = dict[str, Any]
 
 
 def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
@@ -156,6 +161,13 @@ def _jsonl_turn(line: str, source: str, number: int, session: str) -> Turn:
     out: Turn = {"content": content.strip(), "session": own_session, "turn": turn}
     if obj.get("time") is not None:
         out["time"] = _epoch(obj["time"], source, number)
+    rating = obj.get("confidence")
+    if rating is not None:
+        if isinstance(rating, bool) or not isinstance(rating, int | float) or not (
+                0 <= rating <= 1):
+            raise BadInput(f"{source}: line {number}: 'confidence' must be a number from 0 "
+                           "to 1")
+        out["confidence"] = float(rating)
     return out
 
 

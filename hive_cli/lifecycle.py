@@ -72,7 +72,10 @@ class AgentState:
                 "detail": self.detail, "ring_state": self.ring_state,
                 "epoch": ring.get("epoch"), "under_replicated": ring.get("under_replicated"),
                 # Messages it dropped unauthenticated, by reason (hive_core.auth).
-                "auth_rejected": self.reply.get("auth_rejected")}
+                "auth_rejected": self.reply.get("auth_rejected"),
+                # Its deliveries to other hives of a federation (agent_runtime.federation):
+                # escalated, broadcast, received, outbox (waiting, per hive), last_error.
+                "federation": self.reply.get("federation")}
 
 
 def select_agents(config: HiveConfig, wanted: Sequence[str] | None) -> list[str]:

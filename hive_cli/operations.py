@@ -21,6 +21,7 @@ from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
 from hive_core import secret_store
 from hive_core.errors import HiveError, MessageRejected, TransportError
+from hive_core.federation_tree import Tree
 from hive_core.hive_config import HiveConfig, hive_dir, hive_names
 from hive_core.membership.store import FileViewStore, open_view_store
 from hive_core.transports import registry
@@ -68,15 +69,16 @@ def list_hives() -> list[dict[str, Any]]:
             cfg = HiveConfig.load(name)
         except HiveError as exc:
             rows.append({"name": name, "transport": None, "agents": None,
-                         "running": None, "error": describe(exc)})
+                         "running": None, "parent": None, "error": describe(exc)})
             continue
         rows.append({"name": cfg.name, "transport": cfg.transport, "agents": len(cfg.agents),
-                     "running": len(live_agents(cfg)), "error": None})
+                     "running": len(live_agents(cfg)), "parent": cfg.parent, "error": None})
     return rows
 
 
 def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
     """Remove config, logs and run files; shard data too with ``purge_data``."""
+    require_no_children(config.name)
     require_stopped(config, config.agent_names(), f"delete hive {config.name!r}")
     others = sorted(set(discovery.hive_processes(config.name)) - set(config.agent_names()))
     if others:  # e.g. an agent removed from the config while it ran, or the keeper
@@ -110,6 +112,16 @@ def delete_hive(config: HiveConfig, purge_data: bool) -> dict[str, Any]:
     kept = None if purge_data else str(config.data_dir)
     return {"hive": config.name, "deleted": True, "purged_data": purge_data,
             "kept_data": kept, "removed": removed}
+
+
+def require_no_children(hive: str) -> None:
+    """A deleted parent would leave its groups naming a hive that is gone (their `parent`
+    key is the link: hive_core.federation_tree), so they are detached first, by the user."""
+    children = Tree.read().children(hive)
+    if children:
+        raise CliFailure(
+            f"cannot delete hive {hive!r}: it is the parent of {', '.join(children)}; detach "
+            f"them first (amplihack-hive federate --hive {children[0]} --detach)")
 
 
 def _remove_tree(path: Path) -> list[str]:
@@ -154,9 +166,9 @@ def _transient(result: Any) -> bool:
     return isinstance(result, TransportError) and not isinstance(result, MessageRejected)
 
 
-def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
-        ) -> dict[str, Any]:
-    reply = link.ask(agent, question, limit, timeout)
+def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float,
+        federated: bool = False) -> dict[str, Any]:
+    reply = link.ask(agent, question, limit, timeout, federated)
     keys = ("question", "agent", "answer", "sources", "facts", "shards_queried", "shards_failed",
             "partial")
     missing = [k for k in keys if k not in reply]
@@ -165,14 +177,17 @@ def ask(link: AgentLink, agent: str, question: str, limit: int, timeout: float
     doc = {k: reply[k] for k in keys}
     doc["shards_rerouted"] = list(reply.get("shards_rerouted") or [])
     doc["shards_searched"] = list(reply.get("shards_searched") or [])
+    doc["hives_asked"] = list(reply.get("hives_asked") or [])
+    doc["hives_failed"] = list(reply.get("hives_failed") or [])
     # learned_from: who sent the LEARN that taught it (kept by the agent as provenance).
     doc["facts"] = [{k: f.get(k) for k in ("fact_id", "content", "source_agent", "learned_from",
-                                           "score")} for f in reply["facts"]]
+                                           "score", "hive", "federated_from")}
+                    for f in reply["facts"]]
     return doc
 
 
 def ask_first(link: AgentLink, agents: Sequence[str], question: str, limit: int,
-              timeout: float) -> dict[str, Any]:
+              timeout: float, federated: bool = False) -> dict[str, Any]:
     """Ask the first of ``agents`` (processes known alive) that answers, all within one
     ``timeout``: no status round first (a hung agent cost every ask its 2 s probe), and an
     agent that cannot be reached hands the question to the next one. An agent's own refusal
@@ -187,7 +202,7 @@ def ask_first(link: AgentLink, agents: Sequence[str], question: str, limit: int,
         # gets half of what is left (at least ASK_TRY_MIN seconds).
         wait = left if i == len(agents) - 1 else min(left, max(ASK_TRY_MIN, left / 2))
         try:
-            return ask(link, agent, question, limit, wait)
+            return ask(link, agent, question, limit, wait, federated)
         except TransportError as exc:
             if not _transient(exc):
                 raise

@@ -93,10 +93,11 @@ class Renderer:
             return self.json({"hives": rows})
         if not rows:
             return self.out.print("no hives (create one with: amplihack-hive create --name NAME)")
-        table = self._table("hive", "transport", "agents", "running", "note")
+        table = self._table("hive", "transport", "agents", "running", "parent", "note")
         for r in rows:
             table.add_row(escape(r["name"]), r.get("transport") or "-", _num(r.get("agents")),
-                          _num(r.get("running")), escape(r.get("error") or ""))
+                          _num(r.get("running")), escape(r.get("parent") or "-"),
+                          escape(r.get("error") or ""))
         self.out.print(table)
 
     def config(self, doc: dict[str, Any]) -> None:
@@ -105,7 +106,7 @@ class Renderer:
         table = self._table("setting", "value", show_header=False)
         for key, value in doc.items():
             if key != "agents":
-                table.add_row(key, escape("-" if value is None else str(value)))
+                table.add_row(key, escape(_setting(value)))
         self.out.print(table)
         agents = self._table("agent", "prompt", "kuzu_db")
         for a in doc["agents"]:
@@ -113,17 +114,20 @@ class Renderer:
         self.out.print(agents)
 
     def status(self, hive: str, transport: str, states: list[AgentState],
-               ring: dict[str, Any]) -> None:
+               ring: dict[str, Any], tree: dict[str, Any] | None = None) -> None:
+        """``tree``: the hive's place in a federation, ``{"parent", "children"}``."""
+        tree = tree or {"parent": None, "children": []}
         if self.json_mode:
             return self.json({"hive": hive, "transport": transport, "ring": ring,
                               "ok": all(s.status == "running" for s in states),
+                              "parent": tree["parent"], "children": tree["children"],
                               "agents": [s.to_json() for s in states]})
-        self.out.print(self.status_view(hive, transport, states, ring), soft_wrap=True)
+        self.out.print(self.status_view(hive, transport, states, ring, tree), soft_wrap=True)
 
     def status_view(self, hive: str, transport: str, states: list[AgentState],
-                    ring: dict[str, Any]) -> Group:
-        """The status table and its two summary lines (one renderable: ``--watch``
-        redraws it in place)."""
+                    ring: dict[str, Any], tree: dict[str, Any] | None = None) -> Group:
+        """The status table and its summary lines (one renderable: ``--watch`` redraws it
+        in place); the last says where the hive is in a federation tree."""
         table = self._table(Column("agent", no_wrap=True),
                             Column("status", no_wrap=True, min_width=len("unresponsive")),
                             Column("ring", no_wrap=True), "pid", "uptime", "facts", "rss MB",
@@ -145,7 +149,8 @@ class Renderer:
                      f"{running}/{len(states)} running, {total} facts held "
                      "(counting every replica)",
                      f"ring epoch {ring['epoch']}, {settled}; under-replicated facts: "
-                     f"{'unknown (no agent running)' if under is None else under}")
+                     f"{'unknown (no agent running)' if under is None else under}",
+                     f"federation: {escape(tree_line(tree))}")
 
     @contextmanager
     def live(self) -> Iterator[Callable[[Any], None]]:
@@ -249,6 +254,26 @@ class Renderer:
                     f"{system['latency_ms_p95']:.2f} ms"
                     + (f", {stored:,} facts stored" if stored is not None else "")
                     + (f", [red]{system['partial']} partial[/]" if system["partial"] else ""))
+
+
+def tree_line(tree: dict[str, Any] | None) -> str:
+    """A hive's place in its federation, for a human: "parent root; children g2, g3"."""
+    tree = tree or {}
+    parts = []
+    if tree.get("parent"):
+        parts.append(f"parent {tree['parent']}")
+    if tree.get("children"):
+        parts.append(f"children {', '.join(tree['children'])}")
+    return "; ".join(parts) if parts else "not in a tree (no parent, no children)"
+
+
+def _setting(value: Any) -> str:
+    """A config value as a cell: "-" for none, a list as "a, b" (e.g. children)."""
+    if value is None or value == []:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 def _count(n: int, noun: str) -> str:

@@ -9,6 +9,7 @@ import typer
 
 from hive_cli import lifecycle, operations, ring_ops
 from hive_cli.errors import EXIT_NOT_RUNNING, UsageProblem
+from hive_cli.federate_cmd import position
 from hive_cli.options import Hive, Json
 from hive_cli.render import Renderer
 from hive_core.hive_config import HiveConfig
@@ -23,6 +24,8 @@ def status_command(
 ) -> None:
     """Each agent's state, PID, uptime, facts in its shard and RSS (exit 3 if not all run).
 
+    Also where the hive is in a federation tree: its parent and children (see `federate`).
+
     \b
     Examples:
       amplihack-hive status --hive ops
@@ -36,7 +39,7 @@ def status_command(
         if watch:
             return _watch(config, link, views, out, interval)
         states, ring = _status_once(config, link, views)
-    out.status(hive, config.transport, states, ring)
+    out.status(hive, config.transport, states, ring, position(hive))
     if any(s.status != "running" for s in states):
         raise typer.Exit(EXIT_NOT_RUNNING)
 
@@ -58,7 +61,8 @@ def _watch(config: HiveConfig, link, views, out: Renderer, interval: float) -> N
         with out.live() as show:
             while True:
                 states, ring = _status_once(config, link, views)
-                show(out.status_view(config.name, config.transport, states, ring))
+                show(out.status_view(config.name, config.transport, states, ring,
+                                     position(config.name)))
                 time.sleep(interval)
     except KeyboardInterrupt:
         return

@@ -50,6 +50,7 @@ class _HiveFile(BaseModel):
     key_prefix: str = "amplihack"
     transport_options: dict[str, Any] = Field(default_factory=dict)
     state_store: str = "auto"
+    parent: str | None = None
     agents: list[_AgentFile] = Field(default_factory=list)
 
 

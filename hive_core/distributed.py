@@ -31,6 +31,7 @@ from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.disk_space import DISK_FULL
 from hive_core.errors import ConfigError, DiskFull, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
+from hive_core.federated_search import WorldStats, with_world_df
 from hive_core.graph import BaseHiveGraph
 from hive_core.messages import MessageType
 from hive_core.placement import batches, handoff, index_keys, place
@@ -39,6 +40,7 @@ from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
+    fetch_context,
     group_by_shard,
     pool_size,
     ranked_search,
@@ -98,6 +100,9 @@ class DistributedHiveGraph(BaseHiveGraph):
         self.epoch = 0  # the ring view's epoch; 0 = no view (an in-process hive)
         # Called with a receiver's newer epoch; must refresh the view (set_rings) or raise.
         self.on_stale: Callable[[int], None] | None = None
+        # Called with the facts an agent of this process just placed (before its LEARN is
+        # acknowledged): an agent process's federation escalates from here.
+        self.on_promoted: Callable[[list[HiveFact]], None] | None = None
         self._owns_transport = transport is None
         self.transport: ShardTransport = transport or LocalEventBus()
 
@@ -331,6 +336,21 @@ class DistributedHiveGraph(BaseHiveGraph):
                     f"store failed on shard(s) {', '.join(sorted(failed))}")
         return sorted(failed)
 
+    def promote_facts_report(
+        self, agent_id: str, facts: Sequence[HiveFact]
+    ) -> tuple[list[str], list[str]]:
+        ids, failed = super().promote_facts_report(agent_id, facts)
+        if self.on_promoted is not None and facts:
+            self.on_promoted([f if f.source_agent else f.with_source(agent_id) for f in facts])
+        return ids, failed
+
+    def store_federated_facts(self, facts: Sequence[HiveFact], via: str | None = None
+                              ) -> list[str]:
+        """Facts from another hive of a federation, placed on this ring like any fact (no
+        agent's count, no escalation: the receiving agent's federation decides what goes
+        on). Returns the shards that missed a copy; raises if a fact reached no owner."""
+        return self._store(list(facts), via=via)
+
     def collection(self, asking_agent: str | None = None,
                    deadline: float | None = None) -> CorpusStats:
         """The hive's collection statistics: its live facts and their total length, summed
@@ -374,16 +394,24 @@ class DistributedHiveGraph(BaseHiveGraph):
 
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, world: WorldStats | None = None,
+        fetched: dict[str, list[ScoredFact]] | None = None,
     ) -> SearchResult:
         """Ranked search (hive_core.search). With ``timeout`` (an asker that waits that many
         seconds), every shard request of the search ends by then: one asked too late fails
-        and is listed, so the result is partial instead of late."""
+        and is listed, so the result is partial instead of late.
+
+        For a federated question (hive_core.federated_search): ``world``, the statistics of
+        several hives summed, to score with instead of this hive's own; ``fetched``, a dict
+        to fill with the context phase's neighbour facts -- then the candidate pool comes
+        back as ranked, neither re-ranked by context nor shaped: the asker does both once,
+        on the pools of all the hives merged."""
         deadline = None if timeout is None else time.monotonic() + timeout
         parsed = parse(query)
         routed = parsed.routed(self.settings.query_fanout)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
-        bm25 = self.bm25.for_collection(self.collection(asking_agent, deadline))
+        bm25 = self.bm25.for_collection(
+            world.collection if world is not None else self.collection(asking_agent, deadline))
         for attempt in range(STALE_RETRIES + 1):
             client = self.client_for(asking_agent)
             client.deadline = deadline
@@ -391,12 +419,16 @@ class DistributedHiveGraph(BaseHiveGraph):
             # as before); only the routed ones are searched for candidates.
             route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,
                                 avoid=self._avoid())
-            result = ranked_search(route, client.stats, client.score, bm25,
+            stats = client.stats if world is None else with_world_df(client.stats, world)
+            result = ranked_search(route, stats, client.score, bm25,
                                    pool_size(parsed, limit), emphasis, routed)
-            result = shape(
-                with_context(result, self._context_fetch(client, result, asking_agent)),
-                parsed, limit)
-            # A shard that may have dropped what an old ring routed to it refused: refresh
+            fetch = self._context_fetch(client, result, asking_agent)
+            if fetched is None:
+                result = shape(with_context(result, fetch), parsed, limit)
+            else:
+                fetched.clear()
+                fetched.update(fetch_context(result, fetch))
+        # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(
                     client.epoch, client.stale_epoch):
@@ -406,6 +438,20 @@ class DistributedHiveGraph(BaseHiveGraph):
         if failed:
             self._suspect(failed)
         return result
+
+    def world_stats(self, query: str, asking_agent: str | None = None,
+                    timeout: float | None = None) -> tuple[WorldStats, list[str]]:
+        """This hive's part of a federated question's statistics: its collection and the df
+        of every term of ``query`` (one stats round, routed as :meth:`search` routes), and
+        the shards that failed (their terms count as absent: the result is then partial)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        collection = self.collection(asking_agent, deadline)
+        client = self.client_for(asking_agent)
+        client.deadline = deadline
+        route = route_terms(parse(query).terms, self.ring.get_agents, prefer=asking_agent,
+                            avoid=self._avoid())
+        stats, failures = client.stats(group_by_shard(route))
+        return WorldStats(collection, {t: s.df for t, s in stats.items()}), sorted(failures)
 
     def _context_fetch(self, client: ShardClient, result: SearchResult,
                        asking_agent: str | None) -> context.Fetch:
@@ -485,7 +531,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         store = self._servers[agent_id].store
         ring = self.ring
         rate = self.settings.bloom_false_positive_rate
-        per_peer = gossip.digests(store.records(), agent_id, ring, peers)
+        per_peer = gossip.digests(store.held_roles(), agent_id, ring, peers)
         client = self.client_for(agent_id)
         timeout = self.settings.store_timeout
         calls: dict[str, Call] = {

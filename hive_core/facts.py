@@ -95,6 +95,11 @@ class HiveFact:
     def with_source(self, agent_id: str) -> HiveFact:
         return self._evolve(source_agent=agent_id)
 
+    def rated(self, confidence: float) -> HiveFact:
+        """The same fact with the confidence its turn was given (a checked statement can
+        be rated 1.0 and so escalate to the parent hive; extraction alone rates lower)."""
+        return self._evolve(confidence=_clamp(confidence, 0.0, 1.0))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "fact_id": self.fact_id,

@@ -187,9 +187,11 @@ class BaseHiveGraph(ABC):
 
     # -- federation ---------------------------------------------------------------------------
     def set_parent(self, parent: BaseHiveGraph | None) -> None:
+        """Link this hive under ``parent`` (None detaches); it leaves its old parent."""
         self.federation.set_parent(parent)
 
     def add_child(self, child: BaseHiveGraph) -> None:
+        """Same link as ``child.set_parent(self)``: the child's parent pointer owns it."""
         self.federation.add_child(child)
 
     def escalate_fact(self, fact: HiveFact) -> bool:
@@ -199,6 +201,7 @@ class BaseHiveGraph(ABC):
         return self.federation.broadcast(fact)
 
     def query_federated(self, query: str, limit: int = 20) -> list[HiveFact]:
+        """This hive and the tree around it, merged so a broadcast fact counts once."""
         return self.federation.query(query, limit)
 
     def get_stats(self) -> dict[str, Any]:

@@ -109,6 +109,9 @@ class HiveConfig:
     # transport, else the hive's data folder), "dir" (the data folder: one machine or a shared
     # volume) or "blob" (an Azure Blob container: AMPLIHACK_BLOB_CONNECTION_STRING).
     state_store: str = "auto"
+    # The hive this one is a group of (hive_core.federation_tree): the one place a link of
+    # the tree is written, so a hive's children are the hives naming it, never a second list.
+    parent: str | None = None
     agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -138,6 +141,10 @@ class HiveConfig:
         low, high = config_schema.MIN_TURN_BYTES, config_schema.MAX_TURN_BYTES_CAP
         if not low <= int(self.max_turn_bytes) <= high:
             raise ConfigError(f"max_turn_bytes must be between {low} and {high}")
+        if self.parent is not None:
+            validate_name("parent hive", self.parent)
+            if self.parent == self.name:
+                raise ConfigError(f"hive {self.name!r} cannot be its own parent")
         names = [a.name for a in self.agents]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -39,6 +39,10 @@ class MessageType(StrEnum):
     FORGET = "FORGET"
     ANSWER = "ANSWER"
     ERROR = "ERROR"
+    # Between hives of a federation (agent_runtime.federation): a fact escalated to the
+    # parent or broadcast to a group; a question's statistics or search in another hive.
+    HIVE_STORE = "HIVE_STORE"
+    HIVE_QUERY = "HIVE_QUERY"
 
 
 REPLY_TYPES = {
@@ -49,6 +53,8 @@ REPLY_TYPES = {
     MessageType.LEARN: MessageType.ANSWER,
     MessageType.ASK: MessageType.ANSWER,
     MessageType.FORGET: MessageType.ANSWER,
+    MessageType.HIVE_STORE: MessageType.ANSWER,
+    MessageType.HIVE_QUERY: MessageType.ANSWER,
 }
 
 

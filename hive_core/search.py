@@ -218,17 +218,34 @@ def with_context(result: SearchResult, fetch: context.Fetch) -> SearchResult:
     """The second phase of :mod:`hive_core.context`: fetch the facts of the turns next to
     the best candidates, add each fact's neighbour evidence, re-rank. A shard that fails the
     fetch makes the result partial, named like any other."""
+    return rerank_context(result, fetch_context(result, fetch))
+
+
+def fetch_context(result: SearchResult, fetch: context.Fetch) -> dict[str, list[ScoredFact]]:
+    """The fetch of :func:`with_context` alone: the facts under the position keys next to
+    the best candidates' turns (a hive of a federation sends these with its pool, and the
+    asker re-ranks the merged pool once, as one hive would)."""
+    keys = context.neighbour_keys(result.facts)
+    if not keys or not result.weights:
+        return {}
+    found, failed, asked = fetch(list(keys))
+    result.shards_queried += [s for s in asked if s not in result.shards_queried]
+    if failed:
+        result.shards_failed = sorted(set(result.shards_failed) | set(failed))
+    return found
+
+
+def rerank_context(result: SearchResult, found: Mapping[str, Sequence[ScoredFact]]
+                   ) -> SearchResult:
+    """Re-rank ``result`` with the neighbour facts ``found`` per position key (those of
+    keys that are not next to its best candidates are ignored)."""
     keys = context.neighbour_keys(result.facts)
     if not keys or not result.weights:
         return result
-    found, failed, asked = fetch(list(keys))
     ranked = context.rerank(result.scored(),
                             {keys[k]: hits for k, hits in found.items() if k in keys})
     result.facts = [sf.fact for sf in ranked]
     result.scores = [sf.score for sf in ranked]
-    result.shards_queried += [s for s in asked if s not in result.shards_queried]
-    if failed:
-        result.shards_failed = sorted(set(result.shards_failed) | set(failed))
     return result
 
 

@@ -125,7 +125,7 @@ def test_list_reports_hives_and_broken_configs(amplihack_home, capsys):
     rows = cli(capsys, "list", "--json").json()["hives"]
     assert [r["name"] for r in rows] == ["one", "two"]
     assert rows[0] == {"name": "one", "transport": "local", "agents": 2, "running": 0,
-                       "error": None}
+                       "parent": None, "error": None}
     assert "not valid YAML" in rows[1]["error"]
     human = cli(capsys, "list")
     assert human.code == 0 and "one" in human.out

@@ -129,7 +129,9 @@ def test_full_life_cycle(hive: Hive):
     adoc = answered.json()
     assert adoc["agent"] == asker and adoc["question"] == "Who leads Project Osprey?"
     assert set(adoc) == {"question", "agent", "answer", "sources", "facts", "shards_queried",
-                         "shards_searched", "shards_failed", "shards_rerouted", "partial"}
+                         "shards_searched", "shards_failed", "shards_rerouted", "partial",
+                         "hives_asked", "hives_failed"}
+    assert adoc["hives_asked"] == [] == adoc["hives_failed"]  # a hive in no federation
     assert set(adoc["shards_searched"]) <= set(adoc["shards_queried"])
     hits = [f for f in adoc["facts"] if "Hannah Schmidt" in f["content"]]
     assert hits and hits[0]["source_agent"] == learner != asker

@@ -60,7 +60,8 @@ MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL (Li
 BACKLOG = 512
 RECV_CHUNK = 256 * 1024
 # Requests that wait on other agents' shard requests run in a pool of their own (see above).
-FANOUT_TYPES = frozenset({MessageType.LEARN, MessageType.ASK, MessageType.FORGET})
+FANOUT_TYPES = frozenset({MessageType.LEARN, MessageType.ASK, MessageType.FORGET,
+                          MessageType.HIVE_STORE, MessageType.HIVE_QUERY})
 NOTICE_INTERVAL = 10.0  # seconds between repeated warnings of one kind (cap reached, EMFILE)
 
 

@@ -1,0 +1,93 @@
+"""The federated merge (hive_core.federated_search) against a flat hive, in one process.
+
+The reference is a flat in-process hive that learned every turn; the federation is three
+in-process hives of different sizes, each holding a disjoint third of the conversations. The
+steps are the ones an agent takes for ``ask --federated`` (summed statistics, a search per
+hive with them, one merge), run here without processes so many questions are cheap.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_federation_processes import _split
+
+from agent_runtime.inprocess import InProcessHive
+from hive_core.evaluation.longhorizon import build_long_horizon
+from hive_core.facts import HiveFact
+from hive_core.federated_search import HivePool, WorldStats, merge
+from hive_core.query import parse
+from hive_core.scoring import CorpusStats
+from hive_core.search import SearchResult, pool_size, shape
+from hive_core.store.base import ScoredFact
+
+
+def _federated(hives: dict[str, InProcessHive], home: str, question: str, limit: int
+               ) -> SearchResult:
+    world = WorldStats()
+    for hive in hives.values():
+        world = world + hive.graph.world_stats(question)[0]
+    pools = []
+    for name in [home, *(h for h in hives if h != home)]:
+        fetched: dict[str, list[ScoredFact]] = {}
+        result = hives[name].graph.search(question, limit, world=world, fetched=fetched)
+        pools.append((name, HivePool.from_dict(HivePool(result, fetched).to_dict())))
+    parsed = parse(question)
+    return shape(merge(pools, pool_size(parsed, limit), home), parsed, limit)
+
+
+@pytest.fixture(scope="module")
+def forest():
+    evalset = build_long_horizon(n_turns=900, n_questions=80, seed=11)
+    groups = ("g1", "g2", "g3")
+    thirds = _split(evalset, groups)
+    hives = {g: InProcessHive(n, name=g) for g, n in zip(groups, (1, 3, 5), strict=True)}
+    for g in groups:
+        hives[g].learn(thirds[g])
+    flat = InProcessHive(4, name="flat")
+    flat.learn([t for g in groups for t in thirds[g]])
+    yield evalset, hives, flat
+    for hive in (*hives.values(), flat):
+        hive.close()
+
+
+def test_merge_ranks_like_one_flat_hive(forest) -> None:
+    evalset, hives, flat = forest
+    alone_differs = 0
+    for question in evalset.questions:
+        want = flat.graph.search(question.text, 10)
+        for home in hives:
+            got = _federated(hives, home, question.text, 10)
+            assert [f.fact_id for f in got.facts] == [f.fact_id for f in want.facts], (
+                home, question.text)
+            assert got.scores == pytest.approx(want.scores, rel=1e-9)
+        alone = hives["g2"].graph.search(question.text, 10)
+        alone_differs += [f.fact_id for f in alone.facts] != [f.fact_id for f in want.facts]
+    assert alone_differs > len(evalset.questions) // 2  # the federation is what finds them
+
+
+def test_a_fact_held_by_several_hives_counts_once() -> None:
+    a = HiveFact("Marcus Rivera leads Project Heron.")
+    b = HiveFact("Hannah Schmidt leads Project Osprey.")
+    c = HiveFact("Project Heron ships in May.")
+    heron = SearchResult(facts=[a, c], scores=[5.0, 2.0], shards_searched=["agent_0"])
+    copy = SearchResult(facts=[HiveFact(a.content), b], scores=[5.0, 3.0],
+                        shards_searched=["agent_1"], shards_failed=["agent_2"])
+    merged = merge([("g1", HivePool(heron)), ("root", HivePool(copy))], 10, "g1")
+    assert [f.fact_id for f in merged.facts] == [a.fact_id, b.fact_id, c.fact_id]
+    assert merged.scores == [5.0, 3.0, 2.0]
+    assert [f.metadata["hive"] for f in merged.facts] == ["g1", "root", "g1"]
+    assert merged.shards_searched == ["agent_0", "root/agent_1"]
+    assert merged.shards_failed == ["root/agent_2"] and merged.partial
+
+
+def test_world_statistics_add_up_and_refuse_what_is_not_counts() -> None:
+    one = WorldStats(CorpusStats(10, 80), {"heron": 2, "leads": 5})
+    two = WorldStats(CorpusStats(5, 30), {"heron": 1})
+    both = one + two
+    assert both.collection == CorpusStats(15, 110) and both.df == {"heron": 3, "leads": 5}
+    assert WorldStats.from_dict(both.to_dict()) == both
+    for bad in ({"docs": -1, "length": 0, "df": {}}, {"docs": 1, "length": 2, "df": []},
+                {"docs": True, "length": 2, "df": {}}, {"docs": 1, "length": 2,
+                                                        "df": {"x": 1.5}}, None):
+        with pytest.raises(ValueError):
+            WorldStats.from_dict(bad)
