@@ -10,6 +10,8 @@ stored.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -64,9 +66,10 @@ class Forest:
         assert res.code == 0, res.err
         return res.json()
 
-    def status(self, name: str) -> dict:
+    def status(self, name: str, codes: tuple[int, ...] = (0,)) -> dict:
+        """``status --json``; ``codes``: the exit codes expected (3: an agent is down)."""
         res = self.hives[name]("status", "--hive", name, "--json")
-        assert res.code == 0, res.err
+        assert res.code in codes, res.err
         return res.json()
 
     def kill_all(self) -> None:
@@ -219,6 +222,17 @@ def _escalation_story(forest: Forest, tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 20
     assert doc["partial"] is True and doc["hives_failed"] == ["g2"]
     assert "g2" in doc["shards_failed"] and late in _contents(doc)
+    # The root agent holding the delivery dies (kill -9) and is started again: the outbox
+    # is on disk, so nothing is lost.
+    holders = [a for a in forest.status("root")["agents"]
+               if (a["federation"] or {}).get("outbox", {}).get("g2")]
+    assert holders
+    for agent in holders:
+        os.kill(agent["pid"], signal.SIGKILL)
+    killed = {h["agent"] for h in holders}
+    assert _wait_for(lambda: all(a["status"] != "running" for a in forest.status(
+        "root", (0, 3))["agents"] if a["agent"] in killed), 20)
+    forest.start("root")
     forest.start("g2")
     assert _wait_for(lambda: _has(forest, "g2", late), 60)
     assert _wait_for(lambda: not any(f["outbox"] for f in _federation(forest, "root")))
