@@ -149,3 +149,26 @@ def test_enospc_on_an_atomic_write_is_disk_full_naming_the_folder(tmp_path: Path
         write_private(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ring.json"]
+
+
+def test_claiming_a_shard_on_a_full_disk_names_the_disk(small_disk: Path) -> None:
+    """The shard lock is the first write an agent makes: on a disk with not one page free it
+    used to fail with a bare "[Errno 28] No space left on device"."""
+    from hive_core.store.shard_lock import LOCK_FILE, ShardLock
+
+    shard = small_disk / "agent_0"
+    shard.mkdir()
+    (shard / LOCK_FILE).touch()  # as after an earlier run: only the PID write needs space
+    filler = fill(small_disk, leave=0)
+    fd = os.open(filler, os.O_WRONLY | os.O_APPEND)  # the last pages too, unbuffered
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    with pytest.raises(DiskFull, match=f"^disk full at {shard}: 0 MB free; free space"):
+        ShardLock.acquire(shard)
+    filler.unlink()
+    ShardLock.acquire(shard).release()  # and it works again once there is room

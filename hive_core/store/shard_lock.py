@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from hive_core.disk_space import disk_full, is_enospc
 from hive_core.errors import ShardInUse
 
 LOCK_FILE = "shard.lock"
@@ -52,15 +53,27 @@ class ShardLock:
                 raise ShardInUse(
                     f"shard {directory} is already open in this process (pid {os.getpid()})"
                 )
-            fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                             0o600)
+            except OSError as exc:
+                if is_enospc(exc):
+                    raise disk_full(directory) from exc
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _holder_pid(fd)
                 os.close(fd)
                 raise ShardInUse(f"shard {directory} is in use by process {holder}") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            except OSError as exc:
+                os.close(fd)  # the kernel drops the flock with it
+                if is_enospc(exc):  # one line naming the disk, not "[Errno 28]"
+                    raise disk_full(directory) from exc
+                raise
             _registry.add(key)
         return cls(key, fd)
 
