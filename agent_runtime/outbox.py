@@ -25,6 +25,21 @@ from hive_core.atomic import write_private
 from hive_core.facts import HiveFact
 
 UP, DOWN = "up", "down"
+CHUNK_FACTS = 500  # facts in one delivery at most (a receiver takes up to 2,000)
+CHUNK_BYTES = 4 * 1024 * 1024  # and this much of their JSON (messages may be 16 MiB)
+
+
+def _chunks(facts: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for fact in facts:
+        cost = len(json.dumps(fact, separators=(",", ":")))
+        if out[-1] and (len(out[-1]) >= CHUNK_FACTS or size + cost > CHUNK_BYTES):
+            out.append([])
+            size = 0
+        out[-1].append(fact)
+        size += cost
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +68,20 @@ class Outbox:
         self.wake = threading.Event()  # set when something was put: deliver soon
 
     def put(self, to: str, direction: str, origin: str, facts: Sequence[HiveFact]) -> None:
-        """Keep ``facts`` for ``to``, durably, before returning."""
+        """Keep ``facts`` for ``to``, durably, before returning: one file per delivery of
+        at most ``CHUNK_FACTS`` facts and ``CHUNK_BYTES`` of them (a learn of many rated
+        turns must not become one message over the transports' size limit)."""
         if not facts:
             return
         where = self.folder / to
         where.mkdir(parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
         os.chmod(where, 0o700)
-        with self._lock:
-            name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}.json"
-        body = {"to": to, "direction": direction, "origin": origin,
-                "facts": [f.to_dict() for f in facts]}
-        write_private(where / name, json.dumps(body, separators=(",", ":")))
+        for chunk in _chunks([f.to_dict() for f in facts]):
+            with self._lock:
+                name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}.json"
+            body = {"to": to, "direction": direction, "origin": origin, "facts": chunk}
+            write_private(where / name, json.dumps(body, separators=(",", ":")))
         self.wake.set()
 
     def pending(self) -> tuple[list[Entry], list[Path]]:
