@@ -350,7 +350,8 @@ class Agent:
             "sources": [
                 {"fact_id": result.facts[i].fact_id, "content": result.facts[i].content,
                  "source_agent": result.facts[i].source_agent,
-                 "score": round(result.scores[i], 6)}
+                 "score": round(result.scores[i], 6),
+                 "hive": result.facts[i].metadata.get("hive", self.config.name)}
                 for i in answer.sources
             ],
             "facts": [

@@ -150,7 +150,7 @@ class Renderer:
                      "(counting every replica)",
                      f"ring epoch {ring['epoch']}, {settled}; under-replicated facts: "
                      f"{'unknown (no agent running)' if under is None else under}",
-                     f"federation: {escape(tree_line(tree))}")
+                     f"federation: {escape(tree_line(tree) + _waiting(states))}")
 
     @contextmanager
     def live(self) -> Iterator[Callable[[Any], None]]:
@@ -205,12 +205,16 @@ class Renderer:
         if self.json_mode:
             return self.json(doc)
         self._line(escape(str(doc["answer"])))
+        federated = bool(doc.get("hives_asked"))
         for i, f in enumerate(doc.get("sources") or [], start=1):
+            where = f" in hive {f['hive']}" if federated and f.get("hive") else ""
             self._line(f"  [dim][{i}] {escape(str(f['content']))} -- learned by "
-                       f"{escape(str(f['source_agent'] or 'unknown agent'))}, "
+                       f"{escape(str(f['source_agent'] or 'unknown agent'))}{escape(where)}, "
                        f"{escape(str(f['fact_id']))}, score {float(f['score']):.3f}[/]")
         self._line(f"[dim]asked {escape(doc['agent'])}; {len(doc['facts'])} fact(s) "
                    f"matched[/]")
+        if federated:
+            self._line(f"federated: also asked hive(s) {escape(', '.join(doc['hives_asked']))}")
         queried = ", ".join(doc["shards_queried"]) or "-"
         self._line(f"shards queried ({len(doc['shards_queried'])}): {escape(queried)}")
         if doc.get("partial"):
@@ -265,6 +269,23 @@ def tree_line(tree: dict[str, Any] | None) -> str:
     if tree.get("children"):
         parts.append(f"children {', '.join(tree['children'])}")
     return "; ".join(parts) if parts else "not in a tree (no parent, no children)"
+
+
+def _waiting(states: list[AgentState]) -> str:
+    """"; waiting to be delivered: 3 to g2" when agents' outboxes hold deliveries for
+    another hive (down, or refusing), with the last delivery error if there is one."""
+    waiting: dict[str, int] = {}
+    errors = []
+    for s in states:
+        fed = s.reply.get("federation") or {}
+        for hive, n in (fed.get("outbox") or {}).items():
+            waiting[hive] = waiting.get(hive, 0) + int(n)
+        if fed.get("last_error") and (fed.get("outbox") or {}):
+            errors.append(str(fed["last_error"]))
+    if not waiting:
+        return ""
+    listed = ", ".join(f"{n} to {hive}" for hive, n in sorted(waiting.items()))
+    return f"; deliveries waiting: {listed}" + (f" (last error: {errors[0]})" if errors else "")
 
 
 def _setting(value: Any) -> str:

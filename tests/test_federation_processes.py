@@ -216,6 +216,8 @@ def _escalation_story(forest: Forest, tmp_path: Path) -> None:
     forest.learn("g1", [{"content": late, "confidence": 1.0}], tmp_path)
     assert _wait_for(lambda: _has(forest, "g3", late))
     assert _wait_for(lambda: any(f["outbox"].get("g2") for f in _federation(forest, "root")))
+    shown = forest.hives["root"]("status", "--hive", "root")
+    assert shown.code == 0 and "deliveries waiting: " in shown.out and " to g2" in shown.out
     # Meanwhile a federated question says which hive it lacks, within its deadline.
     t0 = time.monotonic()
     doc = forest.ask("g1", "Where did the Bergen warehouse move?", "--timeout", "8")
@@ -248,6 +250,9 @@ def _escalation_story(forest: Forest, tmp_path: Path) -> None:
     assert not _has(forest, "g3", after)
     doc = forest.ask("g1", "When does the Oslo office close early?")
     assert sorted(doc["hives_asked"]) == ["g2", "root"]
+    assert doc["sources"][0]["content"] == after and doc["sources"][0]["hive"] == "g1"
+    plain = forest.hives["g1"]("ask", "--hive", "g1", "When does the Oslo office close early?")
+    assert "in hive g1" in plain.out and "federated: also asked hive(s) root, g2" in plain.out
     assert "g3" not in _federation(forest, "root")[0]["children"]
     # A federated question from a hive in no tree is a local one.
     alone = forest.ask("g3", "When does the Oslo office close early?")
