@@ -531,7 +531,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         store = self._servers[agent_id].store
         ring = self.ring
         rate = self.settings.bloom_false_positive_rate
-        per_peer = gossip.digests(store.held_roles(), agent_id, ring, peers)
+        per_peer = gossip.digests(store.records(), agent_id, ring, peers)
         client = self.client_for(agent_id)
         timeout = self.settings.store_timeout
         calls: dict[str, Call] = {
