@@ -173,7 +173,8 @@ def test_learn_at_one_agent_answer_at_another(running: Hive) -> None:
     assert "CVE-2024-3094" in top["content"] and top["source_agent"] == "a0"
     assert "CVE-2024-3094" in answer["answer"] and "(learned by" not in answer["answer"]
     assert answer["sources"][0] == {k: top[k] for k in ("fact_id", "content", "source_agent",
-                                                        "score")}
+                                                        "score", "hive")}
+    assert top["hive"] == HIVE and answer["hives_asked"] == []  # no federation here
     assert 1 <= len(answer["shards_queried"]) <= DEFAULTS.query_fanout
     assert answer["shards_failed"] == []
 
