@@ -32,7 +32,7 @@ from typing import Any
 
 from agent_runtime.outbox import DOWN, UP, Entry, Outbox
 from hive_core.distributed import DistributedHiveGraph
-from hive_core.errors import HiveError, MessageRejected
+from hive_core.errors import HiveError
 from hive_core.facts import HiveFact
 from hive_core.federated_search import HivePool, WorldStats, merge
 from hive_core.federation_link import Links
@@ -234,8 +234,9 @@ class HiveFederation:
                  ) -> dict[str, Any] | None:
         try:
             return future.result()  # the link's own deadline bounds this wait
-        except HiveError as exc:
-            failed[hive] = _text(exc)
+        except Exception as exc:  # any failure of one hive leaves it out, named
+            failed[hive] = _text(exc) if isinstance(exc, HiveError) else \
+                f"{type(exc).__name__}: {_text(exc)}"
             return None
 
     # -- delivery ---------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class HiveFederation:
         try:
             self.links.to(entry.to).request(MessageType.HIVE_STORE, entry.payload(self.hive),
                                             DELIVERY_TIMEOUT)
-        except (HiveError, MessageRejected) as exc:
+        except Exception as exc:  # kept and retried with backoff, whatever went wrong
             delay = min(BACKOFF_MAX, self._retry_at.get(entry.to, (0.0, BACKOFF_FIRST / 2))[1]
                         * 2)
             first = entry.to not in self._retry_at

@@ -278,7 +278,7 @@ class RingKeeper:
         return self._update(lambda v: record_sync(v, self.name, view.epoch))
 
     def _cleanup(self, view: RingView) -> None:
-        drops = stale_roles(self.store.records(), self.name, self.ring(view.current))
+        drops = stale_roles(self.store.held_roles(), self.name, self.ring(view.current))
         with self._lock:
             if self.epoch != view.epoch:
                 return

@@ -110,6 +110,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         self._suspects: dict[str, float] = {}
         self.write_failures: list[str] = []
         self.gossip_failures: list[str] = []
+        self.gossip_gate = gossip.QuietGate()  # rounds wait for a shard's writes to pause
         self._make_store = store_factory or self._backend_factory(shard_backend, storage_path)
         self._client_name = f"{hive_id}/client"
         # Collection statistics of an agent process (see collection()).
@@ -526,12 +527,17 @@ class DistributedHiveGraph(BaseHiveGraph):
         per-segment digests, then push-pull of what differs (hive_core.gossip).
 
         Returns facts moved per peer that answered (both ways); peers that failed are
-        listed in ``gossip_failures`` (not an error: the next round tries again).
+        listed in ``gossip_failures`` (not an error: the next round tries again). A round
+        over a shard that received placement writes since its last one is deferred and
+        returns {} (``gossip_gate``; hive_core.gossip says why).
         """
-        store = self._servers[agent_id].store
+        server = self._servers[agent_id]
+        store = server.store
+        if self.gossip_gate.deferring(agent_id, server.placements):
+            return {}
         ring = self.ring
         rate = self.settings.bloom_false_positive_rate
-        per_peer = gossip.digests(store.records(), agent_id, ring, peers)
+        per_peer = gossip.digests(store.held_roles(), agent_id, ring, peers)
         client = self.client_for(agent_id)
         timeout = self.settings.store_timeout
         calls: dict[str, Call] = {

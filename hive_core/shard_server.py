@@ -37,6 +37,8 @@ class ShardServer:
         self.store = store
         self.ring = ring  # the hive's current ring; needed to answer anti-entropy
         self._pulls = _Selections()  # hand-off selections by pull id (handoff_page)
+        # SHARD_STORE batches stored: anti-entropy waits while they arrive (gossip.QuietGate)
+        self.placements = 0
         self._part: tuple[object, int, CorpusStats] | None = None  # (ring, changes, part)
 
     def collection_part(self) -> CorpusStats:
@@ -141,6 +143,8 @@ class ShardServer:
     def store_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
         batch = StoreBatch.from_wire(p["batch"]) if "batch" in p else None
         added = self.store.put(batch) if batch else 0
+        if batch:
+            self.placements += 1
         for edge in p.get("edges", ()):
             self.store.add_edge(HiveEdge.from_dict(edge))
         return {"added": added, "received": len(batch) if batch else 0}

@@ -71,22 +71,28 @@ def test_a_hung_agent_slows_no_ask_that_does_not_need_it(monkeypatch) -> None:
         free_q = next(q for q, s in needed.items() if victim not in s)
         need_q = next(q for q, s in needed.items() if victim in s)
 
-        began = time.monotonic()
-        base = cli("ask", "--hive", "hung", "--agent", ASKER, "--json", free_q)
-        baseline = time.monotonic() - began
-        assert base.code == 0 and not base.json()["partial"], base.err
+        # Best of three each way: a CLI run's own start-up varies by seconds on a loaded
+        # machine; its fastest run does not, and a wait on the frozen agent (the 2 s status
+        # probe this guards against) would be in every run.
+        baseline = 1e9
+        for _ in range(3):
+            began = time.monotonic()
+            base = cli("ask", "--hive", "hung", "--agent", ASKER, "--json", free_q)
+            baseline = min(baseline, time.monotonic() - began)
+            assert base.code == 0 and not base.json()["partial"], base.err
 
         victim_pid = pids[victim]
         os.kill(victim_pid, signal.SIGSTOP)
+        took = 1e9
         for _ in range(3):  # none of them waits for the frozen agent
             began = time.monotonic()
             free = cli("ask", "--hive", "hung", "--agent", ASKER, "--json", "--timeout", "10",
                        free_q)
-            took = time.monotonic() - began
+            took = min(took, time.monotonic() - began)
             assert free.code == 0, free.err
             doc = free.json()
             assert not doc["partial"] and doc["shards_failed"] == [], doc
-            assert took < baseline + 1.5, (took, baseline)
+        assert took < baseline + 1.5, (took, baseline)
 
         began = time.monotonic()
         need = cli("ask", "--hive", "hung", "--agent", ASKER, "--json", "--timeout", "4",

@@ -10,7 +10,10 @@ import base64
 import hmac
 import itertools
 import json
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -39,6 +42,7 @@ from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType, encode
 from hive_core.transports.base import seal, unseal
 from hive_core.transports.local import LocalEventBus
+from hive_core.transports.unix import UnixSocketTransport
 
 BODY = encode(Envelope(MessageType.SHARD_QUERY, "h", "a", "b", {"op": "records"}))
 
@@ -218,6 +222,55 @@ def test_seal_keeps_the_wire_limit() -> None:
     assert len(seal(auth, env, 2000)) <= 2000
     with pytest.raises(MessageRejected, match="exceeds"):
         seal(auth, env, len(encode(env)) + OVERHEAD - 1)
+
+
+def test_expired_nonces_are_forgotten_within_a_sweep_interval_and_still_refused() -> None:
+    """The replay memory is swept lazily (hive_core.auth.ReplayGuard), but it is swept: once
+    the window and a sweep interval have passed, old nonces are gone, and their messages
+    are refused as stale all the same."""
+    key = new_key()
+    clock = Clock()
+    auth = MessageAuth(StaticKeys(KeySet(key, (key,))), window=10, clock=clock)
+    old = [auth.sign(BODY) for _ in range(50)]
+    for frame in old:
+        auth.verify(frame)
+    assert len(auth.guard) == 50
+    clock.now += 10 + auth.guard.SWEEP_INTERVAL + 0.01
+    auth.verify(auth.sign(BODY))
+    assert len(auth.guard) == 1
+    for frame in old:
+        with pytest.raises(Stale):
+            auth.verify(frame)
+
+
+def test_signature_then_body_is_what_sign_makes() -> None:
+    """Stream transports frame ``signature(body)`` and ``body`` without joining them first:
+    the same bytes as ``sign`` (up to the nonce), verified the same way."""
+    auth = ephemeral()
+    signed = auth.signature(BODY) + BODY
+    assert len(signed) == len(auth.sign(BODY)) and signed[:4] == auth.sign(BODY)[:4]
+    assert auth.verify(signed) == BODY
+
+
+def test_a_large_signed_reply_crosses_a_real_socket_intact(tmp_path) -> None:
+    """A reply far above the socket buffer: the listener writes it as length prefix + signed
+    bytes without copying them together (framing.send_frame, partial sends), the client reads
+    it whole and verifies it."""
+    run = Path(tempfile.mkdtemp(prefix="ahbig", dir="/tmp"))  # short socket path
+    key = new_key()
+    blob = "".join(chr(97 + i % 26) for i in range(3_000_000))
+    server = UnixSocketTransport(run, auth=with_key(key))
+    client = UnixSocketTransport(run, auth=with_key(key))
+    try:
+        server.bind("b", lambda env: env.reply({"blob": blob}))
+        for _ in range(2):  # the second one on the pooled connection
+            [reply] = client.request([Envelope(MessageType.SHARD_QUERY, "h", "a", "b", {})],
+                                     30.0)
+            assert isinstance(reply, Envelope) and reply.payload["blob"] == blob
+    finally:
+        client.close()
+        server.close()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 @settings(max_examples=400, deadline=None)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -171,20 +170,18 @@ def test_a_command_waits_for_the_lock_and_gives_up_at_its_deadline(home) -> None
         assert time.monotonic() - t0 >= 1.0
     assert res.code == 1 and f"pid {os.getpid()} (test)" in res.err, res.err
     assert "Traceback" not in res.err and hive_pids(home, "lc") == {}
-    # Released: a start that waited runs as soon as the holder is done.
-    release = threading.Event()
-
-    def holder() -> None:
-        with hive_lock.hold("lc", "test"):
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    time.sleep(0.2)
-    threading.Timer(1.0, release.set).start()
-    res = cli_process(home, "start", "--hive", "lc")
-    thread.join()
-    assert res.code == 0 and "waiting for" in res.err, res.err
+    # Released: a start that waited runs as soon as the holder is done. The lock is let go
+    # only once the waiting command has said it waits (however long it took to start).
+    with hive_lock.hold("lc", "test"):
+        waiting = subprocess.Popen([*console_script(), "start", "--hive", "lc"],
+                                   env={**os.environ, "AMPLIHACK_HOME": str(home),
+                                        "AMPLIHACK_LOCK_TIMEOUT": "60"},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert waiting.stderr is not None
+        first = waiting.stderr.readline()  # blocks until the CLI writes its first line
+    _out, rest = waiting.communicate(timeout=120)
+    assert "waiting for" in first and f"pid {os.getpid()} (test)" in first, first + rest
+    assert waiting.returncode == 0, rest
     assert cli_process(home, "stop", "--hive", "lc").code == 0
 
 

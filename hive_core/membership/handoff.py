@@ -26,7 +26,7 @@ from hive_core.placement import Drop
 from hive_core.ring import HashRing
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import HANDOFF_PAGE
-from hive_core.store.base import ShardStore, StoreRecord
+from hive_core.store.base import HeldRoles, ShardStore, StoreRecord
 
 # Sources paged at once by one gainer: enough to overlap their scans, few enough that a move
 # where every agent gains (a leave or death at N=20) does not starve the hive's questions.
@@ -128,7 +128,8 @@ def _pull_all(client: ShardClient, store: ShardStore, segments: list[Segment],
     return failed
 
 
-def stale_roles(records: Iterable[StoreRecord], me: str, ring: HashRing) -> list[Drop]:
+def stale_roles(records: Iterable[StoreRecord | HeldRoles], me: str, ring: HashRing
+                ) -> list[Drop]:
     """Roles held here that ``ring`` gives to other shards only (to drop after a move)."""
     drops = []
     for rec in records:

@@ -50,6 +50,17 @@ class StoreRecord(NamedTuple):
         return [self.fact, self.tf, list(self.terms), self.primary]
 
 
+class HeldRoles(NamedTuple):
+    """A fact's roles on one shard, without its body or term counts: all that anti-entropy
+    digests (hive_core.gossip) and the ring-move cleanup read. Those run every few tens of
+    seconds over every fact held; built from :meth:`ShardStore.records` they materialized a
+    body per fact each time, hundreds of MB at a few hundred thousand facts."""
+
+    fact_id: str
+    terms: tuple[str, ...]
+    primary: bool
+
+
 @dataclass(frozen=True, slots=True)
 class StoreBatch:
     """Many facts for one shard, column-wise: what a SHARD_STORE message carries.
@@ -202,7 +213,20 @@ class ShardStore(Protocol):
         ...
 
     def records(self) -> Iterator[StoreRecord]:
-        """Every live record with its roles (for hand-off and anti-entropy)."""
+        """Every live record with its roles (for hand-off and the ``records`` dump)."""
+        ...
+
+    def select_held_roles(self, keep: Callable[[str], bool]) -> list[HeldRoles]:
+        """:meth:`select_roles` without bodies (anti-entropy filters read only roles)."""
+        ...
+
+    def records_of(self, roles: Iterable[HeldRoles]) -> list[StoreRecord]:
+        """Records of the facts in ``roles`` (with those roles) that are still live."""
+        ...
+
+    def held_roles(self) -> Iterator[HeldRoles]:
+        """The roles of every live fact, streamed in chunks (for digests and cleanup): its
+        memory does not grow with the facts held, beyond one reference per fact id."""
         ...
 
     def tombstones(self) -> Iterator[str]: ...

@@ -21,7 +21,16 @@ from dataclasses import replace
 from typing import Any
 
 from hive_core.scoring import Bm25, CorpusStats
-from hive_core.store.base import KEY_PREFIX, ScoredFact, StoreBatch, StoreRecord, TermStats
+from hive_core.store.base import (
+    KEY_PREFIX,
+    HeldRoles,
+    ScoredFact,
+    StoreBatch,
+    StoreRecord,
+    TermStats,
+)
+
+ROLES_CHUNK = 1024  # facts per lock hold while streaming held_roles
 
 
 class TermIndex:
@@ -34,8 +43,9 @@ class TermIndex:
         self.primary: set[str] = set()
         self._postings: dict[str, set[str]] = {}
         # Posting keys that are not terms of the fact (its position keys, hive_core.context):
-        # not derivable from its term counts, so kept per fact (usually one).
-        self._extra: dict[str, set[str]] = {}
+        # not derivable from its term counts, so kept per fact (usually one). A tuple, not a
+        # set: most learned facts have one, and a set per fact cost ~170 B more each.
+        self._extra: dict[str, tuple[str, ...]] = {}
         # (largest count, shortest length) per term, computed when first asked and forgotten
         # when the term's postings grow (ingest stays a set insert; a query pays the scan
         # once per change). Removals keep the old pair: still a valid bound for pruning.
@@ -55,8 +65,11 @@ class TermIndex:
             if refused:
                 fids = [f for f in fids if f not in refused]
             if term.startswith(KEY_PREFIX):
+                extra = self._extra
                 for fid in fids:
-                    self._extra.setdefault(fid, set()).add(term)
+                    keys = extra.get(fid, ())
+                    if term not in keys:
+                        extra[fid] = (*keys, term)
             posting = postings.get(term)
             if posting is None:
                 posting = postings[term] = set()
@@ -75,10 +88,15 @@ class TermIndex:
         return self.merge_batch(batch) == 1
 
     def _unindex(self, fid: str, terms: Iterable[str]) -> None:
+        terms = list(terms)
         extra = self._extra.get(fid)
+        if extra is not None:
+            kept = tuple(k for k in extra if k not in terms)
+            if kept:
+                self._extra[fid] = kept
+            else:
+                del self._extra[fid]
         for term in terms:
-            if extra is not None:
-                extra.discard(term)
             posting = self._postings.get(term)
             if posting is not None:
                 posting.discard(fid)
@@ -248,6 +266,29 @@ class IndexedStore:
             index = self._index
             return [StoreRecord(self._body(fid), index.tf[fid], tuple(terms), primary)
                     for fid, (terms, primary) in index.select(keep).items()]
+
+    def select_held_roles(self, keep: Callable[[str], bool]) -> list[HeldRoles]:
+        with self._lock:
+            return [HeldRoles(fid, tuple(terms), primary)
+                    for fid, (terms, primary) in self._index.select(keep).items()]
+
+    def records_of(self, roles: Iterable[HeldRoles]) -> list[StoreRecord]:
+        with self._lock:
+            index = self._index
+            return [StoreRecord(self._body(r.fact_id), index.tf[r.fact_id], r.terms, r.primary)
+                    for r in roles if r.fact_id in index]
+
+    def held_roles(self) -> Iterator[HeldRoles]:
+        """Chunks of ``ROLES_CHUNK`` facts, each computed under the lock (writes go on in
+        between; a fact written after the id snapshot is seen by the next pass)."""
+        with self._lock:
+            ids = list(self._index.tf)
+        for i in range(0, len(ids), ROLES_CHUNK):
+            with self._lock:
+                index = self._index
+                chunk = [HeldRoles(fid, index.roles(fid), fid in index.primary)
+                         for fid in ids[i:i + ROLES_CHUNK] if fid in index]
+            yield from chunk
 
     def index_size(self) -> int:
         with self._lock:

@@ -103,6 +103,20 @@ def record(values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, int]]:
     return body, term_counts(content) if tf is None else tf
 
 
+def held_body(fid: str, text: str) -> dict[str, Any]:
+    """The body of fact ``fid`` from its record ``text`` (what a Kuzu shard keeps in memory
+    per fact, see its docstring): :func:`record` without the term counts, which the shard's
+    index already holds, so a read does not re-tokenize the content."""
+    try:
+        values = json.loads(text)
+        _, *fields, _, own_hash = values
+        body = {"fact_id": fid, **dict(zip(_DERIVED, fields, strict=True))}
+        body["content_hash"] = content_hash(body["content"]) if own_hash is None else own_hash
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ShardCorrupt(f"unreadable record of fact {fid!r}: {exc}") from None
+    return body
+
+
 def row_record(fid: str, text: str) -> tuple[dict[str, Any], dict[str, int]]:
     """Body and term counts from the ``body`` of the ``Fact`` row ``fid``."""
     try:

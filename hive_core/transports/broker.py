@@ -55,6 +55,7 @@ from hive_core.errors import (
 )
 from hive_core.messages import Envelope, MessageType, decode
 from hive_core.transports.base import Handler, Reply, check_request, reply_bytes, seal, unseal
+from hive_core.transports.notices import Notices
 from hive_core.transports.retry import Backoff, RetryState
 
 log = logging.getLogger("hive_core.transports.broker")
@@ -262,9 +263,10 @@ class Inbox:
             log.info("%s: %s was handled here already; acknowledged without running it "
                      "again", self.agent, delivery.key)
             return None
-        except MessageRejected as exc:
+        except MessageRejected as exc:  # anyone who can write to the broker can flood this
             reason = exc.reason if isinstance(exc, AuthRejected) else "oversize"
-            log.warning("%s: dropped a message (%s): %s", self.agent, reason, exc)
+            self.t.notices.warn(f"dropped:{reason}", "%s: dropped a message (%s): %s",
+                                self.agent, reason, exc)
             return None
         delivery.verified = True
         try:
@@ -338,6 +340,8 @@ class BrokerTransport:
         self.receive_timeout = receive_timeout
         self.drain_timeout = drain_timeout
         self.backoff = backoff or Backoff()
+        # Warnings a stranger can provoke (forged or malformed messages), rate-limited.
+        self.notices = Notices(log)
         self.client_id = uuid.uuid4().hex[:16]
         self.pool = cf.ThreadPoolExecutor(max_workers=max_workers,
                                           thread_name_prefix="broker-handler")
@@ -456,7 +460,8 @@ class BrokerTransport:
         try:
             reply = unseal(self.auth, body, self.max_message_bytes)
         except MessageRejected as exc:  # an unauthenticated one is counted by the policy
-            log.warning("rejected a reply: %s", exc)
+            reason = exc.reason if isinstance(exc, AuthRejected) else "malformed"
+            self.notices.warn(f"reply:{reason}", "rejected a reply (%s): %s", reason, exc)
             return
         with self._lock:
             waiter = self._waiters.pop(reply.correlation_id, None)

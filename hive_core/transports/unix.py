@@ -13,6 +13,16 @@ peer and reused (checked for end-of-stream before reuse, so a restarted peer is 
 a connection that saw a timeout or an error is closed, never reused, so a late reply can never
 be mistaken for the answer to a later request.
 
+A pooled connection can still be closed by the peer between that check and the request (the
+listener's idle timeout, hive_core.transports.listener_limits, firing just then). Such a
+request is sent again, once, on a fresh connection -- but only when the kernel says the peer
+never read it: the send failed (EPIPE/ECONNRESET: closed before we wrote) or the first read
+failed with ECONNRESET (Linux reports that when a Unix socket is closed with our bytes
+unread), and no byte of a reply arrived. A clean end of stream after a complete send means
+the peer read the request (then failed or stopped without answering), and a reply cut off
+half way means it was answered: both are reported (ConnectionLost), never re-sent silently,
+as the request may have run.
+
 The serving half lives in :mod:`hive_core.transports.unix_listener`. A client-only instance
 (the CLI) never binds and never creates ``run_dir``.
 """
@@ -20,6 +30,7 @@ The serving half lives in :mod:`hive_core.transports.unix_listener`. A client-on
 from __future__ import annotations
 
 import contextlib
+import logging
 import selectors
 import socket
 import threading
@@ -28,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hive_core.auth import AuthRejected, MessageAuth, ephemeral
+from hive_core.auth import OVERHEAD, AuthRejected, MessageAuth, ephemeral
 from hive_core.config import MAX_MESSAGE_BYTES, CoreSettings
 from hive_core.errors import (
     ConfigError,
@@ -37,14 +48,16 @@ from hive_core.errors import (
     MessageRejected,
     TransportError,
 )
-from hive_core.messages import Envelope, MessageType
-from hive_core.transports.base import Handler, Reply, check_request, seal, unseal
+from hive_core.messages import Envelope, MessageType, encode
+from hive_core.transports.base import Handler, Reply, check_request, unseal
 from hive_core.transports.framing import FrameReader, frame
 from hive_core.transports.listener_limits import ListenerLimits
 
 if TYPE_CHECKING:
     from hive_core.hive_config import HiveConfig
 from hive_core.transports.unix_listener import UnixListener, socket_path
+
+log = logging.getLogger("hive_core.transports.unix")
 
 POOL_PER_PEER = 4
 DRAIN_TIMEOUT = 5.0
@@ -65,16 +78,24 @@ def _alive(sock: socket.socket) -> bool:
 class _Call:
     """One envelope in flight: its bytes out, its reply in, and its outcome."""
 
-    __slots__ = ("env", "out", "reader", "result", "send_error", "sent", "sock")
+    __slots__ = ("env", "out", "pooled", "reader", "received", "result", "retried",
+                 "send_error", "sent", "sock")
 
     def __init__(self, env: Envelope, max_bytes: int) -> None:
         self.env = env
         self.out = memoryview(b"")
         self.sent = 0
         self.sock: socket.socket | None = None
+        self.pooled = False  # sock came from the idle pool (the peer may have closed it)
+        self.retried = False  # already sent again once on a fresh connection
+        self.received = 0  # bytes of the reply read so far
         self.reader = FrameReader(max_bytes)
         self.result: Reply | None = None
         self.send_error: OSError | None = None
+
+    def may_resend(self) -> bool:
+        """Whether a failure now may be retried on a fresh connection (module docstring)."""
+        return self.pooled and not self.retried and self.received == 0
 
 
 class UnixSocketTransport:
@@ -97,6 +118,9 @@ class UnixSocketTransport:
         self._idle: dict[str, list[socket.socket]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        # Requests sent again because their pooled connection had been closed by the peer
+        # before it read them (see the module docstring).
+        self.resent = 0
 
     # -- serving ------------------------------------------------------------------------------
     def bind(self, agent_id: str, handler: Handler) -> None:
@@ -138,25 +162,30 @@ class UnixSocketTransport:
         calls = [_Call(env, self.max_message_bytes) for env in envelopes]
         for call in calls:
             try:
-                call.out = memoryview(frame(seal(self.auth, call.env, self.max_message_bytes)))
-                call.sock = self._checkout(call.env.target, deadline)
+                body = encode(call.env, self.max_message_bytes - OVERHEAD)  # as base.seal
+                call.out = memoryview(frame(self.auth.signature(body), body))
+                call.sock, call.pooled = self._checkout(call.env.target, deadline)
             except TransportError as exc:
                 call.result = exc
         self._pump([c for c in calls if c.result is None], deadline, timeout)
         return [c.result for c in calls if c.result is not None]
 
-    def _checkout(self, target: str, deadline: float) -> socket.socket:
-        try:
-            path = socket_path(self.run_dir, target)
-        except ConfigError as exc:
-            raise ConnectionLost(str(exc)) from exc
+    def _checkout(self, target: str, deadline: float) -> tuple[socket.socket, bool]:
+        """A connection to ``target``, and whether it came from the idle pool."""
         with self._lock:
             pool = self._idle.get(target, [])
             while pool:
                 sock = pool.pop()
                 if _alive(sock):
-                    return sock
+                    return sock, True
                 sock.close()
+        return self._connect(target, deadline), False
+
+    def _connect(self, target: str, deadline: float) -> socket.socket:
+        try:
+            path = socket_path(self.run_dir, target)
+        except ConfigError as exc:
+            raise ConnectionLost(str(exc)) from exc
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
@@ -198,7 +227,7 @@ class UnixSocketTransport:
                     break
                 for key, _events in sel.select(remaining):
                     call = key.data
-                    if self._step(call, sel):
+                    if self._step(call, sel, deadline):
                         sel.unregister(key.fileobj)
                         self._finish(call)
         for call in calls:
@@ -207,7 +236,7 @@ class UnixSocketTransport:
                     f"{call.env.target} did not answer within {timeout:g}s")
                 self._discard(call)
 
-    def _step(self, call: _Call, sel: selectors.BaseSelector) -> bool:
+    def _step(self, call: _Call, sel: selectors.BaseSelector, deadline: float) -> bool:
         """Advance one call on a readiness event; True once it has an outcome."""
         sock = call.sock
         assert sock is not None
@@ -221,11 +250,19 @@ class UnixSocketTransport:
                 if call.sent >= len(call.out) or call.send_error is not None:
                     sel.modify(sock, selectors.EVENT_READ, call)
                 return False
-            chunk = sock.recv(min(call.reader.wanted(), RECV_CHUNK))
+            try:
+                chunk = sock.recv(min(call.reader.wanted(), RECV_CHUNK))
+            except ConnectionResetError:  # closed with our request unread (module docstring)
+                if call.may_resend():
+                    return self._resend(call, sel, deadline)
+                raise
             if not chunk:
+                if call.send_error is not None and call.may_resend():
+                    return self._resend(call, sel, deadline)
                 why = call.send_error or "closed the connection before replying"
                 call.result = ConnectionLost(f"{call.env.target}: {why}")
                 return True
+            call.received += len(chunk)
             body = call.reader.feed(chunk)
             if body is None:
                 return False
@@ -239,6 +276,28 @@ class UnixSocketTransport:
         except OSError as exc:
             call.result = ConnectionLost(f"{call.env.target}: {exc}")
             return True
+
+    def _resend(self, call: _Call, sel: selectors.BaseSelector, deadline: float) -> bool:
+        """Send ``call`` again on a fresh connection: its pooled one was closed by the peer
+        before the peer read the request. False: in flight again; True: it failed (the
+        caller then unregisters and closes the old connection)."""
+        log.debug("%s closed an idle pooled connection before reading a request; sending it "
+                  "again on a new connection", call.env.target)
+        call.retried = True
+        with self._lock:
+            self.resent += 1
+        try:
+            fresh = self._connect(call.env.target, deadline)
+        except TransportError as exc:
+            call.result = exc
+            return True
+        assert call.sock is not None
+        sel.unregister(call.sock)
+        self._discard(call)
+        call.sock, call.pooled = fresh, False
+        call.sent, call.send_error = 0, None
+        sel.register(fresh, selectors.EVENT_WRITE, call)
+        return False
 
     def _reply(self, request: Envelope, body: bytes) -> Reply:
         try:

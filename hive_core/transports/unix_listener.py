@@ -50,8 +50,9 @@ from hive_core.auth import AuthRejected, MessageAuth, ephemeral
 from hive_core.errors import AgentError, ConfigError, MessageRejected
 from hive_core.messages import Envelope, MessageType, encode
 from hive_core.transports.base import Handler, reply_bytes, unseal
-from hive_core.transports.framing import FrameReader, FrameTooLarge, frame
+from hive_core.transports.framing import FrameReader, FrameTooLarge, frame, send_frame
 from hive_core.transports.listener_limits import ListenerLimits, effective_cap
+from hive_core.transports.notices import Notices
 
 _T = TypeVar("_T")
 log = logging.getLogger("hive_core.transports.unix")
@@ -62,7 +63,6 @@ RECV_CHUNK = 256 * 1024
 # Requests that wait on other agents' shard requests run in a pool of their own (see above).
 FANOUT_TYPES = frozenset({MessageType.LEARN, MessageType.ASK, MessageType.FORGET,
                           MessageType.HIVE_STORE, MessageType.HIVE_QUERY})
-NOTICE_INTERVAL = 10.0  # seconds between repeated warnings of one kind (cap reached, EMFILE)
 
 
 def socket_path(run_dir: Path, agent_id: str) -> Path:
@@ -113,24 +113,6 @@ class _Conn:
         self.busy = False  # a request of it is queued or running (it is not being read)
 
 
-class _Notices:
-    """Warnings of one kind at most every NOTICE_INTERVAL seconds, with the count between."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._missed: dict[str, int] = {}
-
-    def warn(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -NOTICE_INTERVAL) < NOTICE_INTERVAL:
-            self._missed[kind] = self._missed.get(kind, 0) + 1
-            return
-        missed = self._missed.pop(kind, 0)
-        self._last[kind] = now
-        suffix = f" ({missed} more since the last such warning)" if missed else ""
-        log.warning(message + suffix, *args)
-
-
 class UnixListener:
     """Serves ``handler`` for ``agent_id`` on ``run_dir/<agent_id>.sock``."""
 
@@ -155,7 +137,7 @@ class UnixListener:
         self._drained = threading.Condition(self._lock)
         self._conns: dict[int, _Conn] = {}  # by file descriptor
         self._ready: list[_Conn] = []  # answered; the loop reads them again
-        self._notices = _Notices()
+        self._notices = Notices(log)  # cap reached, EMFILE, forged messages: rate-limited
         self.accepted = 0  # connections accepted so far (clients pool them, so this stays low)
         self.refused = 0  # closed at once: the cap was reached
         self.idle_closed = 0  # closed after idle_timeout without a byte
@@ -428,7 +410,7 @@ class UnixListener:
     def _reply(self, conn: _Conn, reply: bytes, *, keep: bool = True) -> None:
         try:
             conn.sock.settimeout(self.limits.body_timeout)
-            conn.sock.sendall(frame(reply))
+            send_frame(conn.sock, reply)
             conn.sock.setblocking(False)
         except OSError as exc:
             if not self._stopping.is_set():
