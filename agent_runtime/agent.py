@@ -292,6 +292,8 @@ class Agent:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "transport": self.config.transport,
             "gossip_rounds": self.gossip_rounds,
+            # Rounds put off while the shard was being written (hive_core.gossip.QuietGate).
+            "gossip_deferred": self.graph.gossip_gate.deferred if self.graph else 0,
             "live_peers": sorted(self.keeper.live) if self.keeper is not None else None,
             "ring": self.keeper.status() if self.keeper is not None else None,
             "learn": self.learn_journal.status(),

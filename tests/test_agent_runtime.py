@@ -183,6 +183,8 @@ def test_learn_at_one_agent_answer_at_another(running: Hive) -> None:
     assert sum(s["facts"] for s in statuses) == len(facts) * RF
     assert {s["agent"] for s in statuses} == set(running.names)
     assert all(s["pid"] > 0 and s["transport"] == "local" for s in statuses)
+    assert all(isinstance(s["gossip_deferred"], int) and s["gossip_deferred"] >= 0
+               for s in statuses)
     ring = HashRing(running.names, replication_factor=RF)
     per_shard = {agent: len(batch.primary) for agent, batch in place(facts, ring).items()}
     assert {s["agent"]: s["facts"] for s in statuses} == {

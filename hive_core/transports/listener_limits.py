@@ -12,7 +12,8 @@ these limits bound the rest (each tunable as ``AMPLIHACK_LISTENER_<NAME>``, see
   descriptors first (:func:`effective_cap`).
 * ``idle_timeout``: a connection that sends nothing for this long (no request running, no
   frame started) is closed and counted. Clients check a pooled connection for end of stream
-  before reusing it, so they simply reconnect.
+  before reusing it and reconnect; one closed between that check and the send (the listener
+  never read the request) is sent once more on a fresh connection (hive_core.transports.unix).
 * ``workers`` / ``fanout_workers``: the two thread pools (see
   :mod:`hive_core.transports.unix_listener` for why there are two).
 * ``body_timeout``: a frame that has started must be complete within this many seconds.
