@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Annotated, Any
@@ -47,17 +46,9 @@ def tree_locked(wait: float | None = None) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        deadline = time.monotonic() + limit
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise hive_lock.HiveBusy(
-                        f"the federation tree is busy: another command held its lock for "
-                        f"more than {limit:g}s (or set AMPLIHACK_LOCK_TIMEOUT)") from None
-                time.sleep(hive_lock.POLL_S)
+        hive_lock.flock_within(fd, limit, lambda: hive_lock.HiveBusy(
+            f"the federation tree is busy: another command held its lock for more than "
+            f"{limit:g}s (or set AMPLIHACK_LOCK_TIMEOUT)"))
         try:
             yield
         finally:

@@ -72,6 +72,26 @@ def _claim(fd: int, action: str) -> None:
     os.pwrite(fd, f"{os.getpid()} {action}\n".encode(), 0)
 
 
+def flock_within(fd: int, limit: float, busy: Callable[[], HiveBusy],
+                 waiting: Callable[[], None] | None = None) -> None:
+    """Take the exclusive flock on ``fd``, trying every ``POLL_S`` for up to ``limit``
+    seconds, then raise ``busy()`` (built then, so it names the holder of that moment);
+    ``waiting`` is called once, at the first try that found the lock held."""
+    deadline = time.monotonic() + limit
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise busy() from None
+            if not told and waiting is not None:
+                waiting()
+                told = True
+            time.sleep(POLL_S)
+
+
 @contextlib.contextmanager
 def hold(hive: str, action: str, wait: float | None = None,
          on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
@@ -80,22 +100,13 @@ def hold(hive: str, action: str, wait: float | None = None,
     limit = wait_limit() if wait is None else wait
     fd = _open(hive)
     try:
-        deadline = time.monotonic() + limit
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise HiveBusy(
-                        f"hive {hive!r} is busy: {holder(hive)} has held its lock for more "
-                        f"than {limit:g}s; wait for it to finish (or set "
-                        "AMPLIHACK_LOCK_TIMEOUT)") from None
-                if not told and on_wait is not None:
-                    on_wait(f"waiting for {holder(hive)} to finish with hive {hive}")
-                    told = True
-                time.sleep(POLL_S)
+        flock_within(
+            fd, limit,
+            lambda: HiveBusy(f"hive {hive!r} is busy: {holder(hive)} has held its lock for "
+                             f"more than {limit:g}s; wait for it to finish (or set "
+                             "AMPLIHACK_LOCK_TIMEOUT)"),
+            None if on_wait is None else
+            lambda: on_wait(f"waiting for {holder(hive)} to finish with hive {hive}"))
         _claim(fd, action)
         try:
             yield

@@ -11,44 +11,22 @@ Both run against every HiveGraph implementation, like tests/test_graph_conforman
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
+import test_graph_conformance
 
-from hive_core import DistributedHiveGraph, HiveFact, InMemoryHiveGraph
+from hive_core import HiveFact
 from hive_core.federation import merge_once
 from hive_core.graph import BaseHiveGraph
 from hive_core.search import rrf_merge
-from hive_core.transports.local import LocalEventBus
 
 Make = Callable[[str], BaseHiveGraph]
 
 
-def _in_memory(hive_id: str) -> BaseHiveGraph:
-    return InMemoryHiveGraph(hive_id)
-
-
-def _distributed(hive_id: str) -> BaseHiveGraph:
-    return DistributedHiveGraph(hive_id, transport=LocalEventBus(strict=True))
-
-
-FACTORIES = {"in_memory": _in_memory, "distributed": _distributed}
-
-
-@pytest.fixture(params=sorted(FACTORIES))
-def make(request) -> Iterator[Make]:
-    made: list[BaseHiveGraph] = []
-
-    def factory(hive_id: str) -> BaseHiveGraph:
-        graph = FACTORIES[request.param](hive_id)
-        for i in range(3):
-            graph.register_agent(f"{hive_id}_a{i}", domain="ops")
-        made.append(graph)
-        return graph
-
-    yield factory
-    for graph in made:
-        graph.close()
+# The graph factories (both implementations, each graph closed afterwards) are the
+# conformance suite's: `make(hive_id)` is its fixture.
+make = test_graph_conformance.make
 
 
 def children(graph: BaseHiveGraph) -> list[str]:
