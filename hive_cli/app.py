@@ -46,7 +46,6 @@ from hive_cli.secret_cmd import rotate_secret_command
 from hive_cli.status_cmd import status_command
 from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
-from hive_core.federation_tree import Tree
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.redact import RedactingFormatter
 from hive_core.transports.registry import names as transport_names
@@ -344,10 +343,10 @@ def ask(
     agent: AgentOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Facts to return.")] = 10,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 30.0,
-    federated: Annotated[bool | None, typer.Option(
+    federated: Annotated[bool, typer.Option(
         "--federated/--local",
-        help="Also search the parent hive and its other groups (the default for a hive in a "
-             "federation), or only this hive.")] = None,
+        help="Also search the parent hive and its other groups (the default; a hive in no "
+             "federation has none), or only this hive.")] = True,
     json_out: Json = False,
 ) -> None:
     """Ask one agent; it answers from the whole hive and shows the facts it used.
@@ -366,8 +365,6 @@ def ask(
     config = HiveConfig.load(hive)
     check_available(config)
     live = operations.require_live(config, agent)
-    if federated is None:
-        federated = Tree.read().in_tree(config.name)
     with operations.connected(config) as link:
         doc = operations.ask_first(link, live, question, limit, timeout, federated)
     Renderer(json_out).answer(doc)
