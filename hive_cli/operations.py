@@ -21,6 +21,7 @@ from hive_cli.lifecycle import AgentState, probe, select_agents
 from hive_cli.transport_factory import open_transport
 from hive_core import secret_store
 from hive_core.errors import HiveError, MessageRejected, TransportError
+from hive_core.failover import tries
 from hive_core.federation_tree import Tree
 from hive_core.hive_config import HiveConfig, hive_dir, hive_names
 from hive_core.membership.store import FileViewStore, open_view_store
@@ -194,13 +195,7 @@ def ask_first(link: AgentLink, agents: Sequence[str], question: str, limit: int,
     (a bad question) is the answer and ends it."""
     deadline = time.monotonic() + timeout
     misses: list[str] = []
-    for i, agent in enumerate(agents):
-        left = deadline - time.monotonic()
-        if left <= 0.05:
-            break
-        # A hung agent must not take all the time: unless it is the last one to try, it
-        # gets half of what is left (at least ASK_TRY_MIN seconds).
-        wait = left if i == len(agents) - 1 else min(left, max(ASK_TRY_MIN, left / 2))
+    for agent, wait in tries(agents, deadline, ASK_TRY_MIN):
         try:
             return ask(link, agent, question, limit, wait, federated)
         except TransportError as exc:

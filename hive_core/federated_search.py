@@ -145,8 +145,9 @@ def merge(pools: Iterable[tuple[str, HivePool]], pool: int, home: str) -> Search
         prefix = "" if hive == home else f"{hive}/"
         for fact, score in zip(result.facts, result.scores, strict=True):
             held = best.get(fact.fact_id)
-            fact.metadata["hive"] = hive if held is None else held[1].metadata["hive"]
             if held is None or score > held[0]:
+                # The label stays the hive it was first found in (the asker's first).
+                fact.metadata["hive"] = hive if held is None else held[1].metadata["hive"]
                 best[fact.fact_id] = (score, fact)
         for key, hits in got.fetched.items():
             for hit in hits:

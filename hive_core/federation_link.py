@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hive_core.errors import HiveError, MessageRejected, TransportError
+from hive_core.failover import tries
 from hive_core.hive_config import HiveConfig
 from hive_core.messages import Envelope, MessageType
 from hive_core.transports import registry
@@ -71,13 +72,7 @@ class HiveLink:
             raise LinkFailed(f"hive {self.target}: cannot open its transport: {exc}") from exc
         agents = self._order(config, transport)
         misses: list[str] = []
-        for i, agent in enumerate(agents):
-            left = deadline - time.monotonic()
-            if left < MIN_TRY:
-                break
-            # Unless it is the last one to try, an agent gets half of what is left: a hung
-            # one must not take all the time.
-            wait = left if i == len(agents) - 1 else max(MIN_TRY, left / 2)
+        for agent, wait in tries(agents, deadline, MIN_TRY, floor=MIN_TRY):
             env = Envelope(kind, hive=self.target, sender=self.sender, target=agent,
                            payload={**payload, "timeout": round(wait * 0.9, 3)})
             try:

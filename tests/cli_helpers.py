@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from hive_cli.app import run
+from hive_core.hive_config import HiveConfig
 from hive_core.redact import secrets_in
 
 # Secrets shorter than this are not searched for (a 1-character fake key would match
@@ -168,3 +169,29 @@ def config_snapshot(home: Path) -> dict[str, bytes]:
     if not root.exists():
         return {}
     return {str(p): p.read_bytes() for p in sorted(root.glob("*/config.yaml"))}
+
+
+class CliHive:
+    """A hive in a private AMPLIHACK_HOME driven through the real CLI as a separate process;
+    every run's output is kept in ``outputs`` (for audits a test adds)."""
+
+    def __init__(self, home: Path, name: str, env: dict[str, str] | None = None) -> None:
+        self.home, self.name = home, name
+        self.env = dict(env or {})
+        self.outputs: list[str] = []
+
+    def cli(self, *argv: str, timeout: float = 300) -> Result:
+        res = cli_process(self.home, *argv, env=self.env, timeout=timeout)
+        self.outputs += [res.out, res.err]
+        return res
+
+    def ok(self, *argv: str, timeout: float = 300) -> str:
+        res = self.cli(*argv, timeout=timeout)
+        assert res.code == 0, f"{argv}: {res.err}"
+        return res.out
+
+    @property
+    def config(self) -> HiveConfig:
+        """The hive's config as the CLI writes it (read with this hive's home)."""
+        os.environ["AMPLIHACK_HOME"] = str(self.home)
+        return HiveConfig.load(self.name)

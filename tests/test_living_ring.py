@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_process
+from cli_helpers import CliHive
 
 from bench.cli_processes import synthetic_turns
 from bench.ring_load import AskLoad, Reference, extract, ring_statuses, settled_and_clean, wait_for
@@ -33,27 +33,11 @@ FAST = {"AMPLIHACK_HANDOFF_GRACE": "1", "AMPLIHACK_RING_POLL": "0.3",
         "AMPLIHACK_REREPLICATE_AFTER": "2"}
 
 
-class LocalHive:
-    """A hive in a private AMPLIHACK_HOME, driven through the real CLI."""
+class LocalHive(CliHive):
+    """A hive in a private AMPLIHACK_HOME, driven through the real CLI, fast ring timers."""
 
     def __init__(self, home: Path, name: str) -> None:
-        self.home = home
-        self.name = name
-        self.env = dict(FAST)
-
-    def cli(self, *argv: str, timeout: float = 300):
-        res = cli_process(self.home, *argv, env=self.env, timeout=timeout)
-        return res
-
-    def ok(self, *argv: str) -> str:
-        res = self.cli(*argv)
-        assert res.code == 0, f"{argv}: {res.err}"
-        return res.out
-
-    @property
-    def config(self) -> HiveConfig:
-        os.environ["AMPLIHACK_HOME"] = str(self.home)
-        return HiveConfig.load(self.name)
+        super().__init__(home, name, FAST)
 
     def kill(self, agent: str) -> None:
         record = supervisor.read_pid(self.config, agent)
