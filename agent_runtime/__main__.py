@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         probe.state.set_ready(False)
     try:
         agent.stop()
+    except HiveError as exc:  # e.g. DiskFull: the shard closed, its checkpoint not written
+        log.error("shutdown did not complete cleanly: %s", exc)
+        return 1
     except Exception:
         log.exception("shutdown did not complete cleanly")
         return 1

@@ -55,6 +55,7 @@ from hive_core.membership.store import ViewStore, open_view_store
 from hive_core.messages import Envelope, MessageType
 from hive_core.scoring import Bm25
 from hive_core.search import SearchResult
+from hive_core.semantic import semantic_index
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ShardStore
 from hive_core.store.registry import open_store
@@ -115,6 +116,8 @@ class Agent:
             hive_id=self.config.name, transport=self.transport, settings=self.settings,
             replication_factor=self.config.replication_factor,
             query_fanout=self.config.query_fanout, search_timeout=self.config.search_timeout)
+        if self.config.semantic:  # hive_core.semantic; a missing extra is a ConfigError
+            graph.semantic = semantic_index()
         liveness = self._liveness_source()
         store = store if store is not None else open_shard(
             self.config, self.name, graph.settings, graph.bm25)

@@ -6,7 +6,10 @@ the line and ``--json`` returns beside it, each with the agent that learned it a
 id, so a reader can check every claim. Offline the answer is *extractive*: the best facts
 themselves, joined. Facts scoring far below the best one are left out (they matched a common
 word, not the question); whether the search was partial is reported beside the answer (the
-result's ``partial`` and ``shards_failed``), never hidden in its text.
+result's ``partial`` and ``shards_failed``), never hidden in its text. A two-hop question
+(``result.chain``, :mod:`hive_core.multihop`) is answered by the fact that names the bridge
+and then the second hop's own answer; when the bridge was found but its hop was not searched
+or answered nothing, the first hop's answer says so.
 """
 
 from __future__ import annotations
@@ -81,6 +84,16 @@ class ExtractiveAnswerer:
         return {t for t, c in counts.items() if c == fewest}
 
     def answer(self, question: str, result: SearchResult) -> Answer:
+        chain = result.chain
+        if chain is not None and chain.second is not None:
+            return self._two_hops(result)
+        if chain is not None and chain.tell:  # a bridge found, but no second hop to show
+            plain = self._one_hop(question, result)
+            note = _sentence(chain.note)
+            return Answer(f"{plain.text} ({note[:1].upper()}{note[1:]})", plain.sources)
+        return self._one_hop(question, result)
+
+    def _one_hop(self, question: str, result: SearchResult) -> Answer:
         if result.items:
             return self._items(question, result)
         if result.versions:
@@ -89,6 +102,19 @@ class ExtractiveAnswerer:
         if not chosen:
             return Answer(NO_ANSWER)
         return Answer(" ".join(_sentence(result.facts[i].content) for i in chosen), chosen)
+
+    def _two_hops(self, result: SearchResult) -> Answer:
+        """The fact that names the bridge ("Ada Okafor leads Project Atlas."), then the
+        second hop's own answer about the bridge ("Ada Okafor lives in Lisbon.")."""
+        chain = result.chain
+        assert chain is not None and chain.second is not None
+        where = {f.fact_id: i for i, f in enumerate(result.facts)}
+        inner = self._one_hop(chain.question, chain.second)
+        # A small ``limit`` may leave some of the second hop's facts out of the result.
+        quoted = [where.get(chain.second.facts[i].fact_id) for i in inner.sources]
+        subject = where[chain.subject]
+        return Answer(f"{_sentence(result.facts[subject].content)} {inner.text}",
+                      [subject, *(i for i in quoted if i is not None and i != subject)])
 
     @staticmethod
     def _items(question: str, result: SearchResult) -> Answer:

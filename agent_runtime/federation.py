@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_runtime.outbox import DOWN, UP, Entry, Outbox
+from hive_core import multihop
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import HiveError
 from hive_core.facts import HiveFact
@@ -176,23 +177,67 @@ class HiveFederation:
         if payload.get("phase") != "search":
             raise ValueError("HIVE_QUERY phase must be 'stats' or 'search'")
         world = WorldStats.from_dict(payload.get("world"))
+        hop = self._hop(graph, payload.get("hop"))
         fetched: dict[str, list[ScoredFact]] = {}
         result = graph.search(question, limit, self.agent, budget, world=world,
-                              fetched=fetched)
+                              fetched=fetched, hop=hop)
         return HivePool(result, fetched).to_dict()
+
+    def _hop(self, graph: DistributedHiveGraph, spec: Any) -> multihop.Hop | None:
+        """The second hop a federated question asks of this hive: its finding terms routed
+        preferring the shards this hive searched for the first hop."""
+        if spec is None:
+            return None
+        finding, asked = (spec.get("finding"), spec.get("asked")) if isinstance(
+            spec, dict) else (None, None)
+        if not (isinstance(finding, list) and isinstance(asked, list) and all(
+                isinstance(x, str) for x in [*finding, *asked])):
+            raise ValueError("HIVE_QUERY hop needs 'finding' and 'asked' (lists of strings)")
+        hop = graph.plan_hop(finding, asked, self.agent)
+        if hop is None:
+            raise ValueError(f"the second hop would take hive {self.hive} past "
+                             f"query_fanout={graph.settings.query_fanout} shards")
+        return hop
 
     # -- a federated question asked here ----------------------------------------------------
     def search(self, graph: DistributedHiveGraph, question: str, limit: int,
                budget: float) -> tuple[SearchResult, list[str], list[str]]:
         """The question over this hive and the hives it federates with; returns the merged,
         shaped result and the hives asked and failed (a failed hive is listed in
-        ``shards_failed`` by name, so the result is partial)."""
+        ``shards_failed`` by name, so the result is partial). A two-hop question
+        (hive_core.multihop) takes its second hop across the hives too: each plans it on the
+        shards it searched for the first, as one flat hive would."""
         hives = self.view.tree().federated(self.hive)
         ends = time.monotonic() + budget
         failed: dict[str, str] = {}
-        base = {"question": question, "limit": limit, "from_hive": self.hive}
+        result = self._round(graph, question, limit, ends, hives, failed, {})
+        chain = multihop.detect(question)
+        if chain is not None:
+            first = result
 
-        stats_wait = budget * STATS_SHARE
+            def second_hop(second: str, finding: list[str]) -> SearchResult | None:
+                asked = _shards_by_hive(first.shards_searched, self.hive)
+                if graph.plan_hop(finding, asked.get(self.hive, []), self.agent) is None:
+                    return None
+                hops = {h: {"finding": finding, "asked": asked.get(h, [])}
+                        for h in [self.hive, *hives]}
+                return self._round(graph, second, limit, ends,
+                                   [h for h in hives if h not in failed], failed, hops)
+
+            result = multihop.follow(chain, first, limit, graph.settings.query_fanout,
+                                     second_hop)
+        result.shards_failed = sorted(set(result.shards_failed) | set(failed))
+        for hive, why in failed.items():
+            log.warning("federated question: hive %s left out: %s", hive, why)
+        return result, hives, sorted(failed)
+
+    def _round(self, graph: DistributedHiveGraph, question: str, limit: int, ends: float,
+               hives: Sequence[str], failed: dict[str, str],
+               hops: Mapping[str, dict[str, list[str]]]) -> SearchResult:
+        """One federated search: the statistics round, then every hive's pool, merged and
+        shaped (hive_core.federated_search). ``hops``: per hive, a second hop's plan."""
+        base = {"question": question, "limit": limit, "from_hive": self.hive}
+        stats_wait = max(0.1, ends - time.monotonic()) * STATS_SHARE
         remote = {h: self._ask(h, {**base, "phase": "stats"}, stats_wait) for h in hives}
         world, local_failed = graph.world_stats(question, self.agent, stats_wait)
         for hive, future in remote.items():
@@ -203,12 +248,13 @@ class HiveFederation:
                 except ValueError as exc:
                     failed[hive] = _text(exc)
 
-        asked = [h for h in hives if h not in failed]
         left = max(0.1, ends - time.monotonic())
         search = {**base, "phase": "search", "world": world.to_dict()}
-        remote = {h: self._ask(h, search, left) for h in asked}
+        remote = {h: self._ask(h, {**search, **({"hop": hops[h]} if h in hops else {})},
+                               left) for h in hives if h not in failed}
         fetched: dict[str, list[ScoredFact]] = {}
-        local = graph.search(question, limit, self.agent, left, world=world, fetched=fetched)
+        local = graph.search(question, limit, self.agent, left, world=world, fetched=fetched,
+                             hop=self._hop(graph, hops.get(self.hive)))
         pools: list[tuple[str, HivePool]] = [(self.hive, HivePool(local, fetched))]
         for hive, future in remote.items():
             got = self._outcome(hive, future, failed)
@@ -219,11 +265,8 @@ class HiveFederation:
                     failed[hive] = f"a malformed reply: {_text(exc)}"
         parsed = parse(question)
         merged = merge(pools, pool_size(parsed, limit), self.hive)
-        merged.shards_failed = sorted(set(merged.shards_failed) | set(failed)
-                                      | set(local_failed))
-        for hive, why in failed.items():
-            log.warning("federated question: hive %s left out: %s", hive, why)
-        return shape(merged, parsed, limit), hives, sorted(failed)
+        merged.shards_failed = sorted(set(merged.shards_failed) | set(local_failed))
+        return shape(merged, parsed, limit)
 
     def _ask(self, hive: str, payload: dict[str, Any], wait: float) -> Future[dict[str, Any]]:
         return self._pool.submit(self.links.to(hive).request, MessageType.HIVE_QUERY,
@@ -297,3 +340,13 @@ class HiveFederation:
         log.warning("%s", message)
         with self._lock:
             self.last_error = message
+
+
+def _shards_by_hive(shards: Sequence[str], home: str) -> dict[str, list[str]]:
+    """A federated result's shards by hive: ``g2/agent_1`` is g2's, a bare name ``home``'s
+    (hive_core.federated_search.merge)."""
+    out: dict[str, list[str]] = {}
+    for shard in shards:
+        hive, _, agent = shard.rpartition("/")
+        out.setdefault(hive or home, []).append(agent)
+    return out

@@ -18,6 +18,7 @@ from agent_runtime.answering import Answerer, ExtractiveAnswerer
 from agent_runtime.learning import Extractor, RuleBasedExtractor, facts_of_turns
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.evaluation.runner import Reply
+from hive_core.semantic.retrieval import SemanticIndex
 
 LEARN_BATCH = 200
 
@@ -26,10 +27,12 @@ class InProcessHive:
     """``n_agents`` memory shards; learning spreads turns round-robin like ``learn`` does."""
 
     def __init__(self, n_agents: int, *, name: str = "eval", seed: int = 7,
-                 extractor: Extractor | None = None, answerer: Answerer | None = None) -> None:
+                 extractor: Extractor | None = None, answerer: Answerer | None = None,
+                 semantic: SemanticIndex | None = None) -> None:
         if n_agents < 1:
             raise ValueError("an in-process hive needs at least one agent")
         self.graph = DistributedHiveGraph(name, shard_backend="memory")
+        self.graph.semantic = semantic  # hive_core.semantic: None keeps the lexical path
         self.agents = [f"agent_{i}" for i in range(n_agents)]
         for agent in self.agents:
             self.graph.register_agent(agent)

@@ -1,20 +1,25 @@
-"""What authenticated messages cost: HMAC-SHA256 per message, and request p50 with and without
-it on Unix sockets and Redis (numbers are indicative: a shared 2-core box).
+"""What authentication costs: request p50 with and without it on Unix sockets (a handshake
+per connection, hive_core.transports.conn_auth) and Redis (HMAC-SHA256 per message); numbers
+are indicative: a shared 2-core box.
 
     python -m bench.auth_cost --requests 4000 --rounds 10 [--only unix|redis]
 
 * ``sign+verify``: one message signed and verified (hive_core.auth), by body size; a
-  request/reply round trip does it twice (the request and the reply).
+  request/reply round trip on Redis does it twice (the request and the reply).
 * ``p50``: sequential request/reply round trips from this process to an echo agent in a
-  process of its own (as between agents: each side signs one message and verifies one),
-  with the hive's policy and with a pass-through one. Two echo agents run side by side and
-  requests alternate between them one by one (ABBA), so drift in the machine's load hits
-  both alike (whole rounds of one then the other, as this bench first did, moved the a/b
-  by +-10% on a busy box); medians of all requests. ``a/b`` is what authentication adds to
-  the p50 end to end -- the target is < 5% -- with the median and range of the a/b of
-  ``--rounds`` consecutive blocks as its spread; ``hmac alone`` is two sign + verify of a
-  request-sized body measured alone (an upper bound on the MAC work of a round trip whose
-  reply is small), relative to the unauthenticated p50.
+  process of its own (as between agents), with the hive's authentication and without any (a
+  pass-through message policy; on Unix, connections used without a handshake). Two echo
+  agents run side by side and requests alternate between them one by one (ABBA), so drift in
+  the machine's load hits both alike (whole rounds of one then the other, as this bench
+  first did, moved the a/b by +-10% on a busy box). Each of ``--rounds`` rounds starts a
+  fresh pair (in alternating order): one pair can sit on the cores unevenly for its whole
+  life (+-9% between two identical agents was seen). ``a/b`` is what authentication adds to
+  the p50 end to end -- the target is < 5% -- as the median (and range) of the rounds' a/b,
+  and of all requests pooled; ``hmac alone`` is two sign + verify of a request-sized body
+  measured alone (an upper bound on the MAC work of a round trip whose reply is small),
+  relative to the unauthenticated p50 (Redis rows). Unix rows show instead ``new conn``: the
+  p50 of a first request on a new connection (connect, handshake, request), with and without
+  the handshake -- what it costs, once per pooled connection.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from bench.common import pct
 from hive_core.auth import BROKER_WINDOW, WINDOW, MessageAuth, ephemeral, new_key, with_key
 from hive_core.messages import Envelope, MessageType, encode
 from hive_core.transports.base import ShardTransport, check_reply
+from hive_core.transports.conn_auth import ClientHandshake, ConnectionAuth, ListenerHandshake
 from hive_core.transports.redis import RedisShardTransport, purge_hive_keys
 from hive_core.transports.unix import UnixSocketTransport
 
@@ -55,16 +61,28 @@ class PassThrough(MessageAuth):
         return data
 
 
+class Unauthenticated(ConnectionAuth):
+    """The Unix baseline: connections used at once, without a handshake (benchmark only)."""
+
+    def client(self) -> ClientHandshake | None:
+        return None
+
+    def listener(self) -> ListenerHandshake | None:
+        return None
+
+
 def policy(key: bytes, on: bool, window: float) -> MessageAuth:
     auth = with_key(key, window)
     return auth if on else PassThrough(auth.source, window=window)
 
 
-def transport(where: str, auth: MessageAuth) -> ShardTransport:
-    """``unix:RUN_DIR`` or ``redis:PREFIX``."""
+def transport(where: str, key: bytes, on: bool) -> ShardTransport:
+    """``unix:RUN_DIR`` or ``redis:PREFIX``, with the hive's authentication or none."""
     kind, _, arg = where.partition(":")
+    auth = policy(key, on, window_of(where))
     if kind == "unix":
-        return UnixSocketTransport(Path(arg), auth=auth)
+        return UnixSocketTransport(Path(arg), auth=auth,
+                                   conn_auth=None if on else Unauthenticated(auth))
     return RedisShardTransport(URL, "bench", key_prefix=arg, auth=auth)
 
 
@@ -74,7 +92,7 @@ def window_of(where: str) -> float:
 
 def serve(where: str, key: bytes, on: bool) -> None:
     """The echo agent (a child process): serves until its stdin closes."""
-    server = transport(where, policy(key, on, window_of(where)))
+    server = transport(where, key, on)
     server.bind("a", lambda env: env.reply({"echo": len(env.payload["q"])}))
     print("ready", flush=True)
     sys.stdin.read()
@@ -110,7 +128,8 @@ class Echo:
             [sys.executable, "-m", "bench.auth_cost", "--serve", where, "--key", key.hex(),
              *([] if on else ["--plain"])], cwd=REPO, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True)
-        self.client = transport(where, policy(key, on, window_of(where)))
+        self.where, self.key, self.on = where, key, on
+        self.client = transport(where, key, on)
         self.env = envelope(size)
         assert self.child.stdout is not None and self.child.stdout.readline().strip() == "ready"
         for _ in range(50):  # warm up: connections, pools
@@ -122,6 +141,16 @@ class Echo:
         check_reply(self.client.request([self.env], 5.0)[0])
         return (time.perf_counter() - start) * 1000
 
+    def fresh(self) -> float:
+        """Milliseconds of one round trip on a new connection (a client of its own)."""
+        client = transport(self.where, self.key, self.on)
+        try:
+            start = time.perf_counter()
+            check_reply(client.request([self.env], 5.0)[0])
+            return (time.perf_counter() - start) * 1000
+        finally:
+            client.close()
+
     def close(self) -> None:
         self.client.close()
         assert self.child.stdin is not None
@@ -131,29 +160,46 @@ class Echo:
 
 def compare(name: str, where: str, requests: int, rounds: int, size: int) -> None:
     """p50 with and without authentication, requests interleaved one by one (ABBA) between
-    two echo agents, so a change in the machine's load hits both sides alike; the spread is
-    the a/b of each of ``rounds`` consecutive blocks of requests."""
+    two echo agents, so a change in the machine's load hits both sides alike. Each of
+    ``rounds`` rounds starts a fresh pair of echo agents (in alternating order): a pair can
+    sit on the cores unevenly for its whole life (+-9% between identical agents was seen),
+    so the spread is the a/b of each round, and the headline is the median of those."""
     key = new_key()
-    echo = {on: Echo(f"{where}-{'on' if on else 'off'}", key, on, size) for on in (True, False)}
     got: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        for i in range(requests):
-            for on in (True, False) if i % 2 == 0 else (False, True):
-                got[on].append(echo[on].once())
-    finally:
-        for e in echo.values():
-            e.close()
-    block = max(1, requests // rounds)
-    blocks = sorted(100 * (pct(got[True][b:b + block], 0.5) / pct(got[False][b:b + block], 0.5)
-                           - 1) for b in range(0, requests - block + 1, block))
+    fresh: dict[bool, list[float]] = {True: [], False: []}
+    per_round: list[float] = []
+    each = max(1, requests // rounds)
+    for r in range(rounds):
+        order = (True, False) if r % 2 == 0 else (False, True)
+        echo = {on: Echo(f"{where}-{r}-{'on' if on else 'off'}", key, on, size)
+                for on in order}
+        mine: dict[bool, list[float]] = {True: [], False: []}
+        try:
+            for i in range(each):
+                for on in order if i % 2 == 0 else order[::-1]:
+                    mine[on].append(echo[on].once())
+            for i in range(max(1, min(300, requests // 10) // rounds) if name == "unix" else 0):
+                for on in order if i % 2 == 0 else order[::-1]:
+                    fresh[on].append(echo[on].fresh())
+        finally:
+            for e in echo.values():
+                e.close()
+        per_round.append(100 * (pct(mine[True], 0.5) / pct(mine[False], 0.5) - 1))
+        for on in (True, False):
+            got[on] += mine[on]
+    per_round.sort()
     with_auth, without = pct(got[True], 0.5), pct(got[False], 0.5)
-    trip_ms = 2 * hmac_cost(size, 2000) / 1000
+    if fresh[True]:
+        extra = (f"new conn p50 {pct(fresh[True], 0.5):6.3f} ms, without handshake "
+                 f"{pct(fresh[False], 0.5):6.3f} ms ({len(fresh[True])} each)")
+    else:
+        trip_ms = 2 * hmac_cost(size, 2000) / 1000
+        extra = f"hmac alone {trip_ms * 1000:5.1f} us = {100 * trip_ms / without:4.1f}% of p50"
     print(f"{name:6} {size:>7} B  p50 with auth {with_auth:6.3f} ms  without "
-          f"{without:6.3f} ms  a/b {100 * (with_auth - without) / without:+5.1f}% "
-          f"(blocks of {block}: median {statistics.median(blocks):+5.1f}%, "
-          f"{blocks[0]:+5.1f}..{blocks[-1]:+5.1f}%)  hmac alone {trip_ms * 1000:5.1f} us = "
-          f"{100 * trip_ms / without:4.1f}% of p50  ({len(got[True])} requests each)",
-          flush=True)
+          f"{without:6.3f} ms  a/b {statistics.median(per_round):+5.1f}% (median of "
+          f"{rounds} rounds, {per_round[0]:+5.1f}..{per_round[-1]:+5.1f}%; pooled "
+          f"{100 * (with_auth - without) / without:+5.1f}%)  {extra}  ({len(got[True])} "
+          "requests each)", flush=True)
 
 
 def main() -> None:
@@ -182,8 +228,9 @@ def main() -> None:
         try:
             run("redis", f"redis:{prefix}")
         finally:
-            for side in ("on", "off"):
-                purge_hive_keys(URL, "bench", f"{prefix}-{side}")
+            for r in range(args.rounds):
+                for side in ("on", "off"):
+                    purge_hive_keys(URL, "bench", f"{prefix}-{r}-{side}")
 
 
 if __name__ == "__main__":

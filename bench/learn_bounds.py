@@ -87,7 +87,8 @@ def vm_hwm_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
-def learn_run(mb: float, agents: int, timeout: float) -> dict[str, object]:
+def learn_run(mb: float, agents: int, timeout: float, keep: bool = False) -> dict[str, object]:
+    """One learn of ``mb`` MB; with ``keep`` the hive's folder (agent logs, shards) stays."""
     home = Path(tempfile.mkdtemp(prefix="lb", dir="/tmp"))
     env = {**os.environ, "AMPLIHACK_HOME": str(home)}
     env.pop("ANTHROPIC_API_KEY", None)
@@ -122,10 +123,14 @@ def learn_run(mb: float, agents: int, timeout: float) -> dict[str, object]:
                 "agent_rss_start_mb": round(max(before.values()), 1),
                 "agent_peak_rss_mb": peak, "agent_peak_rss_max_mb": max(peak.values()),
                 "cli_peak_rss_mb": round(cli_peak, 1),
-                "error": res.stderr.strip().splitlines()[-1] if res.returncode else None}
+                "error": (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+                 if res.returncode else None}
     finally:
         run("stop", "--hive", "lb", check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        if keep:
+            print(f"kept {home} (agent logs under hives/lb/)", flush=True)
+        else:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -136,6 +141,8 @@ def main() -> None:
     parser.add_argument("--learn-runs", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--skip-learn", action="store_true")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary AMPLIHACK_HOME (agent logs) after the learn")
     args = parser.parse_args()
     print("extraction (median of", args.runs, "runs):")
     for row in extraction(args.runs):
@@ -143,7 +150,8 @@ def main() -> None:
               f"{row['us_per_kb']:8.1f} us/KB")
     if args.skip_learn:
         return
-    results = [learn_run(args.mb, args.agents, args.timeout) for _ in range(args.learn_runs)]
+    results = [learn_run(args.mb, args.agents, args.timeout, args.keep)
+               for _ in range(args.learn_runs)]
     for r in results:
         print("learn:", json.dumps(r))
     print(f"learn of {args.mb:g} MB through {args.agents} agents, median of {len(results)}: "

@@ -48,6 +48,7 @@ from hive_cli.transport_factory import check_available
 from hive_core.errors import ConfigError
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.redact import RedactingFormatter
+from hive_core.semantic import semantic_index
 from hive_core.transports.registry import names as transport_names
 
 app = typer.Typer(
@@ -100,6 +101,8 @@ def create(
     query_fanout: Annotated[int, typer.Option(help="Max shards one question asks.")] = 5,
     key_prefix: Annotated[str, typer.Option(
         help="Namespace of this hive's keys on a shared broker (redis).")] = "amplihack",
+    semantic: Annotated[bool, typer.Option(
+        help="Re-rank answers by meaning (needs the [semantic] extra; see README).")] = False,
     parent: Annotated[str | None, typer.Option(
         "--parent", help="Make it a group of this existing hive (see `federate`).",
         callback=name_check("hive"), autocompletion=complete_hive)] = None,
@@ -113,13 +116,16 @@ def create(
       amplihack-hive create --name ops --agents 5
       amplihack-hive create --name ops --transport redis --connection-string redis://host:6379/0
       amplihack-hive create --name g1 --parent root   # a group of the existing hive root
+      amplihack-hive create --name ops --semantic      # answers re-ranked by meaning
     """
     config = usage(lambda: HiveConfig(
         name=name, transport=transport, connection_string=connection_string,
         storage_path=str(storage_path.resolve()) if storage_path else None,
         shard_backend=shard_backend, replication_factor=replication_factor,
-        query_fanout=query_fanout, key_prefix=key_prefix, parent=parent,
+        query_fanout=query_fanout, key_prefix=key_prefix, parent=parent, semantic=semantic,
         agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents))))
+    if semantic:
+        semantic_index()  # a missing extra is one line now, not an agent that fails later
     check_available(config)  # e.g. an Azure hive with no connection string anywhere
     out = Renderer(json_out)
     with hive_lock.hold(name, "create", on_wait=out.note), federate_cmd.tree_locked():

@@ -31,6 +31,9 @@ def eval_command(
     connection_string: Annotated[str | None, typer.Option(
         help="Throwaway hive: broker connection string (never printed).")] = None,
     shard_backend: Annotated[str, typer.Option(help="Throwaway hive: kuzu | memory")] = "kuzu",
+    semantic: Annotated[bool, typer.Option(
+        help="Throwaway hive: re-rank by meaning ([semantic] extra). --hive: its config's.")
+    ] = False,
     suite: Annotated[str, typer.Option(help="science | long-horizon | all")] = "all",
     turns: Annotated[int, typer.Option(min=100, max=200_000,
                                        help="long-horizon: turns to generate.")] = 3000,
@@ -54,6 +57,7 @@ def eval_command(
     Examples:
       amplihack-hive eval                                  # 5 agents, throwaway, all suites
       amplihack-hive eval --agents 20 --suite long-horizon --json
+      amplihack-hive eval --suite long-horizon --semantic  # answers re-ranked by meaning
       amplihack-hive eval --hive prod --no-learn --output report.json
     """
     evalsets = evaluation.build_suites(suite, turns, questions, seed)
@@ -67,8 +71,10 @@ def eval_command(
         runs = _run(config, evalsets, compare, learn, limit, timeout, out)
     else:
         with out.progress("eval agents ready", agents) as bar, evaluation.throwaway_hive(
-                agents, transport, connection_string, shard_backend, timeout, bar) as config:
-            label = f"{agents} agents ({transport}, {shard_backend})"
+                agents, transport, connection_string, shard_backend, timeout, bar,
+                semantic) as config:
+            label = f"{agents} agents ({transport}, {shard_backend}" + (
+                ", semantic)" if semantic else ")")
             runs = _run(config, evalsets, compare, True, limit, timeout, out)
     document = {"hive": label, "k": limit, "suites": [r.to_dict() for r in runs]}
     if output is not None:
@@ -84,7 +90,7 @@ def _run(config: HiveConfig, evalsets: list[EvalSet], compare: bool, learn: bool
     live = operations.require_live(config, None)
     runs = []
     systems = 3 if compare else 1
-    baselines = evaluation.Baselines() if compare else None
+    baselines = evaluation.Baselines(config.semantic) if compare else None
     try:
         with operations.connected(config) as link:
             hive = evaluation.ProcessHive(link, live, timeout)

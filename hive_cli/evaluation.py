@@ -33,6 +33,7 @@ from hive_core.evaluation.longhorizon import build_long_horizon
 from hive_core.evaluation.runner import Reply, System, SystemReport, evaluate
 from hive_core.evaluation.science import science_suite
 from hive_core.hive_config import AgentConfig, HiveConfig
+from hive_core.semantic import semantic_index
 
 SUITES = ("science", "long-horizon")
 Advance = Callable[[int], None]
@@ -73,13 +74,15 @@ class ProcessHive:
 
 @contextmanager
 def throwaway_hive(agents: int, transport: str, connection_string: str | None,
-                   backend: str, timeout: float, advance: Advance) -> Iterator[HiveConfig]:
+                   backend: str, timeout: float, advance: Advance, semantic: bool = False
+                   ) -> Iterator[HiveConfig]:
     """A started hive in a temporary AMPLIHACK_HOME, stopped and removed on the way out."""
     root = Path(tempfile.mkdtemp(prefix="amplihack-eval-"))
     saved = os.environ.get("AMPLIHACK_HOME")
     os.environ["AMPLIHACK_HOME"] = str(root)
     config = HiveConfig(name="eval", transport=transport, connection_string=connection_string,
                         shard_backend=backend, key_prefix=f"amplihack-eval-{os.getpid()}",
+                        semantic=semantic,
                         agents=tuple(AgentConfig(f"agent_{i}") for i in range(agents)))
     names = config.agent_names()
     try:
@@ -125,8 +128,9 @@ class Baselines:
     the suites of one run are learned one after another into one hive, so the baselines
     learn them the same way and hold the same facts (else idf differs, and so do ranks)."""
 
-    def __init__(self) -> None:
-        self.solo = InProcessHive(1)
+    def __init__(self, semantic: bool = False) -> None:
+        # n1 ranks as the hive's agents do: by meaning too when the hive is semantic.
+        self.solo = InProcessHive(1, semantic=semantic_index() if semantic else None)
         self.turns: list[Turn] = []
         self.central = CentralBm25(())
         self.facts = 0

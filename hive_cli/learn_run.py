@@ -239,4 +239,6 @@ def check_outcome(doc: dict[str, Any]) -> None:
                          f"learn {'them' if n != 1 else 'it'} again")
     if doc["failed_shards"]:
         raise CliFailure(f"some facts are missing replicas: shard(s) "
-                         f"{', '.join(doc['failed_shards'])} failed to store them")
+                         f"{', '.join(doc['failed_shards'])} failed to store them; every "
+                         "fact reached a live owner for each role, "
+                         f"anti-entropy copies the rest once the writes pause, and {RESUMABLE}")

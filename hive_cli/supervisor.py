@@ -17,8 +17,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,8 +177,7 @@ def spawn(
     child_env["AMPLIHACK_LOG_FILE"] = str(log_path(config, agent))  # the agent rotates it
     # Ctrl-C waits until the process is recorded: a spawned agent without a PID file is one
     # that status calls stopped and stop cannot reach.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
+    with _sigint_deferred():
         log_fd = _open_log(log_path(config, agent))
         try:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -196,8 +196,27 @@ def spawn(
         record = PidRecord(child.pid, created, time.time(), restarts=restarts)
         write_pid(config, agent, record)
         return record
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done, then deliver it. A handler, not a signal
+    mask: a mask covers one thread, and a SIGINT that lands on any other thread (a library
+    may start one) still interrupts the main one. Off the main thread (where no handler can
+    be set, and where Python never runs one) there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, None)
+        elif held and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,10 @@ memory stays bounded and a replay is still never accepted.
 Broker transports redeliver a message after a crash or a lock expiry, minutes later and
 maybe to a new process: their window is longer (hive_core.transports.registry), a delivery
 whose handling did not complete is :meth:`release`\\ d so its redelivery is accepted again,
-and one that was handled is refused as replayed instead of running twice.
+and one that was handled is refused as replayed instead of running twice. Whether a delivery
+IS a redelivery is never taken from the broker (anyone who can write to it can make a copy
+look like one), and what an agent handled is recorded on its disk so that refusal survives
+a restart: hive_core.transports.handled_journal.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -243,6 +246,17 @@ class ReplayGuard:
             self._seen[nonce] = sent_at
             self._order.append((sent_at, nonce))
 
+    def restore(self, handled: Iterable[tuple[bytes, float]], floor: float,
+                now: float) -> None:
+        """Nonces accepted before this process started (a durable record of them), and a
+        ``floor``: refuse anything sent at or before it (that record may be incomplete)."""
+        with self._lock:
+            self.floor = max(self.floor, floor)
+            for nonce, sent_at in handled:
+                if sent_at >= now - self.window and nonce not in self._seen:
+                    self._seen[nonce] = sent_at
+                    self._order.append((sent_at, nonce))
+
     def release(self, nonce: bytes) -> None:
         """Forget ``nonce``: its handling did not complete, a redelivery may run it."""
         with self._lock:
@@ -302,8 +316,10 @@ class MessageAuth:
     def verify(self, data: bytes, *, redelivery: bool = False) -> bytes:
         """The body of a signed frame, once; raises (and counts) an AuthRejected subclass.
 
-        ``redelivery``: the broker says it delivered this frame before; if it was accepted
-        here already, :class:`Redelivered` (uncounted) instead of Replayed."""
+        ``redelivery``: this process's own record says it handled this very broker entry
+        before (hive_core.transports.handled_journal) -- never the broker's word, which a
+        writer can forge; if it was accepted here already, :class:`Redelivered` (uncounted,
+        still not run) instead of Replayed."""
         try:
             if data[:4] != MAGIC or len(data) < OVERHEAD:
                 raise Unsigned("message is not signed with the hive's secret")
@@ -331,6 +347,11 @@ class MessageAuth:
         with self._lock:
             self._rejected[exc.reason] += 1
 
+    def count(self, exc: AuthRejected) -> None:
+        """Count a refusal decided outside :meth:`verify` (a Unix connection's handshake,
+        hive_core.transports.conn_auth), so the status shows it with the others."""
+        self._count(exc)
+
     def release(self, data: bytes) -> None:
         """A verified frame whose handling did not complete: accept it once more (a broker's
         redelivery of it). Frames that never verified are ignored."""
@@ -346,6 +367,14 @@ class MessageAuth:
         """What may be shown about the keys: generation and source, never a key."""
         keyset = self.source.keys()
         return {"generation": keyset.generation, "source": keyset.source}
+
+
+def frame_nonce(data: bytes) -> tuple[bytes, float] | None:
+    """The nonce and send time (s) a signed frame claims, unverified; None if unsigned."""
+    if len(data) < OVERHEAD or data[:4] != MAGIC:
+        return None
+    _magic, _kid, sent_ms, nonce = HEADER.unpack_from(data)
+    return nonce, sent_ms / 1000
 
 
 def with_key(key: bytes, window: float = WINDOW) -> MessageAuth:

@@ -51,6 +51,8 @@ class _HiveFile(BaseModel):
     transport_options: dict[str, Any] = Field(default_factory=dict)
     state_store: str = "auto"
     parent: str | None = None
+    # Fuse BM25 with sentence vectors (hive_core.semantic; needs the [semantic] extra).
+    semantic: bool = False
     agents: list[_AgentFile] = Field(default_factory=list)
 
 

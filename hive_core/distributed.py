@@ -21,20 +21,22 @@ again, so no write lands only where the old ring put it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from hive_core import context, gossip
+from hive_core import context, gossip, multihop
 from hive_core.config import DEFAULTS, CoreSettings
-from hive_core.disk_space import DISK_FULL
-from hive_core.errors import ConfigError, DiskFull, StaleEpoch, TransportError
+from hive_core.errors import ConfigError, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
 from hive_core.federated_search import WorldStats, with_world_df
 from hive_core.graph import BaseHiveGraph
+from hive_core.late_stores import store_patiently
 from hive_core.messages import MessageType
-from hive_core.placement import batches, handoff, index_keys, place
+from hive_core.placement import handoff, index_keys
+from hive_core.placement_writes import Round, check_coverage, place_rounds, record_rounds
 from hive_core.query import parse
 from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
@@ -48,9 +50,10 @@ from hive_core.search import (
     shape,
     with_context,
 )
+from hive_core.semantic.retrieval import SemanticIndex
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
-from hive_core.store.base import ScoredFact, ShardStore, StoreBatch, StoreRecord
+from hive_core.store.base import ScoredFact, ShardStore
 from hive_core.store.registry import check_name, open_store
 from hive_core.transports.base import ShardTransport
 from hive_core.transports.local import LocalEventBus
@@ -61,7 +64,6 @@ SUSPECT_SECONDS = 5.0
 # at most every collection_ttl): a member slower than that counts with its last known part,
 # so a hung one costs a refresh at most this, not the whole search deadline.
 COLLECTION_WAIT = 1.0
-FACTS_PER_MESSAGE = 2000
 STALE_RETRIES = 3  # a write or search re-placed after as many view refreshes, then fails
 
 
@@ -103,10 +105,12 @@ class DistributedHiveGraph(BaseHiveGraph):
         # Called with the facts an agent of this process just placed (before its LEARN is
         # acknowledged): an agent process's federation escalates from here.
         self.on_promoted: Callable[[list[HiveFact]], None] | None = None
+        self.semantic: SemanticIndex | None = None  # set to turn hive_core.semantic on
         self._owns_transport = transport is None
         self.transport: ShardTransport = transport or LocalEventBus()
 
         self._servers: dict[str, ShardServer] = {}
+        self._direct: tuple[tuple[int, int], Mapping[str, ShardServer]] | None = None
         self._suspects: dict[str, float] = {}
         self.write_failures: list[str] = []
         self.gossip_failures: list[str] = []
@@ -211,13 +215,13 @@ class DistributedHiveGraph(BaseHiveGraph):
             server = self._servers[holder]
             sends, drops = handoff(server.store.records(), holder, old, self.ring)
             client = self.client_for(holder)
-            failed = self._send_records(client, sends)
+            failed = self._send(client, record_rounds(sends))
             if failed:  # dropping roles now could lose their only copy
                 raise TransportError(f"hand-off failed on shard(s) {', '.join(sorted(failed))}")
             for d in drops:
                 server.store.drop(d.fact_id, d.terms, d.primary)
 
-    def _send(self, client: ShardClient, rounds: Sequence[dict[str, StoreBatch]],
+    def _send(self, client: ShardClient, rounds: Sequence[Round],
               stale: dict[str, int] | None = None,
               reasons: dict[str, str] | None = None) -> set[str]:
         """Deliver batches (one message per shard per round); returns the shards that failed
@@ -226,11 +230,8 @@ class DistributedHiveGraph(BaseHiveGraph):
         instead, for the caller to retry."""
         failed: set[str] = set()
         for per_shard in rounds:
-            calls: dict[str, Call] = {
-                agent: (MessageType.SHARD_STORE, {"batch": batch.to_wire()})
-                for agent, batch in per_shard.items()
-            }
-            results = client.call_many(calls, timeout=self.settings.store_timeout)
+            # a timed-out store is sent again with more time (hive_core.late_stores)
+            results = store_patiently(client, per_shard, self.settings.store_timeout)
             for agent, res in results.items():
                 if isinstance(res, StaleEpoch) and stale is not None:
                     stale[agent] = max(res.epoch, stale.get(agent, 0))
@@ -251,15 +252,6 @@ class DistributedHiveGraph(BaseHiveGraph):
             self.on_stale(newer)
         return self.epoch > used
 
-    def _send_records(self, client: ShardClient, rows: dict[str, list[StoreRecord]]) -> set[str]:
-        rounds: list[dict[str, StoreBatch]] = []
-        for agent, records in rows.items():
-            for i, chunk in enumerate(batches(records, FACTS_PER_MESSAGE)):
-                while len(rounds) <= i:
-                    rounds.append({})
-                rounds[i][agent] = chunk
-        return self._send(client, rounds)
-
     def client_for(self, agent_id: str | None) -> ShardClient:
         """A client sending as ``agent_id`` (a local shard, reached without the transport)
         or as the hive itself; its messages carry the current epoch."""
@@ -267,17 +259,25 @@ class DistributedHiveGraph(BaseHiveGraph):
             else self._client_name
         return ShardClient(self.hive_id, self.transport, sender=sender, local=self._servers,
                            timeout=self.settings.search_timeout, epoch=self.epoch,
-                           direct=self._delivered_here)
+                           direct=self._delivered_here())
 
-    def _delivered_here(self, shard: str) -> bool:
-        """Would the transport hand a message for ``shard`` to its server in this process,
-        unchanged? Then a direct call is the same delivery without the thread hand-off
-        (promote_fact at N=100: ~4,300 facts/s instead of ~840). A bus that round-trips
-        JSON, a handler bound in its place (a test's fault) or another transport: no."""
+    def _delivered_here(self) -> Mapping[str, ShardServer]:
+        """The servers the transport would hand a message to in this process, unchanged: a
+        direct call is the same delivery without the thread hand-off (promote_fact at
+        N=100: ~4,300 facts/s instead of ~840). A bus that round-trips JSON, a handler bound
+        in a server's place (a test's fault) or another transport: not these. Cached until
+        the bus binds or unbinds (its ``version``) or the shards here change."""
         bus = self.transport
-        server = self._servers.get(shard)
-        return (server is not None and isinstance(bus, LocalEventBus) and not bus.strict
-                and bus.handler(shard) == server.handle)
+        if not isinstance(bus, LocalEventBus) or bus.strict:
+            return {}
+        key = (bus.version, len(self._servers))
+        cached = self._direct
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        here = MappingProxyType({s: server for s, server in list(self._servers.items())
+                                 if bus.handler(s) == server.handle})
+        self._direct = (key, here)
+        return here
 
     @property
     def _client(self) -> ShardClient:
@@ -305,6 +305,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         ``write_failures``, suspected) rather than failing the batch. If some fact lost every
         owner of its primary role or of one of its terms, it would be unfindable: that raises.
         """
+        facts = facts if self.semantic is None else self.semantic.embed_facts(facts)
         for attempt in range(STALE_RETRIES + 1):
             # The client (and the epoch its messages carry) before the ring: set_rings
             # assigns the epoch last, so a batch is never labelled newer than its placement.
@@ -312,8 +313,7 @@ class DistributedHiveGraph(BaseHiveGraph):
             used, ring = client.epoch, self.write_ring
             if not len(ring):
                 raise ConfigError(f"hive {self.hive_id!r} has no agents to hold facts")
-            rounds = [place(facts[i : i + FACTS_PER_MESSAGE], ring)
-                      for i in range(0, len(facts), FACTS_PER_MESSAGE)]
+            rounds = place_rounds(facts, ring)
             stale: dict[str, int] = {}
             reasons: dict[str, str] = {}
             failed = self._send(client, rounds, stale, reasons)
@@ -327,14 +327,7 @@ class DistributedHiveGraph(BaseHiveGraph):
                              f"({max(stale.values())}) than this agent ({self.epoch}) after "
                              f"{STALE_RETRIES} refreshes", max(stale.values()))
         if failed:
-            lost = _uncovered_facts(rounds, failed)
-            full = [r[r.index(DISK_FULL):] for r in reasons.values() if DISK_FULL in r]
-            if lost and full:  # say what the user can fix, not only which shards failed
-                raise DiskFull(min(full))
-            if lost:
-                raise TransportError(
-                    f"{len(lost)} fact(s) reached no live owner for some role; "
-                    f"store failed on shard(s) {', '.join(sorted(failed))}")
+            check_coverage(rounds, failed, reasons)
         return sorted(failed)
 
     def promote_facts_report(
@@ -396,7 +389,7 @@ class DistributedHiveGraph(BaseHiveGraph):
     def search(
         self, query: str, limit: int = 10, asking_agent: str | None = None,
         timeout: float | None = None, world: WorldStats | None = None,
-        fetched: dict[str, list[ScoredFact]] | None = None,
+        fetched: dict[str, list[ScoredFact]] | None = None, hop: multihop.Hop | None = None,
     ) -> SearchResult:
         """Ranked search (hive_core.search). With ``timeout`` (an asker that waits that many
         seconds), every shard request of the search ends by then: one asked too late fails
@@ -409,7 +402,10 @@ class DistributedHiveGraph(BaseHiveGraph):
         on the pools of all the hives merged."""
         deadline = None if timeout is None else time.monotonic() + timeout
         parsed = parse(query)
-        routed = parsed.routed(self.settings.query_fanout)
+        fanout = self.settings.query_fanout
+        chain, routed = multihop.plan(  # a two-hop question keeps a shard for its second hop
+            parsed, fanout if self.semantic is None else self.semantic.lexical_fanout(fanout),
+            hop, searched=world is None and fetched is None)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
         bm25 = self.bm25.for_collection(
             world.collection if world is not None else self.collection(asking_agent, deadline))
@@ -418,12 +414,17 @@ class DistributedHiveGraph(BaseHiveGraph):
             client.deadline = deadline
             # Every term gets a shard for its df (the routed ones first, so they are placed
             # as before); only the routed ones are searched for candidates.
-            route = route_terms(parsed.terms, self.ring.get_agents, prefer=asking_agent,
-                                avoid=self._avoid())
+            route = multihop.pinned(route_terms(
+                parsed.terms, self.ring.get_agents, prefer=asking_agent, avoid=self._avoid(),
+                asked=multihop.asked(hop)), hop)
             stats = client.stats if world is None else with_world_df(client.stats, world)
-            result = ranked_search(route, stats, client.score, bm25,
-                                   pool_size(parsed, limit), emphasis, routed)
+            result = ranked_search(route, stats, client.score, bm25, pool_size(parsed, limit)
+                                   if self.semantic is None or hop else
+                                   self.semantic.pool_size(parsed, limit), emphasis, routed)
             fetch = self._context_fetch(client, result, asking_agent)
+            if self.semantic is not None and hop is None:  # re-ranks result in place
+                fetch = self.semantic.fuse(result, query, client, self.ring.get_agents,
+                                           asking_agent, self._avoid(), fetch)
             if fetched is None:
                 result = shape(with_context(result, fetch), parsed, limit)
             else:
@@ -438,7 +439,24 @@ class DistributedHiveGraph(BaseHiveGraph):
         failed = [s for s in result.shards_failed if s not in client.out_of_time]
         if failed:
             self._suspect(failed)
+        if chain is not None:  # the second hop of a two-hop question (hive_core.multihop)
+            first = result
+
+            def second_hop(question: str, finding: list[str]) -> SearchResult | None:
+                hop = self.plan_hop(finding, first.shards_searched, asking_agent)
+                return None if hop is None else self.search(
+                    question, limit, asking_agent, multihop.left(deadline), hop=hop)
+
+            result = multihop.follow(chain, first, limit, fanout, second_hop)
         return result
+
+    def plan_hop(self, finding: Sequence[str], searched: Sequence[str],
+                 asking_agent: str | None) -> multihop.Hop | None:
+        """A two-hop question's second hop, routed preferring the shards its first hop
+        ``searched`` (None: past ``query_fanout``; hive_core.multihop.planned)."""
+        return multihop.planned(finding, searched, self.settings.query_fanout, lambda t, a:
+                                route_terms(t, self.ring.get_agents, asking_agent,
+                                            self._avoid(), a))
 
     def world_stats(self, query: str, asking_agent: str | None = None,
                     timeout: float | None = None) -> tuple[WorldStats, list[str]]:
@@ -579,21 +597,3 @@ class DistributedHiveGraph(BaseHiveGraph):
         if self._owns_transport:
             self.transport.close()
 
-
-def _uncovered_facts(rounds: Sequence[dict[str, StoreBatch]], failed: set[str]) -> list[str]:
-    """Fact ids with a role (primary, or a term's postings) held by no shard that succeeded."""
-    needed: dict[str, set[str]] = {}
-    held: dict[str, set[str]] = {}
-    for per_shard in rounds:
-        for agent, batch in per_shard.items():
-            roles: dict[str, set[str]] = {fid: set() for fid in batch.facts}
-            for term, fids in batch.postings.items():
-                for fid in fids:
-                    roles[fid].add(term)
-            for fid in batch.primary:
-                roles[fid].add("\0primary")
-            for fid, r in roles.items():
-                needed.setdefault(fid, set()).update(r)
-                if agent not in failed:
-                    held.setdefault(fid, set()).update(r)
-    return sorted(fid for fid, roles in needed.items() if roles - held.get(fid, set()))

@@ -32,7 +32,12 @@ found mismatches and pulled the roles of whole segments -- O(facts held) memory 
 per round per co-owner: learning 6 MB took agents to 526 MB and 80 s, 252 MB and 50 s
 without the rounds. A round deferred is logged; the first round after the writes pause
 repairs what was missed meanwhile, an agent's first round (catch-up) always runs, and a
-shard written without pause still runs every ``MAX_DEFERRED``-th round.
+shard written without pause still runs a round after ``MAX_DEFERRED`` deferred ones -- then
+after twice as many each time, up to ``MAX_DEFERRED_CAP``, until its writes pause. Why the
+back-off: a round forced during writes still costs O(facts held) on both sides (each peer
+computes its digests in its server thread), and on a 50 MB learn (600k facts per shard) every
+forced round "repaired 0 fact(s)" -- its exchanges timed out -- while it held SHARD_STORE
+replies to the learn 15-20 s late, past the writers' retry, and the learn failed.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_DEFERRED = 4  # rounds a busy shard may skip in a row (2 minutes at the 30 s default)
+MAX_DEFERRED_CAP = 32  # ... doubled after each round forced in one write streak, up to this
 
 
 class QuietGate:
@@ -64,20 +70,34 @@ class QuietGate:
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}  # shard -> its placement-write count, last round
         self._deferred: dict[str, int] = {}  # shard -> rounds deferred in a row
+        self._forced: dict[str, int] = {}  # shard -> rounds run in its current write streak
         self.deferred = 0  # rounds deferred, over this gate's life
+
+    def limit(self, shard: str) -> int:
+        """Rounds the shard may defer in a row now: MAX_DEFERRED, doubled per round already
+        forced in this write streak, at most MAX_DEFERRED_CAP."""
+        return min(MAX_DEFERRED << self._forced.get(shard, 0), MAX_DEFERRED_CAP)
 
     def deferring(self, shard: str, placed: int) -> bool:
         """True (and the round is counted as deferred) if the shard's count of placement
         writes, ``placed``, moved since its last round; a shard's first round always runs."""
         seen, now = self._seen.get(shard), placed
         self._seen[shard] = now
-        # Never more than MAX_DEFERRED rounds in a row: a hive that learns without pause
-        # still repairs its replicas (at the old cost, but every few rounds, not each).
-        if seen is None or seen == now or self._deferred.get(shard, 0) >= MAX_DEFERRED:
+        if seen is None or seen == now:
+            self._forced.pop(shard, None)
             streak = self._deferred.pop(shard, 0)
             if streak:
                 log.info("anti-entropy for %s resumes: writes paused after %d deferred "
                          "round(s)", shard, streak)
+            return False
+        # Never more than limit() rounds in a row: a hive that learns without pause still
+        # repairs its replicas (at the old cost, but every few rounds, then fewer).
+        if self._deferred.get(shard, 0) >= self.limit(shard):
+            streak = self._deferred.pop(shard, 0)
+            self._forced[shard] = self._forced.get(shard, 0) + 1
+            log.info("anti-entropy for %s runs while its shard is still being written, after "
+                     "%d deferred round(s); the next such round waits %d", shard, streak,
+                     self.limit(shard))
             return False
         self.deferred += 1
         streak = self._deferred[shard] = self._deferred.get(shard, 0) + 1

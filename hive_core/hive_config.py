@@ -112,6 +112,8 @@ class HiveConfig:
     # The hive this one is a group of (hive_core.federation_tree): the one place a link of
     # the tree is written, so a hive's children are the hives naming it, never a second list.
     parent: str | None = None
+    # Semantic retrieval fused with BM25 (hive_core.semantic), off by default.
+    semantic: bool = False
     agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

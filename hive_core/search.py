@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hive_core import aggregate, context, versions
 from hive_core.config import DEFAULTS, CoreSettings
@@ -37,6 +38,9 @@ from hive_core.facts import HiveFact
 from hive_core.query import ParsedQuery, parse
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, ShardStore, TermStats
+
+if TYPE_CHECKING:
+    from hive_core.multihop import Hop, Hops
 
 
 @dataclass(slots=True)
@@ -59,6 +63,8 @@ class SearchResult:
     # score more facts the same way); not part of the reply.
     weights: dict[str, float] = field(default_factory=dict, repr=False)
     avgdl: float = field(default=0.0, repr=False)
+    # A two-hop question (hive_core.multihop): the bridge, the second hop, or why not.
+    chain: Hops | None = None
 
     @property
     def partial(self) -> bool:
@@ -88,6 +94,7 @@ class SearchResult:
             "terms": list(self.terms),
             "versions": list(self.versions),
             "items": list(self.items),
+            "hops": None if self.chain is None else self.chain.to_dict(),
         }
 
 
@@ -101,19 +108,25 @@ def route_terms(
     owners_of: Callable[[str], Sequence[str]],
     prefer: str | None = None,
     avoid: frozenset[str] = frozenset(),
+    asked: Sequence[str] = (),
 ) -> dict[str, str]:
     """term -> shard: one owner per term, the asker first, then shards already chosen.
 
-    ``avoid`` (suspected-dead shards) is used only when a term has another owner.
+    ``avoid`` (suspected-dead shards) is used only when a term has another owner. ``asked``
+    (shards an earlier hop of the question asked) come before the asker: a second hop
+    spends no new shard where an owner was already asked (hive_core.multihop).
     """
     chosen: dict[str, str] = {}
-    used: list[str] = []
+    used: list[str] = list(asked)
     for term in terms:
         owners = list(owners_of(term))
         if not owners:
             continue
         healthy = [o for o in owners if o not in avoid] or owners
-        if prefer is not None and prefer in healthy:
+        before = next((o for o in healthy if o in asked), None)
+        if before is not None:
+            pick = before
+        elif prefer is not None and prefer in healthy:
             pick = prefer
         else:
             pick = next((o for o in healthy if o in used), healthy[0])
@@ -250,12 +263,17 @@ def rerank_context(result: SearchResult, found: Mapping[str, Sequence[ScoredFact
 
 
 def search_single_store(
-    store: ShardStore, query: str, limit: int, settings: CoreSettings = DEFAULTS
+    store: ShardStore, query: str, limit: int, settings: CoreSettings = DEFAULTS,
+    hop: Hop | None = None,
 ) -> SearchResult:
-    """The engine with one shard holding every term: what "one big memory" answers."""
+    """The engine with one shard holding every term: what "one big memory" answers (a
+    two-hop question too, :mod:`hive_core.multihop`; ``hop``: its second hop)."""
+    from hive_core import multihop  # it builds on this module's SearchResult
+
     bm25 = (getattr(store, "bm25", None) or Bm25.from_settings(settings)).for_collection(
         store.collection())
     parsed = parse(query)
+    chain, routed = multihop.plan(parsed, settings.query_fanout, hop)
     name = getattr(store, "agent_id", "") or "local"
     route = dict.fromkeys(parsed.terms, name)
 
@@ -268,13 +286,22 @@ def search_single_store(
 
     emphasis = parsed.emphasis(settings.anchor_boost)
     result = ranked_search(route, stats_call, score_call, bm25, pool_size(parsed, limit),
-                           emphasis, parsed.routed(settings.query_fanout))
+                           emphasis, routed)
 
     def fetch(keys: Sequence[str]
               ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
         return context.score_keys(store, keys, result.weights, result.avgdl), {}, [name]
 
-    return shape(with_context(result, fetch), parsed, limit)
+    shaped = shape(with_context(result, fetch), parsed, limit)
+    if chain is None:
+        return shaped
+    def second_hop(question: str, finding: list[str]) -> SearchResult | None:
+        hop = multihop.planned(finding, shaped.shards_searched, settings.query_fanout,
+                               lambda terms, _asked: dict.fromkeys(terms, name))
+        return None if hop is None else search_single_store(store, question, limit,
+                                                            settings, hop)
+
+    return multihop.follow(chain, shaped, limit, settings.query_fanout, second_hop)
 
 
 def rrf_merge(rankings: Sequence[Sequence[HiveFact]], k: int, limit: int) -> list[HiveFact]:

@@ -115,6 +115,26 @@ class Secret:
                               f"{str(exc).splitlines()[0][:80]}") from None
 
 
+def env_value(secret: Secret) -> str:
+    """The ``AMPLIHACK_HIVE_SECRET`` value of ``secret``'s step: its keys, current first
+    (current signs; next or previous is accepted too) -- what deploy/azure/deploy.sh
+    computes from the file. A secret: never logged or printed unasked."""
+    return ",".join(k.hex() for k in (secret.current, secret.next, secret.previous) if k)
+
+
+def probe_keys(secret: Secret) -> KeySet:
+    """Keys that only agents which took ``secret``'s step answer to.
+
+    An agent keyed from the environment cannot follow the file, so ``rotate-secret --env``
+    checks each running agent with these before it writes the next step: at *introduce* the
+    probe signs with the new key (the agent must accept it) and takes replies under either;
+    at *switch* and *retire* it signs with the current key and takes replies under it alone
+    (the agent must sign with it)."""
+    signing = secret.next or secret.current
+    accepted = (signing,) if signing == secret.current else (signing, secret.current)
+    return KeySet(signing, accepted, secret.generation, "probe")
+
+
 def read(path: Path) -> Secret:
     try:
         return Secret.parse(path.read_text(), str(path))

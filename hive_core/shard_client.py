@@ -14,7 +14,7 @@ from typing import Any
 from hive_core.errors import DeadlineExceeded, StaleEpoch, TransportError
 from hive_core.facts import HiveFact
 from hive_core.messages import Envelope, MessageType
-from hive_core.shard_server import ShardServer
+from hive_core.shard_server import Placed, ShardServer, as_batch
 from hive_core.store.base import ScoredFact, TermStats
 from hive_core.transports.base import ShardTransport, request_payloads
 
@@ -36,7 +36,7 @@ class ShardClient:
         local: Mapping[str, ShardServer] | None = None,
         timeout: float,
         epoch: int = 0,
-        direct: Callable[[str], bool] | None = None,
+        direct: Mapping[str, ShardServer] | None = None,
     ) -> None:
         self.hive_id = hive_id
         self.transport = transport
@@ -45,10 +45,10 @@ class ShardClient:
         self.timeout = timeout
         self.epoch = epoch  # the sender's ring view, carried by every envelope
         self.stale_epoch = 0  # the newest epoch a shard refused us with (StaleEpoch)
-        # Which other shards of ``local`` may be called directly too (not only the sender's
-        # own): those the transport would deliver to the same handler in this process, where
-        # a message costs a thread hand-off and buys nothing.
-        self.direct = direct
+        # The servers of other shards that may be called directly too (not only the
+        # sender's own, in ``local``): those the transport would deliver to the same handler
+        # in this process, where a message costs a thread hand-off and buys nothing.
+        self.direct: Mapping[str, ShardServer] = direct if direct is not None else {}
         # The asker's deadline (time.monotonic()), if it has one: no request waits past it,
         # and a shard there is no time left to ask fails at once (listed, so partial).
         self.deadline: float | None = None
@@ -61,10 +61,7 @@ class ShardClient:
         out: dict[str, dict[str, Any] | TransportError] = {}
         remote: list[Envelope] = []
         for shard, (kind, payload) in calls.items():
-            server = self.local.get(shard) if kind in DIRECT_KINDS else None
-            if server is not None and shard != self.sender and (
-                    self.direct is None or not self.direct(shard)):
-                server = None
+            server = self._server(shard) if kind in DIRECT_KINDS else None
             if server is not None:
                 out[shard] = self._direct(server, kind, payload)
             else:
@@ -86,18 +83,46 @@ class ShardClient:
                 self.stale_epoch = max(self.stale_epoch, res.epoch)
         return out
 
+    def _server(self, shard: str) -> ShardServer | None:
+        """The server to call directly for ``shard`` (None: send it a message): one of
+        ``direct``, or the sender's own."""
+        server = self.direct.get(shard)
+        if server is None and shard == self.sender:
+            return self.local.get(shard)
+        return server
+
     @staticmethod
-    def _direct(server: ShardServer, kind: MessageType, payload: dict[str, Any]):
-        try:
-            if kind == MessageType.SHARD_QUERY:
-                return server.query(payload)
-            if kind == MessageType.SHARD_STORE:
-                return server.store_payload(payload)
-            return server.delete_payload(payload)
-        except TransportError as exc:
-            return exc
-        except Exception as exc:  # same contract as a remote ERROR reply
-            return TransportError(f"{server.agent_id}: {type(exc).__name__}: {exc}")
+    def _direct(server: ShardServer, kind: MessageType, payload: dict[str, Any]
+                ) -> dict[str, Any] | TransportError:
+        handle = (server.query if kind == MessageType.SHARD_QUERY else
+                  server.store_payload if kind == MessageType.SHARD_STORE else
+                  server.delete_payload)
+        return _guarded(server.agent_id, handle, payload)
+
+    def store_many(
+        self, placed: Mapping[str, Placed], timeout: float | None = None
+    ) -> dict[str, dict[str, Any] | TransportError]:
+        """SHARD_STORE of what placement gave each shard (a batch, or one fact's record),
+        as :meth:`call_many` would send it, except that a shard called directly is handed
+        the object itself: its wire form would only be built to be unpacked again. One
+        fact's promotion stores on ~27 shards, so this is per-shard cost on the hot write
+        path. A reply means stored, as a message's reply does."""
+        out: dict[str, dict[str, Any] | TransportError] = {}
+        remote: dict[str, Call] = {}
+        for shard, item in placed.items():
+            server = self._server(shard)
+            if server is None:
+                remote[shard] = (MessageType.SHARD_STORE, {"batch": as_batch(item).to_wire()})
+                continue
+            try:  # _guarded, inlined: this runs once per shard of every fact promoted
+                out[shard] = server.put(item)
+            except Exception as exc:
+                out[shard] = _failure(shard, exc)
+                if isinstance(exc, StaleEpoch):
+                    self.stale_epoch = max(self.stale_epoch, exc.epoch)
+        if remote:
+            out.update(self.call_many(remote, timeout))
+        return out
 
     def gather(self, calls: Mapping[str, Call]
                ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -149,3 +174,21 @@ class ShardClient:
         found = {key: [ScoredFact(HiveFact.from_dict(f), float(sc)) for f, sc in hits]
                  for res in replies.values() for key, hits in res["hits"].items()}
         return found, failed
+
+
+def _guarded(shard: str, handle: Callable[[Any], dict[str, Any]], arg: Any
+             ) -> dict[str, Any] | TransportError:
+    """A direct call to a shard server, with a remote call's contract: what it raises is
+    the shard's failure, returned (a TransportError as is), never raised to the caller."""
+    try:
+        return handle(arg)
+    except Exception as exc:
+        return _failure(shard, exc)
+
+
+def _failure(shard: str, exc: Exception) -> TransportError:
+    """What a direct call's exception is to its caller: a TransportError as is, anything
+    else as the shard's failure (a remote handler's exception becomes an ERROR reply)."""
+    if isinstance(exc, TransportError):
+        return exc
+    return TransportError(f"{shard}: {type(exc).__name__}: {exc}")

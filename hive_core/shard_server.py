@@ -21,9 +21,12 @@ from hive_core.membership.ranges import RangeSet
 from hive_core.messages import Envelope, MessageType
 from hive_core.ring import HashRing, stable_hash
 from hive_core.scoring import CorpusStats
+from hive_core.semantic.retrieval import answer as semantic_answer
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 RingSource = Callable[[], HashRing]
+# What placement gives one shard: a batch, or one fact's record (promote_fact's write).
+Placed = StoreBatch | StoreRecord
 SELECTION_TTL = 120.0  # seconds a pull's selection is kept between its pages
 SELECTIONS_KEPT = 8  # concurrent pulls served from a kept selection; more rescan
 HANDOFF_PAGE = 2000  # facts per hand-off reply (~1 MB of JSON), each page its own deadline
@@ -87,6 +90,8 @@ class ShardServer:
             found = context.score_keys(store, p["keys"], p["weights"], float(p["avgdl"]))
             return {"hits": {key: [[h.fact.to_dict(), h.score] for h in hits]
                              for key, hits in found.items()}}
+        if op == "semantic":  # a question's buckets (hive_core.semantic.retrieval)
+            return semantic_answer(store, p)
         if op == "get":
             fact = store.get(p["fact_id"])
             return {"fact": fact.to_dict() if fact else None}
@@ -141,13 +146,23 @@ class ShardServer:
                 "next": cursor}
 
     def store_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        batch = StoreBatch.from_wire(p["batch"]) if "batch" in p else None
-        added = self.store.put(batch) if batch else 0
-        if batch:
-            self.placements += 1
+        reply = self.put(StoreBatch.from_wire(p["batch"]) if "batch" in p else None)
         for edge in p.get("edges", ()):
             self.store.add_edge(HiveEdge.from_dict(edge))
-        return {"added": added, "received": len(batch) if batch else 0}
+        return reply
+
+    def put(self, placed: Placed | None) -> dict[str, Any]:
+        """Store what placement gave this shard: the SHARD_STORE of :meth:`store_payload`,
+        and what an in-process writer calls with the object itself, a batch or one fact's
+        record (no wire form to build and parse again; ShardClient.store_many)."""
+        if type(placed) is StoreRecord:  # a tuple: its len() is not a fact count
+            added, received = self.store.put_record(placed), 1
+        elif placed is None or not len(placed.facts):
+            return {"added": 0, "received": 0}
+        else:
+            added, received = self.store.put(placed), len(placed.facts)
+        self.placements += 1
+        return {"added": added, "received": received}
 
     def delete_payload(self, p: Mapping[str, Any]) -> dict[str, Any]:
         retracted = [fid for fid in p.get("retract", ()) if self.store.retract(fid)]
@@ -155,6 +170,11 @@ class ShardServer:
         for d in p.get("drops", ()):
             self.store.drop(d["fact_id"], d["terms"], bool(d["primary"]))
         return {"retracted": retracted, "restored": restored}
+
+
+def as_batch(placed: Placed) -> StoreBatch:
+    """The batch form of what a shard was given (the form a SHARD_STORE message carries)."""
+    return StoreBatch.from_records([placed]) if type(placed) is StoreRecord else placed
 
 
 class _Selections:

@@ -1,9 +1,12 @@
 """Authenticated messages with real agent processes, on Unix sockets and on the real Redis.
 
-A forged message -- unsigned, signed with another hive's secret, tampered, stale, or a replay
-of a genuine one -- changes nothing (no fact learned or retracted, no records dumped) and is
-counted in the agent's ``status --json``. Garbage and mutated frames (hypothesis) never stop
-the listener. A rotation keeps a running hive answering, and the old key is refused once it
+On Redis a forged message -- unsigned, signed with another hive's secret, tampered, stale,
+or a replay of a genuine one -- changes nothing (no fact learned or retracted, no records
+dumped) and is counted in the agent's ``status --json``. On a Unix socket, where each
+connection is authenticated once (hive_core.transports.conn_auth), so is a forged
+connection: no handshake, a bad proof, another hive's secret, a replayed recording of a
+genuine handshake. Garbage and mutated frames and handshakes (hypothesis) never stop the
+listener. A rotation keeps a running hive answering, and the old key is refused once it
 is done. The secret never appears in any output or log. Agents are stopped with ``stop``; a
 leftover is killed by its recorded PID.
 """
@@ -26,6 +29,8 @@ from typing import Any
 import pytest
 import redis
 from cli_helpers import cli_process, register_secret
+from handshake_helpers import MAGIC as HANDSHAKE
+from handshake_helpers import handshake, hello, mac, proof
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_helpers import REDIS_URL
@@ -147,6 +152,41 @@ def forged(hive: str, agent: str, keys: MessageAuth, fact_id: str) -> list[tuple
             ("bad_mac", no_mac), ("stale", stale)]
 
 
+def read_body(sock: socket.socket) -> bytes | None:
+    """The next frame's body, or None if the agent closed or stayed silent."""
+    buf = b""
+    try:
+        while len(buf) < HEADER.size or len(buf) < HEADER.size + HEADER.unpack(
+                buf[:HEADER.size])[0]:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+    except (TimeoutError, ConnectionError):
+        return None
+    (length,) = HEADER.unpack(buf[:HEADER.size])
+    return buf[HEADER.size:HEADER.size + length]
+
+
+def converse(path: Path, *sends: bytes, timeout: float = 10.0) -> list[bytes | None]:
+    """Send each of ``sends`` (raw bytes: frames already) on one new connection, reading
+    one reply frame after each: the bodies (None once the agent closed or stayed silent)."""
+    out: list[bytes | None] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        for data in sends:
+            try:
+                sock.sendall(data)
+            except ConnectionError:
+                out.append(None)
+                break
+            out.append(read_body(sock))
+            if out[-1] is None:
+                break
+    return out
+
+
 def exchange(path: Path, data: bytes, *, framed: bool = True, timeout: float = 10.0
              ) -> bytes | None:
     """Send ``data`` (as one frame, or raw) on a new connection; the reply frame's body,
@@ -158,17 +198,48 @@ def exchange(path: Path, data: bytes, *, framed: bool = True, timeout: float = 1
             sock.sendall(frame(data) if framed else data)
             if not framed:
                 sock.shutdown(socket.SHUT_WR)
-            buf = b""
-            while len(buf) < HEADER.size or len(buf) < HEADER.size + HEADER.unpack(
-                    buf[:HEADER.size])[0]:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return None
-                buf += chunk
-        except (TimeoutError, ConnectionError):
+        except ConnectionError:
             return None
-        (length,) = HEADER.unpack(buf[:HEADER.size])
-        return buf[HEADER.size:HEADER.size + length]
+        return read_body(sock)
+
+
+def forged_connections(hive: str, agent: str, key: bytes, fact_id: str
+                       ) -> list[tuple[str, list[bytes]]]:
+    """(the reason it must be refused for, what it sends) of each attack on ``agent``'s
+    socket: each item of the list is sent on one connection, one reply read after each."""
+    def req(kind: MessageType, payload: dict) -> bytes:
+        return frame(encode(Envelope(kind, hive, "agent_0", agent, payload)))
+
+    forget = req(MessageType.FORGET, {"fact_ids": [fact_id]})
+    retract = req(MessageType.SHARD_DELETE, {"retract": [fact_id]})
+    learn = req(MessageType.LEARN, {"turns": [FORGED_TURN]})
+    dump = req(MessageType.SHARD_QUERY, {"op": "records"})
+    signed = frame(with_key(key).sign(encode(Envelope(
+        MessageType.SHARD_DELETE, hive, "agent_0", agent, {"retract": [fact_id]}))))
+    other = new_key()
+    body, _ = hello(key)  # the key id is public: anyone can name it
+
+    def other_proof(challenge_body: bytes) -> bytes:  # what a key-less attacker can compute
+        return frame(HANDSHAKE + mac(other, b"C", HANDSHAKE + body[4:24] + challenge_body))
+
+    return [
+        ("unsigned", [forget]), ("unsigned", [dump]),  # no handshake at all
+        ("unsigned", [signed]),  # signed per message with the key, but no handshake
+        ("bad_mac", [frame(hello(other)[0]), learn]),  # another hive's secret
+        ("bad_mac", [frame(body), frame(HANDSHAKE + bytes(32)) + retract]),  # a bad proof
+        ("bad_mac", [frame(body), other_proof(bytes(20)) + learn]),
+        ("unsigned", [frame(body), forget]),  # a request where the proof should be
+    ]
+
+
+def check_refusals(keys: MessageAuth, name: str, replies: list[bytes | None], reason: str
+                   ) -> None:
+    """An attack's replies: handshake challenges at most, then ONE refusal signed by the
+    hive for ``reason``, then nothing (closed)."""
+    answers = [r for r in replies if r is not None and r[:4] != HANDSHAKE]
+    assert len(answers) == 1, (name, replies)
+    assert refused(keys, answers[0]) == f"message rejected: {reason}", name
+    assert replies[-1] is answers[0] or replies[-1] is None, (name, replies)
 
 
 def refused(keys: MessageAuth, body: bytes | None) -> str:
@@ -195,18 +266,26 @@ def test_forged_messages_on_the_socket_change_nothing_and_are_counted(home, hive
     target = "agent_1"
     path = hive.config.run_dir / f"{target}.sock"
 
-    attacks = forged("uauth", target, keys, fact)
-    for reason, data in attacks:
-        assert f"message rejected: {reason}" in refused(keys, exchange(path, data))
-    dump = keys.sign(encode(Envelope(MessageType.SHARD_QUERY, "uauth", "agent_0", target,
-                                     {"op": "records"})))
-    genuine = decode(keys.verify(exchange(path, dump)))  # we hold the key: a real dump
+    key = keys.source.keys().signing
+    attacks = forged_connections("uauth", target, key, fact)
+    for i, (reason, sends) in enumerate(attacks):
+        check_refusals(keys, f"attack {i}", converse(path, *sends), reason)
+    dump = frame(encode(Envelope(MessageType.SHARD_QUERY, "uauth", "agent_0", target,
+                                 {"op": "records"})))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10.0)
+        sock.connect(str(path))
+        recording = handshake(sock, key)  # we hold the key: a real dump
+        sock.sendall(dump)
+        genuine = decode(read_body(sock))
     assert genuine.type == MessageType.SHARD_RESPONSE and "records" in genuine.payload
-    assert "message rejected: replayed" in refused(keys, exchange(path, dump))
+    # The same bytes again, on a new connection: the recorded proof answers an old
+    # challenge, so the dump behind it is never read.
+    check_refusals(keys, "replay", converse(path, recording[0], recording[1] + dump), "bad_mac")
 
     after = hive.status()
     expected = {r: sum(a == r for a, _ in attacks) for r in REASONS}
-    expected["replayed"] = 1
+    expected["bad_mac"] += 1  # the replay
     assert after[target]["auth_rejected"] == expected
     assert all(sum(after[a]["auth_rejected"].values()) == 0 for a in after if a != target)
     assert [after[a]["facts"] for a in after] == [before[a]["facts"] for a in before]
@@ -224,36 +303,67 @@ def test_garbage_and_mutated_frames_never_stop_the_listener(home, hives) -> None
     hives.append(hive)
     hive.ok("start", "--hive", "fuzz")
     keys = hive_auth(hive.config)
+    key = keys.source.keys().signing
     path = hive.config.run_dir / "agent_0.sock"
     pid = hive.status()["agent_0"]["pid"]
     status = encode(Envelope(MessageType.SHARD_QUERY, "fuzz", "cli", "agent_0",
                              {"op": "status"}))
 
-    def mutated(position: int, value: int, how: int) -> bytes:
-        data = bytearray(keys.sign(status))
-        position %= len(data)
+    def mutate(data: bytes, position: int, value: int, how: int) -> bytes:
+        out = bytearray(data)
+        position %= len(out)
         if how == 0:
-            data[position] = value
+            out[position] = value
         elif how == 1:
-            del data[position:]
+            del out[position:]
         else:
-            data.insert(position, value)
-        return bytes(data)
+            out.insert(position, value)
+        return bytes(out)
+
+    def handshake_then(stage: str, mutation: tuple[int, int, int]) -> list[bytes | None]:
+        """A genuine handshake with one byte of ``stage`` (its hello, its proof, or the
+        request after it) changed, cut or added; the agent's replies."""
+        body, _ = hello(key)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5.0)
+            sock.connect(str(path))
+            first = mutate(body, *mutation) if stage == "hello" else body
+            sock.sendall(frame(first))
+            challenge = read_body(sock)
+            if challenge is None or challenge[:4] != HANDSHAKE:
+                return [challenge]
+            second = proof(key, first, challenge)
+            third = status
+            if stage == "proof":
+                second = mutate(second, *mutation)
+            elif stage == "request":
+                third = mutate(status, *mutation)
+            try:
+                sock.sendall(frame(second) + frame(third))
+            except ConnectionError:
+                return [challenge, None]
+            return [challenge, read_body(sock)]
+
+    mutation = st.tuples(st.integers(0, 2000), st.integers(0, 255), st.integers(0, 2))
 
     @settings(max_examples=150, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.one_of(
-        st.binary(max_size=600).map(lambda b: (False, b)),  # raw bytes, any framing
-        st.binary(max_size=600).map(lambda b: (True, b)),  # one frame of garbage
-        st.tuples(st.integers(0, 2000), st.integers(0, 255), st.integers(0, 2)).map(
-            lambda m: (True, mutated(*m))),
-        st.integers(0, 2**32 - 1).map(lambda n: (False, struct.pack(">I", n))),
+        st.binary(max_size=600).map(lambda b: [exchange(path, b, framed=False, timeout=5.0)]),
+        st.binary(max_size=600).map(lambda b: [exchange(path, b, timeout=5.0)]),
+        mutation.map(lambda m: [exchange(  # signed per message, but no handshake
+            path, mutate(keys.sign(status), *m), timeout=5.0)]),
+        st.integers(0, 2**32 - 1).map(
+            lambda n: [exchange(path, struct.pack(">I", n), framed=False, timeout=5.0)]),
+        st.tuples(st.sampled_from(["hello", "proof", "request"]), mutation).map(
+            lambda m: handshake_then(*m)),
     ))
-    def attack(item: tuple[bool, bytes]) -> None:
-        framed, data = item
-        body = exchange(path, data, framed=framed, timeout=5.0)
-        if body is not None:  # signed by the agent: a refusal, or the status of an intact frame
-            reply = decode(keys.verify(body))
+    def attack(replies: list[bytes | None]) -> None:
+        for body in replies:
+            if body is None or body[:4] == HANDSHAKE:
+                continue
+            # A refusal signed by the agent, or (after a genuine handshake) a plain reply.
+            reply = decode(keys.verify(body) if body[:4] == b"AHM1" else body)
             assert reply.type in (MessageType.ERROR, MessageType.SHARD_RESPONSE)
 
     attack()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 
 import psutil
@@ -198,3 +199,20 @@ def test_start_replaces_a_hung_agent(hive):
     assert result.outcome == "restarted" and result.pid != hung.pid
     assert supervisor.live_process(hung) is None
     bus.close()
+
+
+def test_a_ctrl_c_on_another_thread_waits_until_the_spawn_is_recorded() -> None:
+    """A SIGINT that lands on a thread other than the main one (numpy and friends start
+    threads) is held until the spawn's block is done, then delivered."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    reached_end = False
+    try:
+        with pytest.raises(KeyboardInterrupt), supervisor._sigint_deferred():
+            signal.pthread_kill(other.ident, signal.SIGINT)
+            time.sleep(0.2)  # a handler not held would raise here
+            reached_end = True
+    finally:
+        stop.set()
+    assert reached_end

@@ -11,28 +11,51 @@ from __future__ import annotations
 import pytest
 from test_federation_processes import _split
 
+from agent_runtime.federation import _shards_by_hive
 from agent_runtime.inprocess import InProcessHive
+from hive_core import multihop
 from hive_core.evaluation.longhorizon import build_long_horizon
 from hive_core.facts import HiveFact
 from hive_core.federated_search import HivePool, WorldStats, merge
+from hive_core.multihop import Hop
 from hive_core.query import parse
 from hive_core.scoring import CorpusStats
 from hive_core.search import SearchResult, pool_size, shape
 from hive_core.store.base import ScoredFact
 
 
-def _federated(hives: dict[str, InProcessHive], home: str, question: str, limit: int
-               ) -> SearchResult:
+def _round(hives: dict[str, InProcessHive], home: str, question: str, limit: int,
+           hops: dict[str, Hop | None]) -> SearchResult:
     world = WorldStats()
     for hive in hives.values():
         world = world + hive.graph.world_stats(question)[0]
     pools = []
     for name in [home, *(h for h in hives if h != home)]:
         fetched: dict[str, list[ScoredFact]] = {}
-        result = hives[name].graph.search(question, limit, world=world, fetched=fetched)
+        result = hives[name].graph.search(question, limit, world=world, fetched=fetched,
+                                          hop=hops.get(name))
         pools.append((name, HivePool.from_dict(HivePool(result, fetched).to_dict())))
     parsed = parse(question)
     return shape(merge(pools, pool_size(parsed, limit), home), parsed, limit)
+
+
+def _federated(hives: dict[str, InProcessHive], home: str, question: str, limit: int
+               ) -> SearchResult:
+    """The steps of agent_runtime.federation's search: a round, and for a two-hop question a
+    second round with each hive's hop planned on the shards it searched first."""
+    first = _round(hives, home, question, limit, {})
+    chain = multihop.detect(question)
+    if chain is None:
+        return first
+
+    def second_hop(second: str, finding: list[str]) -> SearchResult | None:
+        asked = _shards_by_hive(first.shards_searched, home)
+        hops = {h: hives[h].graph.plan_hop(finding, asked.get(h, []), None) for h in hives}
+        assert all(hop is not None for hop in hops.values())  # the spare shard: always room
+        return _round(hives, home, second, limit, hops)
+
+    return multihop.follow(chain, first, limit, hives[home].graph.settings.query_fanout,
+                           second_hop)
 
 
 @pytest.fixture(scope="module")

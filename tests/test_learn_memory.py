@@ -188,7 +188,9 @@ def test_anti_entropy_waits_for_a_shards_writes_to_pause() -> None:
 
 
 def test_a_shard_written_without_pause_still_gets_a_round_every_few() -> None:
-    """Deferral has a limit: a hive that never stops learning still repairs replicas."""
+    """Deferral has a limit: a hive that never stops learning still repairs replicas, with
+    twice as many rounds deferred after each one forced (a forced round costs O(facts held)
+    on both sides while the writes go on), and the cadence starts over once writes pause."""
     from hive_core.facts import HiveFact
     from hive_core.gossip import MAX_DEFERRED
 
@@ -197,9 +199,16 @@ def test_a_shard_written_without_pause_still_gets_a_round_every_few() -> None:
         graph.register_agent(agent)
     assert set(graph.gossip_round("agent_1", salt=1))
     rng = random.Random(5)
+    expected = [False] * MAX_DEFERRED + [True] + [False] * (2 * MAX_DEFERRED) + [True]
     ran = []
-    for salt in range(2, 2 + 2 * (MAX_DEFERRED + 1)):
+    for salt in range(2, 2 + len(expected)):
         graph.promote_facts_report("agent_0", [HiveFact(_line(rng)) for _ in range(10)])
         ran.append(bool(graph.gossip_round("agent_1", salt=salt)))
-    assert ran == ([False] * MAX_DEFERRED + [True]) * 2
+    assert ran == expected
+    assert set(graph.gossip_round("agent_1", salt=100))  # no write since: it runs
+    again = []
+    for salt in range(101, 101 + MAX_DEFERRED + 1):  # a new write streak: 4 again
+        graph.promote_facts_report("agent_0", [HiveFact(_line(rng)) for _ in range(10)])
+        again.append(bool(graph.gossip_round("agent_1", salt=salt)))
+    assert again == [False] * MAX_DEFERRED + [True]
     graph.close()

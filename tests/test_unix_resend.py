@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from handshake_helpers import serve_handshake
 
 import hive_core.transports.unix as unix
 from hive_core.auth import with_key
@@ -89,10 +90,11 @@ def test_a_request_on_a_connection_the_listener_closed_idle_is_sent_again(
 
 class ScriptedPeer:
     """A peer on a real Unix socket: answers the first request, then treats the next one
-    on that connection as ``second`` says, and answers anything on a new connection."""
+    on that connection as ``second`` says, and answers anything on a new connection. Each
+    connection is authenticated first (the hive's handshake, played independently), then
+    carries plain envelopes."""
 
     def __init__(self, run_dir: Path, second: Callable[[socket.socket], None]) -> None:
-        self.auth = with_key(KEY)
         self.second = second
         self.accepted = 0
         self.requests: list[int] = []  # the "n" of every request read, in order
@@ -106,17 +108,17 @@ class ScriptedPeer:
     def read(self, conn: socket.socket) -> Envelope:
         data = read_frame(conn, MAX_MESSAGE_BYTES, 5.0)
         assert data is not None
-        env = unseal(self.auth, data, MAX_MESSAGE_BYTES)
+        env = unseal(None, data, MAX_MESSAGE_BYTES)
         self.requests.append(env.payload["n"])
         return env
 
     def answer(self, conn: socket.socket, env: Envelope) -> None:
-        conn.sendall(frame(seal(self.auth, env.reply({"n": env.payload["n"]}),
-                                MAX_MESSAGE_BYTES)))
+        conn.sendall(frame(seal(None, env.reply({"n": env.payload["n"]}), MAX_MESSAGE_BYTES)))
 
     def _serve(self) -> None:
         with self.sock.accept()[0] as conn:
             self.accepted += 1
+            assert serve_handshake(conn, KEY)
             self.answer(conn, self.read(conn))
             self.second(conn)
         try:
@@ -125,6 +127,7 @@ class ScriptedPeer:
             return
         with extra:
             self.accepted += 1
+            assert serve_handshake(extra, KEY)
             self.answer(extra, self.read(extra))
 
 
@@ -142,7 +145,7 @@ def close_after_reading(peer: ScriptedPeer) -> Callable[[socket.socket], None]:
 def close_mid_reply(peer: ScriptedPeer) -> Callable[[socket.socket], None]:
     def run(conn: socket.socket) -> None:
         env = peer.read(conn)
-        whole = frame(seal(peer.auth, env.reply({"n": 1}), MAX_MESSAGE_BYTES))
+        whole = frame(seal(None, env.reply({"n": 1}), MAX_MESSAGE_BYTES))
         conn.sendall(whole[: len(whole) // 2])
         conn.close()
     return run

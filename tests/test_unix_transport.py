@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from handshake_helpers import handshake
 
 from hive_core.auth import ephemeral
 from hive_core.distributed import DistributedHiveGraph
@@ -98,20 +99,38 @@ def test_second_live_binding_is_refused_and_stale_socket_is_replaced(
         "echo": {"x": 1}}
 
 
+def process_key() -> bytes:
+    """This process's key: the transports built without a policy use it (hive_core.auth)."""
+    return ephemeral().source.keys().signing
+
+
+def closed_after(sock: socket.socket) -> bool:
+    """Whether the peer closed ``sock`` (a reset counts: our bytes stayed unread)."""
+    try:
+        return read_frame(sock, 1 << 20) is None
+    except ConnectionResetError:
+        return True
+
+
 def test_oversize_frame_is_refused_without_reading_it(transports, run_dir, caplog) -> None:
     server = transports(max_message_bytes=1024)
     server.bind("a", echo)
     sock = raw_connect(run_dir / "a.sock")
+    handshake(sock, process_key())
     sock.sendall(HEADER.pack(1 << 30) + b"{")  # announces 1 GiB, sends one byte
-    reply = decode(ephemeral().verify(read_frame(sock, 1 << 20)))
+    reply = decode(read_frame(sock, 1 << 20))  # a plain envelope: the connection is authentic
     assert reply.type == MessageType.ERROR and "exceeds" in reply.payload["error"]
-    try:  # and the connection is closed (a reset, since our 1-byte body stayed unread)
-        rest = read_frame(sock, 1 << 20)
-    except ConnectionResetError:
-        rest = None
-    assert rest is None
+    assert closed_after(sock)
     sock.close()
     assert "rejected a frame" in caplog.text
+    # Before the handshake a frame may be 256 bytes: a larger one is refused, unread.
+    sock = raw_connect(run_dir / "a.sock")
+    sock.sendall(HEADER.pack(1 << 30) + b"{")
+    reply = decode(ephemeral().verify(read_frame(sock, 1 << 20)))  # signed: not authentic
+    assert reply.payload["error"] == "message rejected: unsigned"
+    assert closed_after(sock)
+    sock.close()
+    assert server.auth.rejected()["unsigned"] == 1
     # the agent keeps serving
     assert check_reply(transports().request([query("a")], 5.0)[0]).payload == {"echo": {}}
 
@@ -128,20 +147,26 @@ def test_receiver_limit_applies_to_larger_senders(transports) -> None:
 def test_garbage_and_truncated_frames_do_not_stop_the_listener(
     transports, run_dir, caplog
 ) -> None:
-    transports().bind("a", echo)
+    server = transports()
+    server.bind("a", echo)
     auth = ephemeral()  # this process's key, as the transports have it
     sock = raw_connect(run_dir / "a.sock")
-    sock.sendall(frame(b"not json"))  # not even signed: refused before anything is parsed
+    sock.sendall(frame(b"not json"))  # no handshake: refused before anything is parsed
     reply = decode(auth.verify(read_frame(sock, 1 << 20)))
     assert reply.type == MessageType.ERROR and "unsigned" in reply.payload["error"]
-    sock.sendall(frame(auth.sign(b"not json")))  # signed, but not an envelope
-    reply = decode(auth.verify(read_frame(sock, 1 << 20)))
+    assert closed_after(sock)
+    sock.close()
+    sock = raw_connect(run_dir / "a.sock")
+    handshake(sock, process_key())
+    sock.sendall(frame(b"not json"))  # authenticated, but not an envelope
+    reply = decode(read_frame(sock, 1 << 20))
     assert reply.type == MessageType.ERROR and "not valid JSON" in reply.payload["error"]
     env = query("a", {"after": "garbage"})
-    sock.sendall(frame(auth.sign(encode(env))))  # the same connection still works
-    reply = decode(auth.verify(read_frame(sock, 1 << 20)))
+    sock.sendall(frame(encode(env)))  # the same connection still works
+    reply = decode(read_frame(sock, 1 << 20))
     assert reply.payload == {"echo": {"after": "garbage"}}
     sock.close()
+    assert server.auth.rejected() == {"bad_mac": 0, "stale": 0, "replayed": 0, "unsigned": 1}
     with caplog.at_level(logging.WARNING, logger="hive_core.transports.unix"):
         cut = raw_connect(run_dir / "a.sock")
         cut.sendall(HEADER.pack(100) + b"{\"v\":")  # dies mid-frame

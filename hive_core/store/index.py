@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
+from hive_core.facts import HiveFact
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.store.base import (
     KEY_PREFIX,
@@ -51,6 +52,9 @@ class TermIndex:
         # once per change). Removals keep the old pair: still a valid bound for pruning.
         self._extremes: dict[str, tuple[int, int]] = {}
         self.changes = 0  # bumped by every write: lets readers cache what they derive
+        # fid -> int8 vector of the facts a semantic query scored here (hive_core.semantic):
+        # decoded from the body once, on first use, so a hive without it pays nothing.
+        self.vectors: dict[str, bytes] = {}
 
     # -- writes -------------------------------------------------------------------------------
     def merge_batch(self, batch: StoreBatch, refused: Collection[str] = ()) -> int:
@@ -71,21 +75,49 @@ class TermIndex:
                     if term not in keys:
                         extra[fid] = (*keys, term)
             posting = postings.get(term)
-            if posting is None:
-                posting = postings[term] = set()
+            if posting is None:  # a new term (one fact's batch is mostly these)
+                postings[term] = set(fids)
+                stale.pop(term, None)
+                continue
             before = len(posting)
             posting.update(fids)
             if len(posting) != before:
                 stale.pop(term, None)
-        before = len(self.primary)
-        self.primary.update(f for f in batch.primary if f not in refused)
-        return len(self.primary) - before
+        primary = batch.primary
+        if not primary:  # most shards of a fact hold it only in some postings
+            return 0
+        held = self.primary
+        before = len(held)
+        held.update([f for f in primary if f not in refused] if refused else primary)
+        return len(held) - before
 
-    def merge(self, fid: str, tf: Mapping[str, int], terms: Iterable[str], primary: bool) -> bool:
-        """Add roles for one fact (row form); True if it newly became primary here."""
-        batch = StoreBatch({fid: {}}, {fid: tf}, {t: [fid] for t in terms},
-                           [fid] if primary else [])
-        return self.merge_batch(batch) == 1
+    def merge(self, fid: str, tf: Mapping[str, int], terms: Iterable[str], primary: bool) -> int:
+        """Add roles for one fact (row form); 1 if it newly became primary here, else 0.
+
+        What :meth:`merge_batch` does with a one-fact batch, without the batch: promoting
+        one fact merges it into ~27 shards, and building a batch for each cost more than
+        the merge."""
+        self.changes += 1
+        if fid not in self.tf:
+            self.tf[fid] = tf
+            self.dl[fid] = sum(tf.values())
+        postings, stale = self._postings, self._extremes
+        for term in terms:
+            if term.startswith(KEY_PREFIX):
+                keys = self._extra.get(fid, ())
+                if term not in keys:
+                    self._extra[fid] = (*keys, term)
+            posting = postings.get(term)
+            if posting is None:
+                postings[term] = {fid}
+                stale.pop(term, None)
+            elif fid not in posting:
+                posting.add(fid)
+                stale.pop(term, None)
+        if not primary or fid in self.primary:
+            return 0
+        self.primary.add(fid)
+        return 1
 
     def _unindex(self, fid: str, terms: Iterable[str]) -> None:
         terms = list(terms)
@@ -107,6 +139,7 @@ class TermIndex:
     def _forget(self, fid: str) -> None:
         self.changes += 1
         self._extra.pop(fid, None)
+        self.vectors.pop(fid, None)
         self.tf.pop(fid, None)
         self.dl.pop(fid, None)
         self.primary.discard(fid)
@@ -192,12 +225,13 @@ class TermIndex:
 
     def top(
         self, terms: Iterable[str], weights: Mapping[str, float], limit: int,
-        avgdl: float | None = None,
+        avgdl: float | None = None, combine: Callable[[str, float], float] | None = None,
     ) -> list[tuple[str, float]]:
         """(fact_id, score) of the best ``limit`` facts in the postings of ``terms``, with
-        the hive's average length ``avgdl`` (this index's constant when None).
+        the hive's average length ``avgdl`` (this index's constant when None); with
+        ``combine``, a fact's score is ``combine(fact_id, its BM25 score)``.
 
-        Sorted by (-score, fact_id); facts scoring 0 are never returned.
+        Sorted by (-score, fact_id); facts scoring 0 or less are never returned.
         """
         bm25 = self.bm25 if avgdl is None else replace(self.bm25, avgdl=float(avgdl))
         candidates: set[str] = set()
@@ -207,6 +241,8 @@ class TermIndex:
         scored = []
         for fid in candidates:
             s = score(weights, tfs[fid], dls[fid])
+            if combine is not None:
+                s = combine(fid, s)
             if s > 0.0:
                 scored.append((-s, fid))
         return [(fid, -neg) for neg, fid in heapq.nsmallest(limit, scored)]
@@ -257,9 +293,41 @@ class IndexedStore:
         with self._lock:
             return list(self._index.primary)
 
+    def put(self, batch: StoreBatch) -> int:
+        """Merge a batch (each store writes its own way; see ShardStore.put)."""
+        raise NotImplementedError
+
+    def put_record(self, record: StoreRecord) -> int:
+        """:meth:`put` of one fact's record (a store may do it without building a batch)."""
+        return self.put(StoreBatch.from_records([record]))
+
     def _body(self, fact_id: str) -> Mapping[str, Any]:
         """The stored plain-data fact (each store keeps its bodies its own way)."""
         raise NotImplementedError
+
+    def fused_score(
+        self, keys: Iterable[str], weights: Mapping[str, float], limit: int,
+        avgdl: float | None, combine: Callable[[float, bytes | None], float],
+        vector_of: Callable[[Mapping[str, Any]], bytes | None],
+    ) -> list[ScoredFact]:
+        """Top ``limit`` facts of the postings of ``keys`` (semantic buckets) by
+        ``combine(bm25, vector)``; a fact's vector is read from its body once and kept in
+        the index (:mod:`hive_core.semantic.retrieval` says what the score is)."""
+        with self._lock:
+            vectors = self._index.vectors
+
+            def score(fid: str, bm25: float) -> float:
+                vec = vectors.get(fid)
+                if vec is None:
+                    vec = vector_of(self._body(fid))
+                    if vec is not None:
+                        vectors[fid] = vec
+                return combine(bm25, vec)
+
+            best = self._index.top(keys, weights, limit, avgdl, score)
+            bodies = [self._body(fid) for fid, _ in best]
+        return [ScoredFact(HiveFact.from_dict(dict(body)), s)
+                for body, (_, s) in zip(bodies, best, strict=True)]
 
     def select_roles(self, keep: Callable[[str], bool]) -> list[StoreRecord]:
         with self._lock:

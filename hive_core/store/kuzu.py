@@ -89,8 +89,15 @@ from types import ModuleType
 from typing import Any
 
 from hive_core.config import DEFAULTS, KUZU_MIN_BUFFER_POOL_SIZE, CoreSettings
-from hive_core.disk_space import DiskGuard, disk_full, is_enospc
-from hive_core.errors import ConfigError, DiskFull, ShardCorrupt, ShardError, ShardInUse
+from hive_core.disk_space import DISK_FULL, DiskGuard, disk_full, free_bytes, is_enospc
+from hive_core.errors import (
+    ConfigError,
+    DiskFull,
+    HiveError,
+    ShardCorrupt,
+    ShardError,
+    ShardInUse,
+)
 from hive_core.facts import RETRACTED, HiveEdge, HiveFact, said_later
 from hive_core.scoring import Bm25
 from hive_core.store.base import ScoredFact, StoreBatch, StoreRecord
@@ -477,16 +484,48 @@ class KuzuShardStore(IndexedStore):
         return self._disk.full
 
     def close(self) -> None:
-        """Close the database and give up the claim on its directory (idempotent)."""
+        """Close the database and give up the claim on its directory (idempotent).
+
+        The checkpoint (the write-ahead log folded into the database file) is taken here
+        first, explicitly, because the engine's own one on close swallows a full disk: no
+        error, the process exits 0 (measured, kuzu 0.11.3, a 40 MB tmpfs filled to 0-8 MB
+        free: the data file grows as far as it can, the WAL stays and is replayed at the next
+        open, so every acknowledged write survives -- but nobody is told). A full disk is
+        raised as DiskFull *after* the shard is closed and its claim released: one line
+        naming the path, for whoever stops the process (an agent exits 1 with it).
+        """
         with self._lock:
             if self._claim is None:
                 return
+            problem = self._checkpoint()
             self._stmts = {}
-            self._conn.close()
-            self._db.close()
-            private_files(self.path)
-            self._claim.release()
-            self._claim = None
+            try:
+                self._conn.close()
+                self._db.close()
+                private_files(self.path)
+            finally:
+                self._claim.release()
+                self._claim = None
+        if problem is not None:
+            raise problem
+
+    def _checkpoint(self) -> HiveError | None:
+        """CHECKPOINT now; the error to raise once closed (None: written)."""
+        try:
+            self._conn.execute("CHECKPOINT")
+            return None
+        except RuntimeError as exc:
+            if "no space left" not in str(exc).lower():
+                return ShardError(f"shard {self.path}: checkpoint on close failed: "
+                                  f"{str(exc).splitlines()[0][:200]}")
+        try:
+            free = free_bytes(self.path)
+        except OSError:
+            free = 0
+        return DiskFull(f"{DISK_FULL}{self.path}: {free // MIB} MB free when the shard closed, "
+                        "so its checkpoint was not written; its write-ahead log keeps every "
+                        "acknowledged write and is replayed at the next open: free space "
+                        "before restarting", str(self.path), free)
 
 
 def private_dir(path: Path) -> None:

@@ -42,8 +42,9 @@ class MemoryShardStore(IndexedStore):
             for fid, fact in batch.facts.items():
                 if fid in refused:
                     continue
-                if fid in facts:
-                    if said_later(facts[fid], fact):
+                held = facts.get(fid)
+                if held is not None:
+                    if said_later(held, fact):
                         facts[fid] = fact
                     continue
                 if fact.get("status") == RETRACTED:
@@ -51,6 +52,24 @@ class MemoryShardStore(IndexedStore):
                     continue
                 facts[fid] = fact
             return self._index.merge_batch(batch, refused)
+
+    def put_record(self, record: StoreRecord) -> int:
+        """:meth:`put` of a one-fact batch, for one record without building the batch."""
+        fact, tf, terms, primary = record
+        fid = fact["fact_id"]
+        with self._lock:
+            if fid in self._tombstones:
+                return 0
+            facts = self._facts
+            held = facts.get(fid)
+            if held is not None:
+                if said_later(held, fact):
+                    facts[fid] = fact
+            elif fact.get("status") == RETRACTED:
+                return 0
+            else:
+                facts[fid] = fact
+            return self._index.merge(fid, tf, terms, primary)
 
     def retract(self, fact_id: str) -> bool:
         with self._lock:

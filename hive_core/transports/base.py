@@ -52,24 +52,30 @@ class ShardTransport(Protocol):
     def close(self) -> None: ...
 
 
-def seal(auth: MessageAuth, env: Envelope, max_bytes: int) -> bytes:
-    """The signed bytes of ``env``: at most ``max_bytes`` on the wire, signature included."""
+def seal(auth: MessageAuth | None, env: Envelope, max_bytes: int) -> bytes:
+    """The signed bytes of ``env``: at most ``max_bytes`` on the wire, signature included.
+    ``auth`` None: the plain envelope, for a connection that was authenticated once
+    (hive_core.transports.conn_auth)."""
+    if auth is None:
+        return encode(env, max_bytes)
     return auth.sign(encode(env, max_bytes - OVERHEAD))
 
 
-def unseal(auth: MessageAuth, data: bytes, max_bytes: int) -> Envelope:
+def unseal(auth: MessageAuth | None, data: bytes, max_bytes: int) -> Envelope:
     """The envelope of signed ``data``, verified before any of it is parsed (raises
-    MessageRejected, an hive_core.auth.AuthRejected when authentication fails)."""
+    MessageRejected, an hive_core.auth.AuthRejected when authentication fails); ``auth``
+    None: plain ``data`` from an authenticated connection, as :func:`seal`."""
     if len(data) > max_bytes:
         raise MessageRejected(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
-    return decode(auth.verify(data), max_bytes)
+    return decode(data if auth is None else auth.verify(data), max_bytes)
 
 
 def reply_bytes(
-    handler: Handler, env: Envelope, agent_id: str, max_bytes: int, auth: MessageAuth,
-    misrouted: str | None = None,
+    handler: Handler, env: Envelope, agent_id: str, max_bytes: int,
+    auth: MessageAuth | None, misrouted: str | None = None,
 ) -> bytes:
-    """The signed reply of a networked agent to one verified, decoded request.
+    """The signed reply of a networked agent to one verified, decoded request (plain with
+    ``auth`` None, as :func:`seal`).
 
     ``misrouted`` (a reason) refuses a message that reached the wrong agent or hive. A
     handler's exception, a missing reply and a reply too large to send each become an ERROR

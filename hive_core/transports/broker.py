@@ -19,9 +19,13 @@ request/reply hive needs on top is written once, here:
   abandoned to the broker's redelivery;
 * **authentication** (hive_core.auth): every request and reply is signed and verified
   before it is parsed; a delivery that fails is acknowledged without an answer (dropped and
-  counted, never handled). A delivery whose handling did not complete releases its nonce, so
-  the broker's redelivery -- minutes later, maybe to a new process -- is accepted, while a
-  copy of one already handled is refused as replayed;
+  counted, never handled). What an agent handled is recorded before it is acknowledged
+  (hive_core.transports.handled_journal, on disk when the transport has a ``replay_dir``),
+  so a copy of it is refused as replayed in this incarnation and the next; the same broker
+  entry handed out again is acknowledged without running. A delivery whose handling did not
+  complete releases its nonce, so the broker's redelivery -- minutes later, maybe to a new
+  process -- is accepted. The broker's own marks of a redelivery (a delivery count, a
+  reclaim) decide nothing: a broker writer can set them;
 * **drain on close**: unbinding stops receiving, then lets requests in flight finish
   (bounded), the rest stay with the broker for the next incarnation;
 * **bounded work**: at most ``max_inflight`` deliveries per agent are read ahead;
@@ -42,6 +46,7 @@ import time
 import uuid
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from hive_core.auth import BROKER_WINDOW, AuthRejected, MessageAuth, Redelivered, ephemeral
@@ -55,6 +60,7 @@ from hive_core.errors import (
 )
 from hive_core.messages import Envelope, MessageType, decode
 from hive_core.transports.base import Handler, Reply, check_request, reply_bytes, seal, unseal
+from hive_core.transports.handled_journal import HandledJournal, Stamp, stamp
 from hive_core.transports.notices import Notices
 from hive_core.transports.retry import Backoff, RetryState
 
@@ -84,8 +90,10 @@ class Delivery:
     reply_to: str | None  # None: the broker refused the address (logged by the broker)
     msg_id: str = ""
     handle: Any = None  # what the broker needs to ack or abandon it
-    attempt: int = 1  # how many times the broker has delivered it (1 = first time)
+    attempt: int = 1  # how many times the broker says it delivered it (counters only)
     verified: bool = False  # its signature was accepted (its nonce claimed) here
+    fetched_at: float = 0.0  # monotonic time the receive call that got it started
+    stamp: Stamp | None = None  # what the agent's record keeps of it (signed ones)
 
 
 class Broker(Protocol):
@@ -93,6 +101,9 @@ class Broker(Protocol):
 
     hive: str
     where: str  # the broker's location for messages, secrets redacted
+    # True: when ``ack`` returns, the broker will not hand the delivery out again by itself
+    # (Redis XACK); a later copy of the same entry was put back by hand.
+    acks_are_final: bool
 
     def claim(self, agent: str) -> None:
         """Make ``agent``'s inbox ready and mark it live. AgentError if another live
@@ -181,6 +192,7 @@ class Inbox:
         self.agent = agent
         self.handler = handler
         self.counters = InboxCounters()
+        self.journal = transport.open_journal(agent)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"inbox-{agent}", daemon=True)
@@ -194,6 +206,7 @@ class Inbox:
             room = self._room()
             if room == 0:
                 continue
+            fetched_at = time.monotonic()
             try:
                 deliveries = self.broker.receive(self.agent, room, self.t.receive_timeout)
                 if retry.attempts:
@@ -206,6 +219,7 @@ class Inbox:
                 retry.failed()
                 continue
             for delivery in deliveries:
+                delivery.fetched_at = fetched_at
                 self._submit(delivery)
 
     def _room(self) -> int:
@@ -235,7 +249,11 @@ class Inbox:
     def _work(self, delivery: Delivery) -> None:
         try:
             body = self._answer(delivery)
+            if delivery.verified:  # on record before the broker may forget it
+                self.journal.handled(delivery.stamp)
             if self._ack(delivery, body):
+                if delivery.verified and self.broker.acks_are_final:
+                    self.journal.confirmed(delivery.stamp)
                 if body is not None:  # None: dropped unanswered, not handled
                     with self._cond:
                         self.counters.handled += 1
@@ -258,7 +276,9 @@ class Inbox:
             if len(delivery.body) > limit:
                 raise MessageRejected(f"message of {len(delivery.body)} bytes exceeds the "
                                       f"{limit}-byte limit")
-            plain = auth.verify(delivery.body, redelivery=delivery.attempt > 1)
+            delivery.stamp = stamp(delivery.key, delivery.body)
+            redelivery = self.journal.is_redelivery(delivery.stamp, delivery.fetched_at)
+            plain = auth.verify(delivery.body, redelivery=redelivery)
         except Redelivered:
             log.info("%s: %s was handled here already; acknowledged without running it "
                      "again", self.agent, delivery.key)
@@ -302,6 +322,7 @@ class Inbox:
         with self._cond:
             self.counters.abandoned += 1
         if delivery.verified:  # its redelivery is not a replay
+            self.journal.released(delivery.stamp)
             self.t.auth.release(delivery.body)
         try:
             self.broker.abandon(self.agent, delivery)
@@ -321,6 +342,7 @@ class Inbox:
         if left:
             log.error("%s: %d request(s) still running after %.1fs; the broker redelivers "
                       "them when the agent restarts", self.agent, left, self.t.drain_timeout)
+        self.journal.close()  # a request finishing later is not acknowledged (not recorded)
 
 
 class BrokerTransport:
@@ -330,9 +352,11 @@ class BrokerTransport:
         self, broker: Broker, *, max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_workers: int = 16, receive_timeout: float = RECEIVE_TIMEOUT,
         drain_timeout: float = DRAIN_TIMEOUT, backoff: Backoff | None = None,
-        auth: MessageAuth | None = None,
+        auth: MessageAuth | None = None, replay_dir: Path | None = None,
     ) -> None:
         self.broker = broker
+        # Where each bound agent records what it handled (None: in memory, this process only).
+        self.replay_dir = replay_dir
         # The hive's policy (registry.open_transport); without one, this process's own key.
         self.auth = auth if auth is not None else ephemeral(BROKER_WINDOW)
         self.max_message_bytes = max_message_bytes
@@ -365,7 +389,11 @@ class BrokerTransport:
             if agent_id in self._inboxes:
                 raise ConfigError(f"{agent_id!r} is already bound on this transport")
         self.broker.claim(agent_id)
-        inbox = Inbox(self, agent_id, handler)
+        try:  # after the claim: no other live process writes this agent's record
+            inbox = Inbox(self, agent_id, handler)
+        except BaseException:
+            self.broker.release(agent_id)
+            raise
         with self._lock:
             self._inboxes[agent_id] = inbox
         inbox.start()
@@ -382,6 +410,13 @@ class BrokerTransport:
             log.warning("%s: could not leave cleanly (%s); its liveness expires on its own",
                         agent_id, exc)
         inbox.close()
+
+    def open_journal(self, agent_id: str) -> HandledJournal:
+        """``agent_id``'s record of handled deliveries, its nonces given to this policy."""
+        journal = HandledJournal(self.replay_dir, agent_id, self.auth.window,
+                                 clock=self.auth.clock, max_entries=self.auth.guard.max_nonces)
+        journal.seed(self.auth.guard)
+        return journal
 
     def inbox(self, agent_id: str) -> InboxCounters:
         """The counters of ``agent_id``'s inbox here (tests and benchmarks)."""

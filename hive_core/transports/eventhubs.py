@@ -52,6 +52,7 @@ from hive_core.transports import azure_names, azure_sdk, chunks
 from hive_core.transports.azure_sdk import str_properties
 from hive_core.transports.azure_state import Presence, open_checkpoints, open_presence
 from hive_core.transports.broker import BrokerTransport, Delivery, Outgoing
+from hive_core.transports.handled_journal import journal_dir
 from hive_core.transports.retry import Backoff, RetryState
 
 log = logging.getLogger("hive_core.transports.eventhubs")
@@ -225,6 +226,8 @@ class _Reader:
 
 class EventHubsBroker:
     """The Broker primitives over one event hub (see the module docstring)."""
+
+    acks_are_final = False  # events after the last checkpoint are read again after a restart
 
     def __init__(
         self, config: HiveConfig, *, presence: Presence | None = None,
@@ -483,4 +486,4 @@ class _ReplyReader(_Reader):
 
 def open_transport(config: HiveConfig, auth: MessageAuth | None = None) -> BrokerTransport:
     """The ``azure_event_hubs`` entry of hive_core.transports.registry."""
-    return BrokerTransport(EventHubsBroker(config), auth=auth)
+    return BrokerTransport(EventHubsBroker(config), auth=auth, replay_dir=journal_dir(config))

@@ -7,6 +7,13 @@ bytes and decoded again, proving that nothing crosses the bus that could not cro
 (the conformance tests run this way; benchmarks use the default to measure the engine, not
 ``json``). Strict mode also signs and verifies each message (hive_core.auth), as the
 networked transports do, with the policy given or this process's own key.
+
+The default bus neither encodes nor signs: sender and receiver share one address space, so
+nothing sits between them that could forge or alter a message, and a signature would only
+prove that the process trusts itself. That is also why a graph calls the shards this bus
+would deliver to unchanged directly, without the thread hand-off
+(``DistributedHiveGraph._delivered_here``, keyed on :attr:`LocalEventBus.version`). Every
+process boundary -- Unix sockets, Redis, the brokers -- still signs and verifies.
 """
 
 from __future__ import annotations
@@ -37,10 +44,14 @@ class LocalEventBus:
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="hive-bus")
         self._closed = False
         self.delivered = 0
+        # Bumped by every bind and unbind: a graph caches which of its shards this bus would
+        # hand to their own server unchanged, and recomputes that when this moves.
+        self.version = 0
 
     def bind(self, agent_id: str, handler: Handler) -> None:
         with self._lock:
             self._handlers[agent_id] = handler
+            self.version += 1
 
     def handler(self, agent_id: str) -> Handler | None:
         """The handler bound for ``agent_id`` (a graph compares it to skip the hand-off)."""
@@ -49,6 +60,7 @@ class LocalEventBus:
     def unbind(self, agent_id: str) -> None:
         with self._lock:
             self._handlers.pop(agent_id, None)
+            self.version += 1
 
     def _wire(self, envelope: Envelope) -> Envelope:
         if not self.strict:

@@ -14,7 +14,10 @@ The primitives, as :mod:`hive_core.transports.broker` asks for them:
 * ``receive``: XREADGROUP with a bounded BLOCK. After every (re)connect, and every
   :data:`RECLAIM_INTERVAL` while connected, it first XAUTOCLAIMs stale pending entries (a
   previous incarnation died holding them, or a reply could not be written): that is the
-  redelivery. A consumer group lost with a Redis restart is recreated (``NOGROUP``).
+  redelivery. A consumer group lost with a Redis restart is recreated (``NOGROUP``). Anyone
+  who can write to Redis can put an entry on the pending list too (XREADGROUP as any
+  consumer, XCLAIM ... RETRYCOUNT), so being reclaimed proves nothing: the entry id and the
+  agent's own record decide (hive_core.transports.handled_journal).
 * ``ack``: the reply XADDed to the asker's stream and the XACK, in one pipeline.
   ``abandon`` leaves the entry pending (reclaimed later).
 * liveness and name claims: :mod:`hive_core.transports.redis_membership` (heartbeats).
@@ -31,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -43,6 +47,7 @@ from hive_core.errors import ConfigError, ConnectionLost, TransportError
 from hive_core.hive_config import HiveConfig
 from hive_core.redact import redact_secret
 from hive_core.transports.broker import DRAIN_TIMEOUT, BrokerTransport, Delivery, Outgoing
+from hive_core.transports.handled_journal import journal_dir
 from hive_core.transports.redis_membership import (
     ALIVE_TTL,
     HEARTBEAT_INTERVAL,
@@ -122,6 +127,8 @@ def purge_hive_keys(url: str, hive: str, key_prefix: str = DEFAULT_KEY_PREFIX) -
 
 class RedisBroker:
     """The Broker primitives over Redis Streams (see the module docstring)."""
+
+    acks_are_final = True  # XACK took the entry off the pending list: never reclaimed again
 
     def __init__(
         self, url: str, hive: str, *, key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -323,13 +330,14 @@ class RedisShardTransport(BrokerTransport):
         block_ms: int = BLOCK_MS, stream_maxlen: int = STREAM_MAXLEN,
         heartbeat_interval: float = HEARTBEAT_INTERVAL, alive_ttl: float = ALIVE_TTL,
         drain_timeout: float = DRAIN_TIMEOUT, auth: MessageAuth | None = None,
+        replay_dir: Path | None = None,
     ) -> None:
         self.redis = RedisBroker(url, hive, key_prefix=key_prefix, block_ms=block_ms,
                                  stream_maxlen=stream_maxlen,
                                  heartbeat_interval=heartbeat_interval, alive_ttl=alive_ttl)
         super().__init__(self.redis, max_message_bytes=max_message_bytes,
                          max_workers=max_workers, receive_timeout=block_ms / 1000,
-                         drain_timeout=drain_timeout, auth=auth)
+                         drain_timeout=drain_timeout, auth=auth, replay_dir=replay_dir)
 
     @property
     def where(self) -> str:
@@ -344,7 +352,8 @@ def open_transport(config: HiveConfig, auth: MessageAuth | None = None
     """The ``redis`` entry of hive_core.transports.registry."""
     assert config.connection_string is not None  # checked by the registry
     return RedisShardTransport(config.connection_string, config.name,
-                               key_prefix=config.key_prefix, auth=auth)
+                               key_prefix=config.key_prefix, auth=auth,
+                               replay_dir=journal_dir(config))
 
 
 def purge(config: HiveConfig) -> list[str]:

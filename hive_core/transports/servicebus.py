@@ -65,6 +65,7 @@ from hive_core.transports.azure_names import (
 from hive_core.transports.azure_sdk import str_properties
 from hive_core.transports.azure_state import Presence, open_presence
 from hive_core.transports.broker import BrokerTransport, Delivery, Outgoing
+from hive_core.transports.handled_journal import journal_dir
 from hive_core.transports.retry import Backoff, RetryState
 from hive_core.transports.servicebus_entities import SDK_ERRORS, ServiceBusEntities
 from hive_core.transports.servicebus_entities import purge as purge  # the registry's entry
@@ -136,6 +137,8 @@ class _Inbox:
 
 class ServiceBusBroker:
     """The Broker primitives over Service Bus (see the module docstring)."""
+
+    acks_are_final = False  # a completion is queued, and may find its lock expired
 
     def __init__(
         self, connection_string: str, hive: str, *, presence: Presence,
@@ -395,7 +398,10 @@ class ServiceBusBroker:
                 continue  # more parts to come
             handle = list(box.parts.pop(msg_id).values())
             attempt = max(max(1, int(m.delivery_count or 0)) for _, m in handle)
-            out.append(Delivery(key=msg_id, body=body, msg_id=msg_id, handle=handle,
+            # The key is the service's sequence numbers, which no sender chooses: a copy of a
+            # request is a new key, its redelivery the same (hive_core.transports.broker).
+            key = tuple(sorted(int(m.sequence_number) for _, m in handle))
+            out.append(Delivery(key=key, body=body, msg_id=msg_id, handle=handle,
                                 reply_to=self._reply_to(box.agent, props.get("reply_to")),
                                 attempt=attempt))
         return out
@@ -516,4 +522,4 @@ def open_transport(config: HiveConfig, auth: MessageAuth | None = None) -> Broke
     except BaseException:
         presence.close()
         raise
-    return BrokerTransport(broker, auth=auth)
+    return BrokerTransport(broker, auth=auth, replay_dir=journal_dir(config))

@@ -23,6 +23,14 @@ the peer read the request (then failed or stopped without answering), and a repl
 half way means it was answered: both are reported (ConnectionLost), never re-sent silently,
 as the request may have run.
 
+Authentication is per connection (:mod:`hive_core.transports.conn_auth`): a new connection
+sends its HELLO, checks the listener's proof, then sends its own proof with the first request
+behind it (one round trip more, once per connection); the frames after that are plain
+envelopes. A frame signed per message (hive_core.auth) is still accepted in reply: it is how
+a listener refuses a connection it could not authenticate (an ERROR envelope, signed so that
+it cannot be forged). A pooled connection whose listener proved a key that a rotation has
+since retired is closed, not reused.
+
 The serving half lives in :mod:`hive_core.transports.unix_listener`. A client-only instance
 (the CLI) never binds and never creates ``run_dir``.
 """
@@ -39,7 +47,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hive_core.auth import OVERHEAD, AuthRejected, MessageAuth, ephemeral
+from hive_core.auth import MAGIC as SIGNED_MAGIC
+from hive_core.auth import AuthRejected, MessageAuth, ephemeral
 from hive_core.config import MAX_MESSAGE_BYTES, CoreSettings
 from hive_core.errors import (
     ConfigError,
@@ -50,6 +59,7 @@ from hive_core.errors import (
 )
 from hive_core.messages import Envelope, MessageType, encode
 from hive_core.transports.base import Handler, Reply, check_request, unseal
+from hive_core.transports.conn_auth import ClientHandshake, ConnectionAuth, is_handshake
 from hive_core.transports.framing import FrameReader, frame
 from hive_core.transports.listener_limits import ListenerLimits
 
@@ -78,15 +88,18 @@ def _alive(sock: socket.socket) -> bool:
 class _Call:
     """One envelope in flight: its bytes out, its reply in, and its outcome."""
 
-    __slots__ = ("env", "out", "pooled", "reader", "received", "result", "retried",
-                 "send_error", "sent", "sock")
+    __slots__ = ("env", "handshake", "out", "peer_kid", "pooled", "reader", "received",
+                 "request", "result", "retried", "send_error", "sent", "sock")
 
     def __init__(self, env: Envelope, max_bytes: int) -> None:
         self.env = env
-        self.out = memoryview(b"")
+        self.request = b""  # the request's frame
+        self.out = memoryview(b"")  # what is being sent: the request, or a handshake frame
         self.sent = 0
         self.sock: socket.socket | None = None
         self.pooled = False  # sock came from the idle pool (the peer may have closed it)
+        self.handshake: ClientHandshake | None = None  # sock's, until the listener proved
+        self.peer_kid: bytes | None = None  # the key sock's listener proved
         self.retried = False  # already sent again once on a fresh connection
         self.received = 0  # bytes of the reply read so far
         self.reader = FrameReader(max_bytes)
@@ -97,6 +110,14 @@ class _Call:
         """Whether a failure now may be retried on a fresh connection (module docstring)."""
         return self.pooled and not self.retried and self.received == 0
 
+    def use(self, sock: socket.socket, pooled: bool, peer_kid: bytes | None,
+            handshake: ClientHandshake | None) -> None:
+        """Send on ``sock``: the request at once (pooled, or no handshake needed), or the
+        HELLO of ``handshake`` first."""
+        self.sock, self.pooled, self.peer_kid, self.handshake = sock, pooled, peer_kid, handshake
+        self.out = memoryview(self.request if handshake is None else frame(handshake.hello))
+        self.sent, self.send_error = 0, None
+
 
 class UnixSocketTransport:
     """ShardTransport over Unix domain sockets in one folder (see module docstring)."""
@@ -105,17 +126,20 @@ class UnixSocketTransport:
         self, run_dir: Path | str, *, max_message_bytes: int = MAX_MESSAGE_BYTES,
         pool_per_peer: int = POOL_PER_PEER, drain_timeout: float = DRAIN_TIMEOUT,
         limits: ListenerLimits | None = None, auth: MessageAuth | None = None,
+        conn_auth: ConnectionAuth | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
-        # Signs requests and replies, verifies both (hive_core.auth): the hive's policy from
-        # registry.open_transport, or without one this process's own key.
+        # The keys that authenticate connections (hive_core.transports.conn_auth) and count
+        # refusals: the hive's policy from registry.open_transport, or this process's own key.
         self.auth = auth if auth is not None else ephemeral()
+        self.conn_auth = conn_auth if conn_auth is not None else ConnectionAuth(self.auth)
         self.max_message_bytes = max_message_bytes
         self.pool_per_peer = pool_per_peer
         self.drain_timeout = drain_timeout
         self.limits = limits or ListenerLimits()
         self._listeners: dict[str, UnixListener] = {}
-        self._idle: dict[str, list[socket.socket]] = {}
+        # Idle pooled connections by peer, each with the key id its listener proved.
+        self._idle: dict[str, list[tuple[socket.socket, bytes | None]]] = {}
         self._lock = threading.Lock()
         self._closed = False
         # Requests sent again because their pooled connection had been closed by the peer
@@ -132,7 +156,8 @@ class UnixSocketTransport:
                 raise ConfigError(f"{agent_id!r} is already bound on this transport")
             self._listeners[agent_id] = UnixListener(
                 self.run_dir, agent_id, handler, max_message_bytes=self.max_message_bytes,
-                drain_timeout=self.drain_timeout, limits=self.limits, auth=self.auth)
+                drain_timeout=self.drain_timeout, limits=self.limits, auth=self.auth,
+                conn_auth=self.conn_auth)
 
     def unbind(self, agent_id: str) -> None:
         """Stop serving ``agent_id``: requests in flight finish, then the socket file goes."""
@@ -162,24 +187,26 @@ class UnixSocketTransport:
         calls = [_Call(env, self.max_message_bytes) for env in envelopes]
         for call in calls:
             try:
-                body = encode(call.env, self.max_message_bytes - OVERHEAD)  # as base.seal
-                call.out = memoryview(frame(self.auth.signature(body), body))
-                call.sock, call.pooled = self._checkout(call.env.target, deadline)
+                call.request = frame(encode(call.env, self.max_message_bytes))  # as base.seal
+                self._checkout(call, deadline)
             except TransportError as exc:
                 call.result = exc
         self._pump([c for c in calls if c.result is None], deadline, timeout)
         return [c.result for c in calls if c.result is not None]
 
-    def _checkout(self, target: str, deadline: float) -> tuple[socket.socket, bool]:
-        """A connection to ``target``, and whether it came from the idle pool."""
+    def _checkout(self, call: _Call, deadline: float) -> None:
+        """Give ``call`` a connection to its target: an idle pooled one whose peer is still
+        there and whose key is still accepted, else a new one (its handshake first)."""
+        target = call.env.target
         with self._lock:
             pool = self._idle.get(target, [])
             while pool:
-                sock = pool.pop()
-                if _alive(sock):
-                    return sock, True
+                sock, kid = pool.pop()
+                if _alive(sock) and self.conn_auth.accepts(kid):
+                    call.use(sock, True, kid, None)
+                    return
                 sock.close()
-        return self._connect(target, deadline), False
+        call.use(self._connect(target, deadline), False, None, self.conn_auth.client())
 
     def _connect(self, target: str, deadline: float) -> socket.socket:
         try:
@@ -205,11 +232,11 @@ class UnixSocketTransport:
         sock.setblocking(False)
         return sock
 
-    def _checkin(self, target: str, sock: socket.socket) -> None:
+    def _checkin(self, target: str, sock: socket.socket, kid: bytes | None) -> None:
         with self._lock:
             pool = self._idle.setdefault(target, [])
             if not self._closed and len(pool) < self.pool_per_peer:
-                pool.append(sock)
+                pool.append((sock, kid))
                 return
         sock.close()
 
@@ -266,7 +293,9 @@ class UnixSocketTransport:
             body = call.reader.feed(chunk)
             if body is None:
                 return False
-            call.result = self._reply(call.env, body)
+            if call.handshake is not None and is_handshake(body):
+                return self._prove(call, call.handshake, body, sel)
+            call.result = self._reply(call, body)
             return True
         except BlockingIOError:
             return False
@@ -276,6 +305,23 @@ class UnixSocketTransport:
         except OSError as exc:
             call.result = ConnectionLost(f"{call.env.target}: {exc}")
             return True
+
+    def _prove(self, call: _Call, handshake: ClientHandshake, challenge: bytes,
+               sel: selectors.BaseSelector) -> bool:
+        """The listener's CHALLENGE: check its proof, then send ours and the request behind
+        it. False: in flight; True: the listener is not one of the hive's (refused)."""
+        try:
+            proof = handshake.answer(challenge)
+        except AuthRejected as exc:
+            self.auth.count(exc)
+            call.result = self._refused(call.env, exc)
+            return True
+        assert call.sock is not None
+        call.handshake, call.peer_kid = None, handshake.peer_kid
+        call.out = memoryview(b"".join((frame(proof), call.request)))
+        call.sent = 0
+        sel.modify(call.sock, selectors.EVENT_WRITE, call)
+        return False
 
     def _resend(self, call: _Call, sel: selectors.BaseSelector, deadline: float) -> bool:
         """Send ``call`` again on a fresh connection: its pooled one was closed by the peer
@@ -294,17 +340,19 @@ class UnixSocketTransport:
         assert call.sock is not None
         sel.unregister(call.sock)
         self._discard(call)
-        call.sock, call.pooled = fresh, False
-        call.sent, call.send_error = 0, None
+        call.use(fresh, False, None, self.conn_auth.client())
         sel.register(fresh, selectors.EVENT_WRITE, call)
         return False
 
-    def _reply(self, request: Envelope, body: bytes) -> Reply:
+    def _reply(self, call: _Call, body: bytes) -> Reply:
+        """The reply envelope: plain on an authenticated connection; verified per message
+        when signed (a listener's refusal) or when the connection is not authenticated."""
+        request = call.env
+        signed = call.handshake is not None or body[:4] == SIGNED_MAGIC
         try:
-            reply = unseal(self.auth, body, self.max_message_bytes)
-        except AuthRejected as exc:  # e.g. the peer's unsigned refusal of our signature
-            return MessageRejected(f"{request.target}: reply rejected ({exc.reason}): {exc}; "
-                                   "do both sides have the hive's secret?")
+            reply = unseal(self.auth if signed else None, body, self.max_message_bytes)
+        except AuthRejected as exc:  # e.g. the refusal of a listener with another key
+            return self._refused(request, exc)
         if reply.correlation_id == request.msg_id:
             return reply
         if reply.type == MessageType.ERROR and not reply.correlation_id:
@@ -312,13 +360,18 @@ class UnixSocketTransport:
         return MessageRejected(
             f"{request.target} answered {reply.correlation_id!r}, expected {request.msg_id!r}")
 
+    @staticmethod
+    def _refused(request: Envelope, exc: AuthRejected) -> MessageRejected:
+        return MessageRejected(f"{request.target}: reply rejected ({exc.reason}): {exc}; "
+                               "do both sides have the hive's secret?")
+
     def _finish(self, call: _Call) -> None:
         """Pool the connection after a clean reply; close it after anything else."""
         reply = call.result
         clean = (isinstance(reply, Envelope) and reply.correlation_id == call.env.msg_id
-                 and call.send_error is None)
+                 and call.send_error is None and call.handshake is None)
         if clean and call.sock is not None:
-            self._checkin(call.env.target, call.sock)
+            self._checkin(call.env.target, call.sock, call.peer_kid)
             call.sock = None
         else:
             self._discard(call)
@@ -341,7 +394,7 @@ class UnixSocketTransport:
         with self._lock:
             idle, self._idle = self._idle, {}
         for pool in idle.values():
-            for sock in pool:
+            for sock, _kid in pool:
                 sock.close()
 
 

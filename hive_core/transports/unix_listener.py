@@ -22,6 +22,15 @@ shard requests. Sharing one pool, agents each full of fan-out requests would wai
 other's shard requests until their deadlines. Shard requests never wait on another agent,
 so with a pool of their own they are always served; fan-out requests queue in theirs.
 
+Authentication: each accepted connection first passes the hive's handshake
+(:mod:`hive_core.transports.conn_auth`), run in the loop thread (a few microseconds: two
+HMACs); until it has, a frame may be at most ``conn_auth.MAX_FRAME`` bytes, and a connection
+whose handshake fails is counted, sent one signed ERROR frame and closed, nothing on it
+decoded. After it, requests and replies are plain envelopes. Before each new frame the loop
+checks that the key the client proved is still accepted (a rotation may have retired it);
+if not, it closes the connection with the frame unread, so the client sends it again on a
+new connection.
+
 The socket file appears only once the socket is listening (it is bound under a temporary name,
 chmod 0600, then hard-linked into place, which also fails atomically if another live process
 holds the name). A live socket file therefore means "ready to serve".
@@ -46,10 +55,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hive_core.auth import AuthRejected, MessageAuth, ephemeral
+from hive_core.auth import AuthRejected, MessageAuth, Unsigned, ephemeral
 from hive_core.errors import AgentError, ConfigError, MessageRejected
 from hive_core.messages import Envelope, MessageType, encode
 from hive_core.transports.base import Handler, reply_bytes, unseal
+from hive_core.transports.conn_auth import MAX_FRAME as HANDSHAKE_MAX_FRAME
+from hive_core.transports.conn_auth import ConnectionAuth, ListenerHandshake
 from hive_core.transports.framing import FrameReader, FrameTooLarge, frame, send_frame
 from hive_core.transports.listener_limits import ListenerLimits, effective_cap
 from hive_core.transports.notices import Notices
@@ -92,22 +103,27 @@ def _is_live(path: Path) -> bool:
         probe.close()
 
 
-def _rejection(auth: MessageAuth, agent_id: str, message: str) -> bytes:
-    """A signed ERROR frame for a message we could not even parse (so it has no msg_id):
-    signed, so the client can tell our refusal from a forged one."""
-    env = Envelope(MessageType.ERROR, hive="", sender=agent_id, target="",
-                   payload={"error": message})
-    return auth.sign(encode(env))
+def _rejection(auth: MessageAuth | None, agent_id: str, message: str) -> bytes:
+    """An ERROR frame for a message we could not even parse (so it has no msg_id): signed
+    on a connection not (yet) authenticated, so the client can tell our refusal from a
+    forged one; plain (``auth`` None) on an authenticated one."""
+    env = encode(Envelope(MessageType.ERROR, hive="", sender=agent_id, target="",
+                          payload={"error": message}))
+    return env if auth is None else auth.sign(env)
 
 
 class _Conn:
-    """One accepted connection: its frame parser and what the timeouts need."""
+    """One accepted connection: its frame parser, its handshake, what the timeouts need."""
 
-    __slots__ = ("busy", "last_active", "reader", "sock", "started")
+    __slots__ = ("busy", "handshake", "kid", "last_active", "reader", "sock", "started")
 
-    def __init__(self, sock: socket.socket, max_bytes: int, now: float) -> None:
+    def __init__(self, sock: socket.socket, max_bytes: int, now: float,
+                 handshake: ListenerHandshake | None) -> None:
         self.sock = sock
-        self.reader = FrameReader(max_bytes)
+        # Until the handshake is done (None) its frames are small (conn_auth.MAX_FRAME).
+        self.handshake = handshake
+        self.reader = FrameReader(max_bytes if handshake is None else HANDSHAKE_MAX_FRAME)
+        self.kid: bytes | None = None  # the key the client proved (None: no handshake)
         self.last_active = now
         self.started: float | None = None  # when the frame being read began
         self.busy = False  # a request of it is queued or running (it is not being read)
@@ -119,11 +135,13 @@ class UnixListener:
     def __init__(
         self, run_dir: Path, agent_id: str, handler: Handler, *,
         max_message_bytes: int, drain_timeout: float, limits: ListenerLimits | None = None,
-        auth: MessageAuth | None = None,
+        auth: MessageAuth | None = None, conn_auth: ConnectionAuth | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.handler = handler
-        self.auth = auth if auth is not None else ephemeral()  # verifies requests, signs replies
+        # Keys for the handshakes (and refusals), and the counters of refused connections.
+        self.auth = auth if auth is not None else ephemeral()
+        self.conn_auth = conn_auth if conn_auth is not None else ConnectionAuth(self.auth)
         self.path = socket_path(run_dir, agent_id)
         self.max_message_bytes = max_message_bytes
         self.drain_timeout = drain_timeout
@@ -242,7 +260,8 @@ class UnixListener:
                 if full:
                     self.refused += 1
                 else:
-                    conn = _Conn(sock, self.max_message_bytes, time.monotonic())
+                    conn = _Conn(sock, self.max_message_bytes, time.monotonic(),
+                                 self.conn_auth.listener())
                     self._conns[sock.fileno()] = conn
                     self.accepted += 1
                     self.peak = max(self.peak, len(self._conns))
@@ -253,21 +272,23 @@ class UnixListener:
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _refuse(self, sock: socket.socket) -> None:
-        """Over the cap: one ERROR frame (if the socket takes it at once), then close."""
+        """Over the cap: one signed ERROR frame (if the socket takes it at once), then close
+        (the close is the refusal either way)."""
         self._notices.warn("cap", "%s: %d connections open (the cap); refusing new ones",
                            self.agent_id, self.max_connections)
-        try:
+        with contextlib.suppress(OSError):
             sock.setblocking(False)
-            sock.send(frame(_rejection(
+            self._send_now(sock, frame(_rejection(
                 self.auth, self.agent_id, f"too many connections to {self.agent_id} "
                 f"(cap {self.max_connections}); try again later")))
-        except OSError:
-            pass  # the close below is the refusal either way
-        finally:
-            sock.close()
+        sock.close()
 
     def _read(self, conn: _Conn) -> None:
         """Read what the connection has, up to the end of one frame; hand a full one on."""
+        if conn.started is None and not self.conn_auth.accepts(conn.kid):
+            log.info("%s: closing a connection whose key was rotated out", self.agent_id)
+            self._drop(conn)  # its next frame unread: the client sends it again
+            return
         try:
             chunk = conn.sock.recv(min(max(conn.reader.wanted(), 1), RECV_CHUNK))
         except BlockingIOError:
@@ -289,12 +310,51 @@ class UnixListener:
         try:
             body = conn.reader.feed(chunk)
         except FrameTooLarge as exc:
+            if conn.handshake is not None:
+                self._refuse_connection(conn, Unsigned(f"the connection's first {exc}"))
+                return
             log.warning("%s: rejected a frame: %s", self.agent_id, exc)
             self._hand_off(conn, self._refuse_frame, str(exc))
             return
-        if body is not None:
-            conn.started = None
+        if body is None:
+            return
+        conn.started = None
+        if conn.handshake is not None:
+            self._handshake(conn, conn.handshake, body)
+        else:
             self._hand_off(conn, self._work, body)
+
+    def _handshake(self, conn: _Conn, handshake: ListenerHandshake, body: bytes) -> None:
+        """One handshake frame of ``conn``: answered, accepted, or the connection refused."""
+        try:
+            answer = handshake.step(body, self.conn_auth.keys())
+        except AuthRejected as exc:
+            self._refuse_connection(conn, exc)
+            return
+        if answer is not None:
+            if not self._send_now(conn.sock, frame(answer)):
+                self._drop(conn)
+            return
+        conn.handshake, conn.kid = None, handshake.peer_kid
+        conn.reader.max_bytes = self.max_message_bytes
+
+    def _refuse_connection(self, conn: _Conn, exc: AuthRejected) -> None:
+        """A failed handshake: counted, one signed ERROR frame, closed; nothing decoded."""
+        self.auth.count(exc)
+        self._notices.warn("auth", "%s: refused an unauthenticated connection (%s): %s",
+                           self.agent_id, exc.reason, exc)
+        self._send_now(conn.sock, frame(_rejection(
+            self.auth, self.agent_id, f"message rejected: {exc.reason}")))
+        self._drop(conn)
+
+    @staticmethod
+    def _send_now(sock: socket.socket, data: bytes) -> bool:
+        """Send a small frame from the loop thread without waiting: it fits the empty
+        buffer of a connection that is still shaking hands (False: it did not)."""
+        try:
+            return sock.send(data) == len(data)
+        except OSError:
+            return False
 
     def _hand_off(self, conn: _Conn, job: Any, arg: Any) -> None:
         """Stop reading ``conn`` and give its request to the worker pool."""
@@ -384,27 +444,22 @@ class UnixListener:
 
     def _refuse_frame(self, conn: _Conn, reason: str) -> None:
         """An oversize frame: its body is never read, so the stream cannot continue."""
-        self._reply(conn, _rejection(self.auth, self.agent_id, reason), keep=False)
+        self._reply(conn, _rejection(None, self.agent_id, reason), keep=False)
 
     def _dispatch(self, data: bytes) -> bytes | Envelope:
-        """The request verified and decoded, or the signed ERROR reply refusing it (a frame
-        that failed authentication is refused, counted by the policy, never run)."""
+        """The request decoded (its connection is authenticated: plain envelopes), or the
+        ERROR reply refusing it."""
         try:
-            env = unseal(self.auth, data, self.max_message_bytes)
-        except AuthRejected as exc:
-            self._notices.warn("auth", "%s: dropped an unauthenticated message (%s): %s",
-                               self.agent_id, exc.reason, exc)
-            return _rejection(self.auth, self.agent_id, f"message rejected: {exc.reason}")
+            return unseal(None, data, self.max_message_bytes)
         except MessageRejected as exc:
             log.warning("%s: rejected a message: %s", self.agent_id, exc)
-            return _rejection(self.auth, self.agent_id, str(exc))
-        return env
+            return _rejection(None, self.agent_id, str(exc))
 
     def _answer(self, env: Envelope) -> bytes:
         misrouted = None
         if env.target != self.agent_id:
             misrouted = f"message for {env.target!r} reached {self.agent_id!r}"
-        return reply_bytes(self.handler, env, self.agent_id, self.max_message_bytes, self.auth,
+        return reply_bytes(self.handler, env, self.agent_id, self.max_message_bytes, None,
                            misrouted)
 
     def _reply(self, conn: _Conn, reply: bytes, *, keep: bool = True) -> None:

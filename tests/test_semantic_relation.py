@@ -1,0 +1,162 @@
+"""The relation re-rank (hive_core.semantic.rerank, the semantic path's default): name
+stripping, the score against a hand-computed reference, parity between hive sizes, and on the
+long-horizon eval with the real model, the gain over BM25 alone.
+
+References: the stripped texts are written out by hand; the bonus is a float cosine of a
+hand-made concept embedder (names on their own, dominating axis, as in a static embedding)
+times ``weight * sum of the question's term weights``, added to the lexical-only score.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from hive_core.distributed import DistributedHiveGraph
+from hive_core.errors import ConfigError
+from hive_core.facts import HiveFact
+from hive_core.query import parse
+from hive_core.semantic.relation import fact_text, question_text
+from hive_core.semantic.rerank import RelationRerank, holds
+from hive_core.semantic.retrieval import SemanticIndex
+
+
+# -- what is embedded --------------------------------------------------------------------------
+@pytest.mark.parametrize(("question", "want"), [
+    ("How many pets does Victor Lindqvist have?", "pets have"),
+    ("What is Lars Eriksen's job?", "job"),
+    ("In which city is Mei Tanaka's home?", "In city home"),
+    ("List the languages Diego Alvarez is studying.", "languages studying"),
+    ("What did Ingrid Novak name her new dog?", "name her new dog"),
+])
+def test_a_question_loses_its_names_and_question_words(question: str, want: str) -> None:
+    assert question_text(question, parse(question).anchors) == want
+
+
+def test_a_fact_loses_every_capitalised_word_or_only_the_names_it_shares() -> None:
+    fact = "Victor Lindqvist adopted a hamster named Toffee."
+    assert fact_text(fact, None) == "adopted a hamster named"
+    assert fact_text(fact, frozenset({"victor", "lindqvist"})) == "adopted a hamster named Toffee"
+    assert fact_text("Mei Tanaka's home is in Dublin.", frozenset({"mei", "tanaka"})) == \
+        "home is in Dublin"
+    assert holds(HiveFact(content=fact), frozenset({"victor", "lindqvist"}))
+    assert not holds(HiveFact(content="Victor Hugo adopted a cat."),
+                     frozenset({"victor", "lindqvist"}))
+
+
+def test_bad_relation_settings_are_refused() -> None:
+    for bad in ({"pool": 0}, {"weight": -1.0}, {"weight": float("nan")}, {"names": "some"}):
+        with pytest.raises(ConfigError, match="relation re-rank"):
+            RelationRerank(**bad)
+
+
+# -- ranking against a reference ---------------------------------------------------------------
+class _Names:
+    """Concept axes; a name is its own heavy axis, as rare words dominate a static embedding."""
+
+    name = "names"
+    AXES = ({"victor", "lindqvist"}, {"maria", "lopez"}, {"pets", "hamster", "adopted", "cat"},
+            {"moved", "oslo", "lives"}, {"chess", "club", "joined"})
+    HEAVY = 2  # the first two axes (names) weigh 5 per word
+
+    def embed(self, texts):
+        out = []
+        for text in texts:
+            words = re.findall(r"[a-z]+", text.lower())
+            vec = [float(sum(w in axis for w in words)) * (5.0 if i < self.HEAVY else 1.0)
+                   for i, axis in enumerate(self.AXES)]
+            out.append([*vec, 0.1])
+        return out
+
+
+TARGET = "Victor Lindqvist adopted a hamster named Toffee."
+OTHER = "Maria Lopez adopted two pets named Pip and Pop."
+FACTS = [TARGET, OTHER, "Victor Lindqvist moved to Oslo.",
+         "Victor Lindqvist joined the chess club.", "Victor Lindqvist lives near the harbour.",
+         "Victor Lindqvist likes the rain."]
+QUESTION = "Does Victor Lindqvist have pets?"
+
+
+def _graph(n: int, semantic: SemanticIndex | None) -> DistributedHiveGraph:
+    graph = DistributedHiveGraph("rel", replication_factor=2)
+    graph.semantic = semantic
+    for i in range(n):
+        graph.register_agent(f"a{i}")
+    graph.promote_facts("a0", [HiveFact(content=c) for c in FACTS])
+    return graph
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+        sum(x * x for x in a) * sum(y * y for y in b))
+
+
+@pytest.mark.parametrize("subject_only", [True, False])
+def test_the_subjects_paraphrase_is_pulled_up_by_the_reference_bonus(subject_only: bool) -> None:
+    embedder = _Names()
+    settings = RelationRerank(pool=10, weight=1.0, subject_only=subject_only)
+    lexical, one, five = (_graph(1, None), _graph(1, SemanticIndex(embedder, relation=settings)),
+                          _graph(5, SemanticIndex(embedder, relation=settings)))
+    try:
+        base = lexical.search(QUESTION, 10, asking_agent="a0")
+        assert base.facts[0].content != TARGET  # BM25 alone: a shorter fact about Victor wins
+        bm25 = {f.content: s for f, s in zip(base.facts, base.scores, strict=True)}
+        scale = sum(base.weights.values())
+        q = embedder.embed(["have pets"])[0]
+        want = {}
+        for text, score in bm25.items():
+            gains = not subject_only or "Victor Lindqvist" in text
+            stripped = " ".join(w for w in text.split() if not w[:1].isupper())
+            want[text] = score + (scale * _cos(q, embedder.embed([stripped])[0]) if gains else 0)
+        a = one.search(QUESTION, 10, asking_agent="a0")
+        b = five.search(QUESTION, 10, asking_agent="a3")
+        # Without subject_only, another person's same-shaped sentence (which also matches
+        # "pets") takes the top: what subject_only is for.
+        assert a.facts[0].content == (TARGET if subject_only else OTHER)
+        assert {f.content: s for f, s in zip(a.facts, a.scores, strict=True)} == pytest.approx(
+            want, abs=0.03 * scale)  # int8 against float cosine
+        assert [f.fact_id for f in a.facts] == [f.fact_id for f in b.facts] and a.scores == b.scores
+        assert len(b.shards_searched) <= five.settings.query_fanout
+        assert (want[OTHER] == bm25[OTHER]) is subject_only  # another person's fact: no gain
+    finally:
+        for graph in (lexical, one, five):
+            graph.close()
+
+
+def test_the_relation_re_rank_places_no_vector() -> None:
+    graph = _graph(3, SemanticIndex(_Names()))
+    try:
+        for fact in graph.search("Victor Lindqvist", 10).facts:
+            assert "embedding" not in fact.metadata and "embedding_keys" not in fact.metadata
+    finally:
+        graph.close()
+
+
+# -- the long-horizon eval with the real model -------------------------------------------------
+def test_on_the_long_horizon_eval_the_re_rank_beats_bm25_by_three_points() -> None:
+    """Measured +7.9 / +9.1 / +11.3 points on seeds 7 / 11 / 23 (bench.eval_quality); three is
+    the bar the default was chosen on, and the hive sizes must still agree."""
+    pytest.importorskip("wordllama")
+    from agent_runtime.inprocess import InProcessHive
+    from hive_core.evaluation.longhorizon import build_long_horizon
+    from hive_core.evaluation.runner import evaluate
+    from hive_core.semantic.embedder import open_embedder
+
+    evalset = build_long_horizon(3000, 240, 7)
+    index = SemanticIndex(open_embedder())
+    hives = {"bm25": InProcessHive(1), "one": InProcessHive(1, semantic=index),
+             "four": InProcessHive(4, semantic=index)}
+    try:
+        for hive in hives.values():
+            hive.learn([t.to_dict() for t in evalset.turns])
+        reports = {r.name: r for r in evaluate(evalset, hives, k=10)}
+    finally:
+        for hive in hives.values():
+            hive.close()
+    bm25, one, four = (reports[n].overall().retrieval_pct for n in ("bm25", "one", "four"))
+    assert one >= bm25 + 3.0, (bm25, one)
+    assert [o.retrieved for o in reports["one"].outcomes] == \
+        [o.retrieved for o in reports["four"].outcomes]
+    assert four == one
