@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from hive_core.evaluation.runner import percentile
 
 
@@ -16,3 +18,14 @@ def pct(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``: the one nearest-rank percentile of every
     number the benchmarks and ``eval`` print."""
     return percentile(values, q * 100.0)
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1, else one line saying what is wrong."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value

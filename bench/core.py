@@ -34,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from bench.common import positive
 from bench.corpus import Corpus, Question, build_corpus
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import HiveError
@@ -272,26 +273,16 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"bench.core: error: {message}\n")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _OneLineParser(prog="python -m bench.core", description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=_positive, default=100)
-    parser.add_argument("--facts", type=_positive, default=20_000)
-    parser.add_argument("--questions", type=_positive, default=500)
+    parser.add_argument("--agents", type=positive, default=100)
+    parser.add_argument("--facts", type=positive, default=20_000)
+    parser.add_argument("--questions", type=positive, default=500)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--backend", choices=("memory", "kuzu"), default="memory")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
-        "--gc-gen0", type=_positive, default=None, metavar="N",
+        "--gc-gen0", type=positive, default=None, metavar="N",
         help="set the garbage collector's generation-0 threshold (Python's default is 700) "
              "to see how much of ingest is collector time; default: leave the runtime alone")
     return parser.parse_args(argv)

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from bench.common import positive
 from bench.corpus import build_corpus
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.facts import HiveFact
@@ -77,16 +78,6 @@ def measure(ingest: Ingest, n_agents: int, facts: Sequence[HiveFact], batch: int
         graph.close()
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"bench.promote: error: {message}\n")
@@ -94,10 +85,10 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _OneLineParser(prog="python -m bench.promote", description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=_positive, nargs="+", default=[10, 100])
-    parser.add_argument("--facts", type=_positive, default=3000)
-    parser.add_argument("--runs", type=_positive, default=5)
-    parser.add_argument("--batch", type=_positive, default=1000)
+    parser.add_argument("--agents", type=positive, nargs="+", default=[10, 100])
+    parser.add_argument("--facts", type=positive, default=3000)
+    parser.add_argument("--runs", type=positive, default=5)
+    parser.add_argument("--batch", type=positive, default=1000)
     args = parser.parse_args(argv)
     facts = positioned_facts(args.facts)
     print(f"{len(facts)} facts, {args.runs} runs each, median (best) facts/s; "

@@ -14,13 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_helpers import cli_process
+from disk_helpers import small_tmpfs
 
 from hive_core.atomic import write_private
 from hive_core.disk_space import MB, DiskGuard, free_bytes
@@ -33,18 +33,8 @@ SECOND = "Project Heron is led by Bruno Diaz."
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    """A 40 MB tmpfs, unmounted afterwards (skips where mounting is not allowed)."""
-    where = Path(tempfile.mkdtemp(prefix="ahdisk", dir="/tmp"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m,mode=0755", "tmpfs",
-                              str(where)], capture_output=True)
-    if mounted.returncode != 0:
-        where.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs("ahdisk") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        where.rmdir()
 
 
 def fill(disk: Path, leave: int) -> Path:

@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 from cli_helpers import cli_process
+from disk_helpers import small_tmpfs
 
 from hive_cli import supervisor
 from hive_core.disk_space import MB, free_bytes
@@ -40,18 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    """A 40 MB tmpfs, unmounted afterwards (skips where mounting is not allowed)."""
-    where = Path(tempfile.mkdtemp(prefix="ahclose", dir="/tmp"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m,mode=0755", "tmpfs",
-                              str(where)], capture_output=True)
-    if mounted.returncode != 0:
-        where.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs("ahclose") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        where.rmdir()
 
 
 def fill_up(disk: Path) -> Path:
