@@ -3,8 +3,11 @@
 The answer is not one fact but the distinct things several facts name. On the merged pool
 of the routed search (the same on every hive size), facts that hold the question's names
 (its subject) and one of its other words (the relation: "pets", "named", "joined") are the
-group; the *items* are the names each of them adds -- runs of capitalised words that are not
-the subject (one capitalised word opening a sentence is grammar, not a name). The group goes
+group -- and, with the semantic re-rank on, those it judged to state the relation in other
+words (``result.related``, :mod:`hive_core.semantic.rerank`: "adopted a hamster named
+Toffee" for "pets"); the *items* are the names each of them adds -- runs of capitalised
+words that are not the subject (one capitalised word opening a sentence is grammar, not a
+name). The group goes
 first in the result, so the facts behind a list are the facts shown, and the answer counts
 or lists the items ("3: Ziggy, Bramble, Sesame."). The search still asks at most
 ``query_fanout`` shards; the pool is larger than ``limit`` (``POOL``) so that all the items
@@ -82,7 +85,8 @@ def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
     subject = query.anchors
     relation = {t for t in query.terms if t not in subject}
     terms = [set(tokenize(f.content)) for f in result.facts]
-    group = [i for i, ts in enumerate(terms) if subject <= ts and relation & ts]
+    group = [i for i, ts in enumerate(terms)
+             if subject <= ts and (relation & ts or result.facts[i].fact_id in result.related)]
     items: dict[str, str] = {}
     named: list[int] = []
     for i in group:

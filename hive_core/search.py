@@ -59,6 +59,10 @@ class SearchResult:
     # A question that gathers ("how many", "list"): the distinct things the first facts
     # name (hive_core.aggregate).
     items: list[str] = field(default_factory=list)
+    # The semantic re-rank's word on the relation (hive_core.semantic.rerank): fact id ->
+    # its name-free cosine with the question, for the facts it judged to state what is
+    # asked; a gathering question groups them too. Empty on the lexical path.
+    related: dict[str, float] = field(default_factory=dict, repr=False)
     # The idf weights and average length every score used (for a second phase that must
     # score more facts the same way); not part of the reply.
     weights: dict[str, float] = field(default_factory=dict, repr=False)

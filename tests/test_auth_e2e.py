@@ -80,6 +80,7 @@ class Hive:
 
     def status(self) -> dict[str, dict[str, Any]]:
         res = self.cli("status", "--hive", self.name, "--json")
+        assert res.out, f"status --json printed nothing (exit {res.code}): {res.err}"
         return {row["agent"]: row for row in res.json()["agents"]}
 
     def ask(self, question: str) -> list[str]:

@@ -87,3 +87,25 @@ def test_eval_of_a_hive_that_is_not_running_says_so(amplihack_home, capsys) -> N
     assert cli(capsys, "create", "--name", "idle", "--agents", "2").code == 0
     res = cli(capsys, "eval", "--hive", "idle", "--suite", "science")
     assert res.code == 1 and "not running" in res.err.lower()
+
+
+def test_a_semantic_hive_ranks_by_meaning_through_processes(tmp_path, scratch) -> None:
+    """``create --semantic`` writes the key; ``eval --semantic`` runs agent processes that
+    re-rank by meaning: the same outcomes as n1 (which ranks the same way), and better
+    than the lexical hive on the questions whose answers share no word with them."""
+    pytest.importorskip("wordllama")  # installed by the [dev] extra, so CI runs this
+    home = tmp_path / "home"
+    res = cli_process(home, "create", "--name", "sem", "--agents", "2", "--semantic")
+    assert res.code == 0, res.err
+    assert "semantic: true" in (home / "hives" / "sem" / "config.yaml").read_text()
+    docs = {}
+    for flag in ("--semantic", "--no-semantic"):
+        res = cli_process(home, "eval", "--agents", "3", "--suite", "long-horizon",
+                          "--turns", "900", "--questions", "60", "--json", flag,
+                          env={"TMPDIR": str(scratch)}, timeout=300)
+        assert res.code == 0, res.err
+        docs[flag] = systems(res.json(), "long-horizon")
+    semantic, lexical = docs["--semantic"], docs["--no-semantic"]
+    assert outcomes(semantic["hive"]) == outcomes(semantic["n1"])
+    assert outcomes(lexical["hive"]) == outcomes(lexical["n1"])
+    assert semantic["hive"]["retrieval_at_k_pct"] > lexical["hive"]["retrieval_at_k_pct"]
