@@ -21,14 +21,17 @@ same number for the same pair (:func:`cosine`).
 from __future__ import annotations
 
 import base64
+import importlib.util
 import logging
 import math
+import threading
 from array import array
 from collections.abc import Sequence
 from functools import cache
 from operator import mul
+from pathlib import Path
 from types import ModuleType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from hive_core.errors import ConfigError
 from hive_core.ring import stable_hash
@@ -122,19 +125,44 @@ class HashingEmbedder:
 
 
 class WordLlamaEmbedder:
-    """WordLlama ``l2_supercat`` (256 dims), from the files its wheel ships."""
+    """WordLlama ``l2_supercat`` (256 dims), from the files its wheel ships.
+
+    The model is loaded at the first :meth:`embed`, not here: it costs ~75 MB (weights,
+    numpy, tokenizers), and only an agent that answers a question by meaning needs it (the
+    CLI asks the first live agent). What can be checked without loading it -- the packages
+    and the files -- is checked here, so a missing extra fails at start, in one line."""
 
     WEIGHTS = ("weights", "l2_supercat_256.safetensors")
     TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
 
     def __init__(self) -> None:
         self.name = "wordllama-l2_supercat-256"
-        self._model = _load_wordllama(self.WEIGHTS, self.TOKENIZER)
+        _check_installed(self.WEIGHTS, self.TOKENIZER)
+        self._model: Any = None
+        self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        with self._lock:
+            if self._model is None:
+                self._model = _load_wordllama(self.WEIGHTS, self.TOKENIZER)
         return self._model.embed(list(texts), norm=True).tolist()
+
+
+def _check_installed(*files: tuple[str, str]) -> None:
+    """ConfigError naming the extra unless wordllama, its dependencies and its files are
+    installed (found, not imported)."""
+    for module in ("wordllama", "safetensors", "tokenizers", "numpy"):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"semantic retrieval needs the wordllama model ({module} is not "
+                              f"installed): {INSTALL_HINT}")
+    spec = importlib.util.find_spec("wordllama")
+    roots = list(spec.submodule_search_locations or ()) if spec else []
+    for parts in files:
+        if not any(Path(root, *parts).is_file() for root in roots):
+            raise ConfigError(f"the installed wordllama has no {'/'.join(parts)}: "
+                              f"{INSTALL_HINT}")
 
 
 def _load_wordllama(weights: tuple[str, str], tokenizer: tuple[str, str]):  # -> inference
