@@ -40,7 +40,8 @@ from hive_core.federation_link import Links
 from hive_core.federation_tree import TreeView
 from hive_core.messages import MessageType
 from hive_core.query import parse
-from hive_core.search import SearchResult, pool_size, shape
+from hive_core.search import SearchResult, shape
+from hive_core.semantic.retrieval import pool_for
 from hive_core.store.base import ScoredFact
 
 log = logging.getLogger("agent_runtime.federation")
@@ -49,6 +50,7 @@ DELIVERY_TIMEOUT = 10.0  # seconds one delivery may take (a store of up to MAX_F
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between tries of a hive that failed
 PUMP_IDLE = 1.0  # seconds between looks at the outbox when nothing woke the pump
 MAX_FACTS = 2000  # facts in one HIVE_STORE (a learn batch's escalations fit)
+MAX_POOL = 1000  # facts a hive returns for a federated question (the asker's pool size)
 STATS_SHARE = 0.4  # of a federated question's budget, for the statistics round
 STOP_WAIT = 2.0  # seconds a stopping agent waits for a delivery in flight
 
@@ -176,10 +178,14 @@ class HiveFederation:
             return {"world": world.to_dict(), "shards_failed": failed}
         if payload.get("phase") != "search":
             raise ValueError("HIVE_QUERY phase must be 'stats' or 'search'")
-        world = WorldStats.from_dict(payload.get("world"))
+        world, pool = WorldStats.from_dict(payload.get("world")), payload.get("pool")
+        if not isinstance(pool, int) or isinstance(pool, bool) or not 1 <= pool <= MAX_POOL:
+            raise ValueError(f"HIVE_QUERY search needs 'pool' (1-{MAX_POOL}), the facts to return")
         hop = self._hop(graph, payload.get("hop"))
         fetched: dict[str, list[ScoredFact]] = {}
-        result = graph.search(question, limit, self.agent, budget, world=world,
+        # The pool as BM25 ranked it, ``pool`` facts whatever this hive's own config: the
+        # asker re-ranks (semantic, context) and shapes the merged pools once.
+        result = graph.search(question, pool, self.agent, budget, world=world,
                               fetched=fetched, hop=hop)
         return HivePool(result, fetched).to_dict()
 
@@ -234,8 +240,14 @@ class HiveFederation:
     def _round(self, graph: DistributedHiveGraph, question: str, limit: int, ends: float,
                hives: Sequence[str], failed: dict[str, str],
                hops: Mapping[str, dict[str, list[str]]]) -> SearchResult:
-        """One federated search: the statistics round, then every hive's pool, merged and
-        shaped (hive_core.federated_search). ``hops``: per hive, a second hop's plan."""
+        """One federated search: the statistics round, then every hive's pool, merged,
+        re-ranked and shaped (hive_core.federated_search). ``hops``: per hive, a second
+        hop's plan. This hive's config decides the semantic re-rank (a second hop is
+        lexical, as in one hive) and so the pool size every hive returns."""
+        parsed = parse(question)
+        semantic = graph.semantic if not hops else None
+        rerank = None if semantic is None else semantic.relation_rerank(question)
+        pool = pool_for(semantic, parsed, limit)
         base = {"question": question, "limit": limit, "from_hive": self.hive}
         stats_wait = max(0.1, ends - time.monotonic()) * STATS_SHARE
         remote = {h: self._ask(h, {**base, "phase": "stats"}, stats_wait) for h in hives}
@@ -249,11 +261,11 @@ class HiveFederation:
                     failed[hive] = _text(exc)
 
         left = max(0.1, ends - time.monotonic())
-        search = {**base, "phase": "search", "world": world.to_dict()}
+        search = {**base, "phase": "search", "world": world.to_dict(), "pool": pool}
         remote = {h: self._ask(h, {**search, **({"hop": hops[h]} if h in hops else {})},
                                left) for h in hives if h not in failed}
         fetched: dict[str, list[ScoredFact]] = {}
-        local = graph.search(question, limit, self.agent, left, world=world, fetched=fetched,
+        local = graph.search(question, pool, self.agent, left, world=world, fetched=fetched,
                              hop=self._hop(graph, hops.get(self.hive)))
         pools: list[tuple[str, HivePool]] = [(self.hive, HivePool(local, fetched))]
         for hive, future in remote.items():
@@ -263,8 +275,7 @@ class HiveFederation:
                     pools.append((hive, HivePool.from_dict(got)))
                 except (ValueError, KeyError, TypeError) as exc:
                     failed[hive] = f"a malformed reply: {_text(exc)}"
-        parsed = parse(question)
-        merged = merge(pools, pool_size(parsed, limit), self.hive)
+        merged = merge(pools, pool, self.hive, rerank)
         merged.shards_failed = sorted(set(merged.shards_failed) | set(local_failed))
         return shape(merged, parsed, limit)
 

@@ -31,7 +31,7 @@ from hive_core import context, gossip, multihop
 from hive_core.config import DEFAULTS, CoreSettings
 from hive_core.errors import ConfigError, StaleEpoch, TransportError
 from hive_core.facts import HiveEdge, HiveFact
-from hive_core.federated_search import WorldStats, with_world_df
+from hive_core.federated_search import WorldStats, pool_context, with_world_df
 from hive_core.graph import BaseHiveGraph
 from hive_core.late_stores import store_patiently
 from hive_core.messages import MessageType
@@ -42,15 +42,13 @@ from hive_core.ring import HashRing, MovingRing
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.search import (
     SearchResult,
-    fetch_context,
     group_by_shard,
-    pool_size,
     ranked_search,
     route_terms,
     shape,
     with_context,
 )
-from hive_core.semantic.retrieval import SemanticIndex
+from hive_core.semantic.retrieval import SemanticIndex, pool_for
 from hive_core.shard_client import Call, ShardClient
 from hive_core.shard_server import ShardServer
 from hive_core.store.base import ScoredFact, ShardStore
@@ -397,14 +395,15 @@ class DistributedHiveGraph(BaseHiveGraph):
 
         For a federated question (hive_core.federated_search): ``world``, the statistics of
         several hives summed, to score with instead of this hive's own; ``fetched``, a dict
-        to fill with the context phase's neighbour facts -- then the candidate pool comes
-        back as ranked, neither re-ranked by context nor shaped: the asker does both once,
-        on the pools of all the hives merged."""
+        to fill with the neighbour facts of the whole pool -- then the candidate pool comes
+        back as ranked, ``limit`` facts (the asker's pool size), neither re-ranked (by context
+        or meaning) nor shaped: the asker does that once, on the pools of all hives merged."""
         deadline = None if timeout is None else time.monotonic() + timeout
         parsed = parse(query)
         fanout = self.settings.query_fanout
+        semantic = self.semantic if hop is None and fetched is None else None
         chain, routed = multihop.plan(  # a two-hop question keeps a shard for its second hop
-            parsed, fanout if self.semantic is None else self.semantic.lexical_fanout(fanout),
+            parsed, fanout if semantic is None else semantic.lexical_fanout(fanout),
             hop, searched=world is None and fetched is None)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
         bm25 = self.bm25.for_collection(
@@ -418,18 +417,17 @@ class DistributedHiveGraph(BaseHiveGraph):
                 parsed.terms, self.ring.get_agents, prefer=asking_agent, avoid=self._avoid(),
                 asked=multihop.asked(hop)), hop)
             stats = client.stats if world is None else with_world_df(client.stats, world)
-            result = ranked_search(route, stats, client.score, bm25, pool_size(parsed, limit)
-                                   if self.semantic is None or hop else
-                                   self.semantic.pool_size(parsed, limit), emphasis, routed)
+            result = ranked_search(route, stats, client.score, bm25, limit if fetched is not
+                                   None else pool_for(semantic, parsed, limit), emphasis, routed)
             fetch = self._context_fetch(client, result, asking_agent)
-            if self.semantic is not None and hop is None:  # re-ranks result in place
-                fetch = self.semantic.fuse(result, query, client, self.ring.get_agents,
-                                           asking_agent, self._avoid(), fetch)
+            if semantic is not None:  # re-ranks result in place
+                fetch = semantic.fuse(result, query, client, self.ring.get_agents,
+                                      asking_agent, self._avoid(), fetch)
             if fetched is None:
                 result = shape(with_context(result, fetch), parsed, limit)
             else:
                 fetched.clear()
-                fetched.update(fetch_context(result, fetch))
+                fetched.update(pool_context(result, fetch))
         # A shard that may have dropped what an old ring routed to it refused: refresh
             # the view and route again.
             if not client.stale_epoch or attempt == STALE_RETRIES or not self._refresh_view(

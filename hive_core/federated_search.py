@@ -23,9 +23,18 @@ own <= ``query_fanout``-shard routed search, no hive is asked shard by shard):
 
 Why the context phase is done by the asker: it re-ranks the best ``EXPAND_TOP`` of the
 pool. Done in each hive, every hive's own best ten would be expanded, and the federation
-would rank differently from one hive (it did: 10 of 40 eval questions). A fact in the
-federation's best ten is in its own hive's best ten, so the neighbours each hive sends
-cover them.
+would rank differently from one hive (it did: 10 of 40 eval questions).
+
+The semantic re-rank (hive_core.semantic.rerank, a hive's ``semantic: true``) is the
+asker's too, for the same reason: a hive re-ranking its own pool pulls up facts that are
+not in the merged pool's top at all. The asker decides the pool size every hive returns
+(the larger one the re-rank needs, when the asker's hive has it on; hives may differ in
+config), the hives return their pools as BM25 ranked them, and the asker re-ranks the
+merged pool, then its neighbour facts, then the context phase -- the order of one hive's
+search. Because the re-rank can lift any fact of the pool into the best ``EXPAND_TOP``, a
+hive sends the neighbour facts of its *whole* pool (:func:`pool_context`): a fact of the
+merged pool is in its own hive's pool, so they cover whatever the asker expands. A second
+hop is lexical, as in one hive.
 
 With every conversation and sentence held by one hive, the merged ranking is exactly the
 ranking of one hive holding all of them (tests/test_federation_processes.py checks it
@@ -37,14 +46,20 @@ the candidate sends them). Measured on the eval in bench.federation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hive_core import context
 from hive_core.facts import HiveFact
 from hive_core.scoring import CorpusStats
-from hive_core.search import SearchResult, StatsCall, rerank_context
+from hive_core.search import SearchResult, StatsCall, fetch_context, with_context
 from hive_core.store.base import ScoredFact, TermStats
+
+# The asker's re-rank of the merged pool before the context phase (the semantic one,
+# SemanticIndex.relation_rerank): re-scores the pool in place and returns the context
+# phase's fetch wrapped so that the neighbour facts are re-scored alike.
+Rerank = Callable[[SearchResult, context.Fetch], context.Fetch]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +106,8 @@ def with_world_df(stats_call: StatsCall, world: WorldStats) -> StatsCall:
 @dataclass(slots=True)
 class HivePool:
     """What one hive answers in the search round: its candidate pool as ranked (scored
-    with the world's statistics) and the neighbour facts of its best candidates' turns per
-    position key (hive_core.context), before any re-ranking."""
+    with the world's statistics) and the neighbour facts of its candidates' turns per
+    position key (hive_core.context, :func:`pool_context`), before any re-ranking."""
 
     result: SearchResult
     fetched: dict[str, list[ScoredFact]] = field(default_factory=dict)
@@ -127,16 +142,30 @@ class HivePool:
         return cls(result, fetched)
 
 
-def merge(pools: Iterable[tuple[str, HivePool]], pool: int, home: str) -> SearchResult:
-    """The hives' pools as one hive's: candidates best first by (-score, fact_id), each
-    fact once (copies score alike), cut to ``pool``; then the context re-ranking over the
-    neighbour facts every hive fetched, as :func:`~hive_core.search.with_context` does in
-    one hive. Each fact records the hive it was found in as ``metadata["hive"]`` (``home``,
-    the asker's, first). Shards of other hives keep their hive's name as a prefix
-    (``g2/agent_1``) so a failure says where it was. The caller shapes the result.
+def pool_context(result: SearchResult, fetch: context.Fetch) -> dict[str, list[ScoredFact]]:
+    """What a hive sends with its pool: the neighbour facts of every fact of the pool, not
+    only of its best ``EXPAND_TOP`` (the asker may re-rank the merged pool first)."""
+    keys: dict[str, context.Position] = {}
+    for start in range(0, len(result.facts), context.EXPAND_TOP):
+        keys.update(context.neighbour_keys(result.facts[start:start + context.EXPAND_TOP]))
+    return fetch_context(result, fetch, keys)
 
-    The weights and average length are the asker's, or else of the first hive that has
-    them (every hive used the same world statistics: they are the same numbers)."""
+
+def merge(pools: Iterable[tuple[str, HivePool]], pool: int, home: str,
+          rerank: Rerank | None = None) -> SearchResult:
+    """The hives' pools as one hive's: candidates best first by (-score, fact_id), each
+    fact once (copies score alike), cut to ``pool``; then ``rerank`` (the asker's semantic
+    re-rank, if on) and the context re-ranking over the neighbour facts every hive fetched,
+    as :func:`~hive_core.search.with_context` does in one hive. Each fact records the hive
+    it was found in as ``metadata["hive"]`` (``home``, the asker's, first). Shards of other
+    hives keep their hive's name as a prefix (``g2/agent_1``) so a failure says where it
+    was. The caller shapes the result.
+
+    The weights are every hive's together: each hive weighs the terms it holds (a shard
+    reports no df for a term it has no fact of), all with the same world statistics, so a
+    term has one weight wherever it is weighed, and the union is the flat hive's (what the
+    semantic re-rank scales its bonus by). The terms and average length are the asker's, or
+    else of the first hive that has them (the same numbers)."""
     best: dict[str, tuple[float, HiveFact]] = {}
     fetched: dict[str, dict[str, ScoredFact]] = {}
     out = SearchResult()
@@ -157,9 +186,20 @@ def merge(pools: Iterable[tuple[str, HivePool]], pool: int, home: str) -> Search
         out.shards_searched += [prefix + s for s in result.shards_searched]
         out.shards_failed += [prefix + s for s in result.shards_failed]
         if result.weights and (hive == home or not out.weights):
-            out.terms, out.weights, out.avgdl = result.terms, result.weights, result.avgdl
+            out.terms, out.avgdl = result.terms, result.avgdl
+        out.weights = {**result.weights, **out.weights}
     ordered = sorted(best.values(), key=lambda sf: (-sf[0], sf[1].fact_id))[:pool]
     out.facts = [fact for _, fact in ordered]
     out.scores = [score for score, _ in ordered]
     out.shards_failed = sorted(set(out.shards_failed))
-    return rerank_context(out, {k: list(hits.values()) for k, hits in fetched.items()})
+    fetch = _served({k: list(hits.values()) for k, hits in fetched.items()})
+    return with_context(out, fetch if rerank is None else rerank(out, fetch))
+
+
+def _served(fetched: Mapping[str, list[ScoredFact]]) -> context.Fetch:
+    """The context phase's fetch, answered from the neighbour facts the hives sent (their
+    failures are already in the pools' ``shards_failed``)."""
+    def fetch(keys: Sequence[str]
+              ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
+        return {k: fetched[k] for k in keys if k in fetched}, {}, []
+    return fetch

@@ -238,11 +238,12 @@ def with_context(result: SearchResult, fetch: context.Fetch) -> SearchResult:
     return rerank_context(result, fetch_context(result, fetch))
 
 
-def fetch_context(result: SearchResult, fetch: context.Fetch) -> dict[str, list[ScoredFact]]:
+def fetch_context(result: SearchResult, fetch: context.Fetch,
+                  keys: Collection[str] | None = None) -> dict[str, list[ScoredFact]]:
     """The fetch of :func:`with_context` alone: the facts under the position keys next to
-    the best candidates' turns (a hive of a federation sends these with its pool, and the
-    asker re-ranks the merged pool once, as one hive would)."""
-    keys = context.neighbour_keys(result.facts)
+    the best candidates' turns, or under ``keys`` (a hive of a federation sends those of
+    its whole pool, hive_core.federated_search.pool_context)."""
+    keys = context.neighbour_keys(result.facts) if keys is None else keys
     if not keys or not result.weights:
         return {}
     found, failed, asked = fetch(list(keys))

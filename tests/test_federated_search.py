@@ -4,6 +4,8 @@ The reference is a flat in-process hive that learned every turn; the federation 
 in-process hives of different sizes, each holding a disjoint third of the conversations. The
 steps are the ones an agent takes for ``ask --federated`` (summed statistics, a search per
 hive with them, one merge), run here without processes so many questions are cheap.
+With the semantic re-rank on (hive_core.semantic.rerank) the reference is the same flat hive
+with it on: the federation must re-rank the merged pool exactly as that hive re-ranks its own.
 """
 
 from __future__ import annotations
@@ -11,32 +13,42 @@ from __future__ import annotations
 import pytest
 from test_federation_processes import _split
 
-from agent_runtime.federation import _shards_by_hive
+from agent_runtime.federation import HiveFederation, _shards_by_hive
 from agent_runtime.inprocess import InProcessHive
 from hive_core import multihop
+from hive_core.errors import ConfigError
 from hive_core.evaluation.longhorizon import build_long_horizon
 from hive_core.facts import HiveFact
 from hive_core.federated_search import HivePool, WorldStats, merge
+from hive_core.federation_tree import Tree, TreeView
+from hive_core.messages import MessageType
 from hive_core.multihop import Hop
 from hive_core.query import parse
 from hive_core.scoring import CorpusStats
-from hive_core.search import SearchResult, pool_size, shape
+from hive_core.search import SearchResult, shape
+from hive_core.semantic.embedder import HashingEmbedder
+from hive_core.semantic.retrieval import SemanticIndex, pool_for
 from hive_core.store.base import ScoredFact
 
 
 def _round(hives: dict[str, InProcessHive], home: str, question: str, limit: int,
            hops: dict[str, Hop | None]) -> SearchResult:
+    """The steps of HiveFederation._round: the asker's config decides the semantic re-rank
+    (not on a second hop) and so the pool every hive returns; it re-ranks the merged pool."""
+    parsed = parse(question)
+    semantic = hives[home].graph.semantic if not hops else None
+    rerank = None if semantic is None else semantic.relation_rerank(question)
+    pool = pool_for(semantic, parsed, limit)
     world = WorldStats()
     for hive in hives.values():
         world = world + hive.graph.world_stats(question)[0]
     pools = []
     for name in [home, *(h for h in hives if h != home)]:
         fetched: dict[str, list[ScoredFact]] = {}
-        result = hives[name].graph.search(question, limit, world=world, fetched=fetched,
+        result = hives[name].graph.search(question, pool, world=world, fetched=fetched,
                                           hop=hops.get(name))
         pools.append((name, HivePool.from_dict(HivePool(result, fetched).to_dict())))
-    parsed = parse(question)
-    return shape(merge(pools, pool_size(parsed, limit), home), parsed, limit)
+    return shape(merge(pools, pool, home, rerank), parsed, limit)
 
 
 def _federated(hives: dict[str, InProcessHive], home: str, question: str, limit: int
@@ -86,6 +98,84 @@ def test_merge_ranks_like_one_flat_hive(forest) -> None:
         alone = hives["g2"].graph.search(question.text, 10)
         alone_differs += [f.fact_id for f in alone.facts] != [f.fact_id for f in want.facts]
     assert alone_differs > len(evalset.questions) // 2  # the federation is what finds them
+
+
+@pytest.fixture
+def semantic_forest(forest):
+    """The same hives and flat hive with the semantic re-rank on (the real model): the
+    relation re-rank places facts as they are, so only the search changes."""
+    pytest.importorskip("wordllama")
+    from hive_core.semantic.embedder import open_embedder
+
+    evalset, hives, flat = forest
+    index = SemanticIndex(open_embedder())
+    every = (*hives.values(), flat)
+    for hive in every:
+        hive.graph.semantic = index
+    try:
+        yield evalset, hives, flat, index
+    finally:
+        for hive in every:
+            hive.graph.semantic = None
+
+
+def test_with_semantic_on_the_merge_ranks_like_one_flat_semantic_hive(semantic_forest) -> None:
+    evalset, hives, flat, index = semantic_forest
+    re_ranked = 0
+    for question in evalset.questions:
+        want = flat.graph.search(question.text, 10)
+        for home in hives:
+            got = _federated(hives, home, question.text, 10)
+            assert [f.fact_id for f in got.facts] == [f.fact_id for f in want.facts], (
+                home, question.text)
+            assert got.scores == pytest.approx(want.scores, rel=1e-9)
+            assert (got.items, got.versions, got.related) == (
+                want.items, want.versions, want.related), (home, question.text)
+        flat.graph.semantic = None
+        lexical = flat.graph.search(question.text, 10)
+        flat.graph.semantic = index
+        re_ranked += [f.fact_id for f in lexical.facts] != [f.fact_id for f in want.facts]
+    assert re_ranked >= len(evalset.questions) // 10  # the re-rank is on and changes answers
+
+
+def test_the_bucket_search_cannot_re_rank_a_merged_pool() -> None:
+    index = SemanticIndex(HashingEmbedder(16), relation=None)
+    with pytest.raises(ConfigError, match="federated question's merged pool"):
+        index.relation_rerank("How many pets does Victor Lindqvist have?")
+
+
+class _Tree(TreeView):
+    """g2 under root, without reading any config."""
+
+    def tree(self) -> Tree:
+        return Tree({"g2": "root"})
+
+
+def test_a_hive_returns_the_lexical_pool_the_asker_asks_for(forest, tmp_path) -> None:
+    """The pool phase of HIVE_QUERY: ``pool`` facts as BM25 ranked them, whatever the
+    answering hive's own semantic setting (the asker's decides); a bad ``pool`` refused."""
+    evalset, hives, _ = forest
+    graph = hives["g2"].graph
+    fed = HiveFederation("g2", "agent_0", lambda: graph, tmp_path / "outbox", 0.9)
+    fed.view = _Tree()
+    question = next(q.text for q in evalset.questions
+                    if len(graph.search(q.text, 30, world=WorldStats(), fetched={}).facts) == 30)
+    world = graph.world_stats(question)[0]
+    lexical = graph.search(question, 30, world=world, fetched={})
+    payload = {"from_hive": "root", "question": question, "limit": 10, "phase": "search",
+               "world": world.to_dict()}
+    graph.semantic = SemanticIndex(HashingEmbedder(16))
+    try:
+        reply = HivePool.from_dict(fed.handle(MessageType.HIVE_QUERY, "root/agent_1",
+                                              {**payload, "pool": 30})).result
+        assert [f.fact_id for f in reply.facts] == [f.fact_id for f in lexical.facts]
+        assert reply.scores == lexical.scores == sorted(lexical.scores, reverse=True)
+        for bad in (0, 1001, True, 2.5, "40", None):
+            with pytest.raises(ValueError, match="'pool'"):
+                fed.handle(MessageType.HIVE_QUERY, "root/agent_1", {**payload, "pool": bad})
+    finally:
+        graph.semantic = None
+        fed.stop()
 
 
 def test_a_fact_held_by_several_hives_counts_once() -> None:

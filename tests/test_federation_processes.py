@@ -157,6 +157,33 @@ def test_federated_answers_equal_one_flat_hive(forest: Forest, tmp_path: Path) -
     assert (fed.retrieved, fed.answered) == (flat.retrieved, flat.answered), (fed, flat)
 
 
+def test_federated_semantic_answers_equal_one_flat_semantic_hive(forest: Forest,
+                                                                 tmp_path: Path) -> None:
+    """Every hive with ``semantic: true``: the asker re-ranks the merged pools by meaning
+    once, as a flat semantic hive re-ranks its own (tests/test_federated_search.py checks
+    every question in process; this checks the wire: the asker's pool size, the whole
+    pool's neighbours)."""
+    pytest.importorskip("wordllama")
+    evalset = build_long_horizon(n_turns=300, n_questions=16, seed=5)
+    groups = ("g1", "g2")
+    halves = _split(evalset, groups)
+    forest.create("root", 1)
+    for g in groups:
+        forest.create(g, 2, parent="root")
+    forest.create("flat", 2)
+    for hive in forest.hives.values():
+        replace(hive.config(), semantic=True).save()
+    forest.start("root", *groups, "flat")
+    for g in groups:
+        forest.learn(g, halves[g], tmp_path)
+    forest.learn("flat", [t for g in groups for t in halves[g]], tmp_path)
+    for question in evalset.questions:
+        flat = _contents(forest.ask("flat", question.text, "--local"))
+        for g in groups:
+            doc = forest.ask(g, question.text)
+            assert doc["partial"] is False and _contents(doc) == flat, (g, question.text)
+
+
 def _has(forest: Forest, hive: str, text: str) -> bool:
     return text in _contents(forest.ask(hive, text, "--local"))
 

@@ -147,8 +147,7 @@ class SemanticIndex:
         the neighbour facts it brings are scored the same way: a neighbour's bonus is then
         on the scale of the candidates it is added to."""
         if self.relation is not None:
-            return rerank(self.relation, result, parse(question), self._relation_vectors,
-                          fetch)
+            return self.relation_rerank(question)(result, fetch)
         vec = self.question_vector(question)
         scale = self.scale(result.weights)
 
@@ -182,6 +181,32 @@ class SemanticIndex:
             found, failed, asked = fetch(keys)
             return {k: [rescore(h) for h in hits] for k, hits in found.items()}, failed, asked
         return fused_fetch
+
+
+    def relation_rerank(self, question: str
+                        ) -> Callable[[SearchResult, context.Fetch], context.Fetch]:
+        """:meth:`fuse` by the relation re-rank for ``question``, which needs no shard: only
+        the pool's texts. So a federated question's asker applies it once, on the pool of
+        every hive merged (hive_core.federated_search.merge), exactly as one hive holding
+        every fact would. The bucket search asks each bucket's owners, which a merged pool
+        has none of: a ConfigError here, before any hive is asked (it would rank
+        differently from one hive)."""
+        relation = self.relation
+        if relation is None:
+            raise ConfigError("the semantic bucket search (relation=None) cannot re-rank a "
+                              "federated question's merged pool; use the relation re-rank")
+        parsed = parse(question)
+
+        def apply(result: SearchResult, fetch: context.Fetch) -> context.Fetch:
+            return rerank(relation, result, parsed, self._relation_vectors, fetch)
+        return apply
+
+
+def pool_for(semantic: SemanticIndex | None, parsed: ParsedQuery, limit: int) -> int:
+    """The lexical pool a search gathers: larger when the semantic re-rank (``semantic``,
+    None: off) follows. A federated question's asker decides it for every hive."""
+    return search_pool_size(parsed, limit) if semantic is None else \
+        semantic.pool_size(parsed, limit)
 
 
 def fused(bm25: float, scale: float, question: Vector, vec: Vector | None) -> float:
