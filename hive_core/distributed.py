@@ -413,9 +413,8 @@ class DistributedHiveGraph(BaseHiveGraph):
             client.deadline = deadline
             # Every term gets a shard for its df (the routed ones first, so they are placed
             # as before); only the routed ones are searched for candidates.
-            route = multihop.pinned(route_terms(
-                parsed.terms, self.ring.get_agents, prefer=asking_agent, avoid=self._avoid(),
-                asked=multihop.asked(hop)), hop)
+            route = multihop.pinned(self._route(parsed.terms, asking_agent,
+                                                asked=multihop.asked(hop)), hop)
             stats = client.stats if world is None else with_world_df(client.stats, world)
             result = ranked_search(route, stats, client.score, bm25, limit if fetched is not
                                    None else pool_for(semantic, parsed, limit), emphasis, routed)
@@ -452,9 +451,8 @@ class DistributedHiveGraph(BaseHiveGraph):
                  asking_agent: str | None) -> multihop.Hop | None:
         """A two-hop question's second hop, routed preferring the shards its first hop
         ``searched`` (None: past ``query_fanout``; hive_core.multihop.planned)."""
-        return multihop.planned(finding, searched, self.settings.query_fanout, lambda t, a:
-                                route_terms(t, self.ring.get_agents, asking_agent,
-                                            self._avoid(), a))
+        return multihop.planned(finding, searched, self.settings.query_fanout,
+                                lambda t, a: self._route(t, asking_agent, asked=a))
 
     def world_stats(self, query: str, asking_agent: str | None = None,
                     timeout: float | None = None) -> tuple[WorldStats, list[str]]:
@@ -465,8 +463,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         collection = self.collection(asking_agent, deadline)
         client = self.client_for(asking_agent)
         client.deadline = deadline
-        route = route_terms(parse(query).terms, self.ring.get_agents, prefer=asking_agent,
-                            avoid=self._avoid())
+        route = self._route(parse(query).terms, asking_agent)
         stats, failures = client.stats(group_by_shard(route))
         return WorldStats(collection, {t: s.df for t, s in stats.items()}), sorted(failures)
 
@@ -476,16 +473,22 @@ class DistributedHiveGraph(BaseHiveGraph):
         its owners (the asker, then shards this question already asked), in one round."""
         def fetch(keys: Sequence[str]
                   ) -> tuple[dict[str, list[ScoredFact]], dict[str, str], list[str]]:
-            by_shard = group_by_shard(route_terms(
-                keys, self.ring.get_agents, prefer=asking_agent,
-                avoid=self._avoid() | frozenset(result.shards_failed)))
+            by_shard = group_by_shard(self._route(keys, asking_agent,
+                                                  also_avoid=result.shards_failed))
             hits, failed = client.neighbours(by_shard, result.weights, result.avgdl)
             return hits, failed, list(by_shard)
         return fetch
 
     def route_query(self, query: str) -> list[str]:
         terms = parse(query).routed(self.settings.query_fanout)
-        return sorted(set(route_terms(terms, self.ring.get_agents, avoid=self._avoid()).values()))
+        return sorted(set(self._route(terms).values()))
+
+    def _route(self, terms: Sequence[str], asking_agent: str | None = None, *,
+               asked: Sequence[str] = (), also_avoid: Sequence[str] = ()) -> dict[str, str]:
+        """Each term's shard on this ring (hive_core.search.route_terms): the asker or a
+        shard already ``asked`` first, never a suspected one (nor ``also_avoid``)."""
+        return route_terms(terms, self.ring.get_agents, prefer=asking_agent,
+                           avoid=self._avoid() | frozenset(also_avoid), asked=asked)
 
     def _ask_owners(self, key: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
         owners = self.ring.get_agents(key)
