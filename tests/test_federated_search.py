@@ -26,6 +26,7 @@ from hive_core.multihop import Hop
 from hive_core.query import parse
 from hive_core.scoring import CorpusStats
 from hive_core.search import SearchResult, shape
+from hive_core.semantic import semantic_index
 from hive_core.semantic.embedder import HashingEmbedder
 from hive_core.semantic.retrieval import SemanticIndex, pool_for
 from hive_core.store.base import ScoredFact
@@ -85,16 +86,24 @@ def forest():
         hive.close()
 
 
+def _assert_each_home_ranks_as(want: SearchResult, hives: dict[str, InProcessHive],
+                               question: str) -> dict[str, SearchResult]:
+    """The federated result asked from every hive has ``want``'s facts and scores."""
+    results = {}
+    for home in hives:
+        got = results[home] = _federated(hives, home, question, 10)
+        assert [f.fact_id for f in got.facts] == [f.fact_id for f in want.facts], (
+            home, question)
+        assert got.scores == pytest.approx(want.scores, rel=1e-9)
+    return results
+
+
 def test_merge_ranks_like_one_flat_hive(forest) -> None:
     evalset, hives, flat = forest
     alone_differs = 0
     for question in evalset.questions:
         want = flat.graph.search(question.text, 10)
-        for home in hives:
-            got = _federated(hives, home, question.text, 10)
-            assert [f.fact_id for f in got.facts] == [f.fact_id for f in want.facts], (
-                home, question.text)
-            assert got.scores == pytest.approx(want.scores, rel=1e-9)
+        _assert_each_home_ranks_as(want, hives, question.text)
         alone = hives["g2"].graph.search(question.text, 10)
         alone_differs += [f.fact_id for f in alone.facts] != [f.fact_id for f in want.facts]
     assert alone_differs > len(evalset.questions) // 2  # the federation is what finds them
@@ -105,10 +114,8 @@ def semantic_forest(forest):
     """The same hives and flat hive with the semantic re-rank on (the real model): the
     relation re-rank places facts as they are, so only the search changes."""
     pytest.importorskip("wordllama")
-    from hive_core.semantic.embedder import open_embedder
-
     evalset, hives, flat = forest
-    index = SemanticIndex(open_embedder())
+    index = semantic_index()
     every = (*hives.values(), flat)
     for hive in every:
         hive.graph.semantic = index
@@ -124,13 +131,9 @@ def test_with_semantic_on_the_merge_ranks_like_one_flat_semantic_hive(semantic_f
     re_ranked = 0
     for question in evalset.questions:
         want = flat.graph.search(question.text, 10)
-        for home in hives:
-            got = _federated(hives, home, question.text, 10)
-            assert [f.fact_id for f in got.facts] == [f.fact_id for f in want.facts], (
-                home, question.text)
-            assert got.scores == pytest.approx(want.scores, rel=1e-9)
+        for got in _assert_each_home_ranks_as(want, hives, question.text).values():
             assert (got.items, got.versions, got.related) == (
-                want.items, want.versions, want.related), (home, question.text)
+                want.items, want.versions, want.related), question.text
         flat.graph.semantic = None
         lexical = flat.graph.search(question.text, 10)
         flat.graph.semantic = index

@@ -15,10 +15,14 @@ import re
 import pytest
 
 from agent_runtime.answering import ExtractiveAnswerer
+from agent_runtime.inprocess import InProcessHive
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.errors import ConfigError
+from hive_core.evaluation.longhorizon import build_long_horizon
+from hive_core.evaluation.runner import SystemReport, evaluate
 from hive_core.facts import HiveFact
 from hive_core.query import parse
+from hive_core.semantic import semantic_index
 from hive_core.semantic.relation import fact_text, question_text
 from hive_core.semantic.rerank import RelationRerank, holds
 from hive_core.semantic.retrieval import SemanticIndex
@@ -183,26 +187,26 @@ def test_a_fact_joins_the_group_by_its_relation_cosine(group_cosine: float | Non
 
 
 # -- the long-horizon eval with the real model -------------------------------------------------
+def _seed7_reports(hives: dict[str, InProcessHive]) -> dict[str, SystemReport]:
+    """Each in-process hive learns the long-horizon set (seed 7) and answers it; closed."""
+    evalset = build_long_horizon(3000, 240, 7)
+    try:
+        for hive in hives.values():
+            hive.learn([t.to_dict() for t in evalset.turns])
+        return {r.name: r for r in evaluate(evalset, hives, k=10)}
+    finally:
+        for hive in hives.values():
+            hive.close()
+
+
 def test_on_the_long_horizon_eval_the_re_rank_beats_bm25_by_three_points() -> None:
     """Measured +7.9 / +9.1 / +11.3 points on seeds 7 / 11 / 23 (bench.eval_quality); three is
     the bar the default was chosen on, and the hive sizes must still agree."""
     pytest.importorskip("wordllama")
-    from agent_runtime.inprocess import InProcessHive
-    from hive_core.evaluation.longhorizon import build_long_horizon
-    from hive_core.evaluation.runner import evaluate
-    from hive_core.semantic.embedder import open_embedder
 
-    evalset = build_long_horizon(3000, 240, 7)
-    index = SemanticIndex(open_embedder())
-    hives = {"bm25": InProcessHive(1), "one": InProcessHive(1, semantic=index),
-             "four": InProcessHive(4, semantic=index)}
-    try:
-        for hive in hives.values():
-            hive.learn([t.to_dict() for t in evalset.turns])
-        reports = {r.name: r for r in evaluate(evalset, hives, k=10)}
-    finally:
-        for hive in hives.values():
-            hive.close()
+    index = semantic_index()
+    reports = _seed7_reports({"bm25": InProcessHive(1), "one": InProcessHive(1, semantic=index),
+                              "four": InProcessHive(4, semantic=index)})
     bm25, one, four = (reports[n].overall().retrieval_pct for n in ("bm25", "one", "four"))
     assert one >= bm25 + 3.0, (bm25, one)
     assert [o.retrieved for o in reports["one"].outcomes] == \
@@ -214,24 +218,14 @@ def test_on_the_long_horizon_eval_meaning_completes_the_counts_and_lists() -> No
     """Measured on seed 7: count answers 4.8% -> 33.3%, list 9.5% -> 57.1% with the group
     decided by meaning too (seeds 11, 23, 31, 41: 0-9.5% -> 24-38% and 5-19% -> 52-57%)."""
     pytest.importorskip("wordllama")
-    from agent_runtime.inprocess import InProcessHive
-    from hive_core.evaluation.longhorizon import build_long_horizon
-    from hive_core.evaluation.runner import evaluate
     from hive_core.semantic.embedder import open_embedder
 
-    evalset = build_long_horizon(3000, 240, 7)
     embedder = open_embedder()
     lexical_group = SemanticIndex(embedder, relation=RelationRerank(group_cosine=None))
     index = SemanticIndex(embedder)
-    hives = {"lexical": InProcessHive(1, semantic=lexical_group),
-             "one": InProcessHive(1, semantic=index), "four": InProcessHive(4, semantic=index)}
-    try:
-        for hive in hives.values():
-            hive.learn([t.to_dict() for t in evalset.turns])
-        reports = {r.name: r for r in evaluate(evalset, hives, k=10)}
-    finally:
-        for hive in hives.values():
-            hive.close()
+    reports = _seed7_reports({"lexical": InProcessHive(1, semantic=lexical_group),
+                              "one": InProcessHive(1, semantic=index),
+                              "four": InProcessHive(4, semantic=index)})
     before, after = reports["lexical"].by_category(), reports["one"].by_category()
     assert after["count"].answer_pct >= before["count"].answer_pct + 15.0
     assert after["list"].answer_pct >= before["list"].answer_pct + 25.0

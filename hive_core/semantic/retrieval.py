@@ -182,7 +182,6 @@ class SemanticIndex:
             return {k: [rescore(h) for h in hits] for k, hits in found.items()}, failed, asked
         return fused_fetch
 
-
     def relation_rerank(self, question: str
                         ) -> Callable[[SearchResult, context.Fetch], context.Fetch]:
         """:meth:`fuse` by the relation re-rank for ``question``, which needs no shard: only
