@@ -1,4 +1,7 @@
-"""Authenticated messages: every envelope's bytes carry an HMAC-SHA256 under the hive's key.
+"""Authenticated messages: an envelope on a broker carries an HMAC-SHA256 under the hive's key.
+
+(A Unix-socket connection proves the key once instead and then carries plain envelopes:
+hive_core.transports.conn_auth, which uses this module's :class:`KeySet` and :class:`Hmac`.)
 
 Why: anyone who can reach an agent's socket or the hive's Redis could otherwise retract facts
 on every replica, inject facts under another agent's name or dump a shard. A transport takes

@@ -13,7 +13,8 @@ nothing sits between them that could forge or alter a message, and a signature w
 prove that the process trusts itself. That is also why a graph calls the shards this bus
 would deliver to unchanged directly, without the thread hand-off
 (``DistributedHiveGraph._delivered_here``, keyed on :attr:`LocalEventBus.version`). Every
-process boundary -- Unix sockets, Redis, the brokers -- still signs and verifies.
+process boundary is still authenticated: a Unix-socket connection by its handshake
+(hive_core.transports.conn_auth), every message on Redis and the brokers by its HMAC.
 """
 
 from __future__ import annotations

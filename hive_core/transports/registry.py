@@ -6,7 +6,8 @@ is imported only when its transport is opened: an agent on Unix sockets never lo
 SDK (~5-30 MB per process, times 100 agents).
 
 Opening a transport also loads the hive's message key (hive_core.secret_store): every
-transport signs and verifies with it, with the replay window its spec names.
+transport authenticates with it (Unix sockets once per connection, the others every message,
+with the replay window its spec names).
 
 The module named by a spec provides ``open_transport(config, auth) -> ShardTransport`` and may
 provide ``purge(config) -> list[str]`` (what ``delete --purge-data`` removes from the broker).
