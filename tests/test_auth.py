@@ -323,3 +323,29 @@ def test_rotate_secret_with_no_agent_running_and_its_usage_errors(amplihack_home
     refused = cli(capsys, "rotate-secret", "--hive", "quiet")
     assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1
     assert "Traceback" not in refused.err
+
+
+def test_open_returns_the_verified_header_and_asks_for_a_redelivery_only_on_a_replay() -> None:
+    auth = ephemeral()
+    frame = auth.sign(BODY)
+    asked: list[bool] = []
+
+    def handled_here(answer: bool) -> bool:
+        asked.append(answer)
+        return answer
+
+    body, nonce, sent_ms = auth.open(frame, lambda: handled_here(True))
+    _magic, _kid, want_ms, want_nonce = HEADER.unpack(frame[:HEADER.size])  # the reference
+    assert (body, nonce, sent_ms) == (BODY, want_nonce, want_ms)
+    assert asked == []  # a first delivery never looks the record up
+    with pytest.raises(Redelivered):  # the record says: this very entry was handled here
+        auth.open(frame, lambda: handled_here(True))
+    with pytest.raises(Replayed) as refused:  # a copy: refused, and counted
+        auth.open(frame, lambda: handled_here(False))
+    assert type(refused.value) is Replayed
+    assert asked == [True, False]
+    assert auth.rejected()["replayed"] == 1
+    forged = frame[:-1] + bytes([frame[-1] ^ 1])
+    with pytest.raises(BadMac):  # a tampered frame is refused before any record is asked
+        auth.open(forged, lambda: handled_here(True))
+    assert asked == [True, False]

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from hive_core.auth import KeySet, MessageAuth, Replayed, Stale, StaticKeys, new_key
-from hive_core.transports.handled_journal import RECORD, HandledJournal, stamp
+from hive_core.transports.handled_journal import RECORD, HandledJournal, Stamp, key_digest, stamp
 
 WINDOW = 60.0
 BOOT = 1_700_000_000.0
+KEY = new_key()
 
 
 class Clock:
@@ -146,3 +147,22 @@ def test_a_redelivery_is_the_same_broker_entry_not_confirmed_gone(tmp_path: Path
     assert not j.is_redelivery(stamp(b"1-0", body), time.monotonic())  # put back by hand
     _j = journal(tmp_path, clock)  # next incarnation: whether the ack landed is unknown
     assert _j.is_redelivery(stamp(b"1-0", body), time.monotonic())
+
+
+def test_the_stamp_a_broker_records_is_the_one_a_redelivery_is_looked_up_by(
+        tmp_path: Path, clock) -> None:
+    """The broker builds the recorded stamp from MessageAuth.open (the header parsed once)
+    and looks a replay up with stamp(); if the two ever differed, a genuine redelivery would
+    be counted as an attack, or a record would name the wrong message."""
+    sender, receiver = policy(KEY, clock), policy(KEY, clock)
+    frame = sender.sign(b"{}")
+    _body, nonce, sent_ms = receiver.open(frame)
+    recorded = Stamp(key_digest(b"1700000000000-7"), nonce, sent_ms / 1000)
+    assert recorded == stamp(b"1700000000000-7", frame)
+    j = journal(tmp_path, clock)
+    j.handled(recorded)
+    assert j.is_redelivery(stamp(b"1700000000000-7", frame), time.monotonic())
+    assert not j.is_redelivery(stamp(b"1700000000000-8", frame), time.monotonic())
+    digests = {key_digest(k) for k in (b"1-0", b"1-1", b"2-0", "1-0", ("1-0",), 10)}
+    assert len(digests) == 6  # distinct keys, distinct digests (bytes and others alike)
+

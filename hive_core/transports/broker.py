@@ -60,7 +60,7 @@ from hive_core.errors import (
 )
 from hive_core.messages import Envelope, MessageType, decode
 from hive_core.transports.base import Handler, Reply, check_request, reply_bytes, seal, unseal
-from hive_core.transports.handled_journal import HandledJournal, Stamp, stamp
+from hive_core.transports.handled_journal import HandledJournal, Stamp, key_digest, stamp
 from hive_core.transports.notices import Notices
 from hive_core.transports.retry import Backoff, RetryState
 
@@ -276,9 +276,8 @@ class Inbox:
             if len(delivery.body) > limit:
                 raise MessageRejected(f"message of {len(delivery.body)} bytes exceeds the "
                                       f"{limit}-byte limit")
-            delivery.stamp = stamp(delivery.key, delivery.body)
-            redelivery = self.journal.is_redelivery(delivery.stamp, delivery.fetched_at)
-            plain = auth.verify(delivery.body, redelivery=redelivery)
+            plain, nonce, sent_ms = auth.open(delivery.body, lambda: self.journal.is_redelivery(
+                stamp(delivery.key, delivery.body), delivery.fetched_at))
         except Redelivered:
             log.info("%s: %s was handled here already; acknowledged without running it "
                      "again", self.agent, delivery.key)
@@ -289,6 +288,8 @@ class Inbox:
                                 self.agent, reason, exc)
             return None
         delivery.verified = True
+        if nonce:  # empty: a policy that does not sign (a benchmark's), nothing to record
+            delivery.stamp = Stamp(key_digest(delivery.key), nonce, sent_ms / 1000)
         try:
             env = decode(plain, limit)
         except MessageRejected as exc:  # authentic but malformed: say so to its sender
