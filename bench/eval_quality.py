@@ -9,14 +9,12 @@ Prints retrieval@10 and answer accuracy per category, whether every hive size re
 same top-10 as the first, shards asked, query latency and the facts each agent holds.
 ``--semantic`` turns on hive_core.semantic (the [semantic] extra) in every hive size: the
 lexical pool re-ranked by vectors without names (``--relation``, ``--relation-pool``,
-``--relation-weight``, ``--all-facts``), or ``--relation buckets`` for BM25 fused with
-sentence vectors asked by bucket (``--semantic-weight``, ``--lsh``).
+``--gather-pool``, ``--relation-weight``, ``--all-facts``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -28,9 +26,8 @@ from hive_core.evaluation.longhorizon import build_long_horizon
 from hive_core.evaluation.runner import Reply, SystemReport, evaluate, percentile
 from hive_core.evaluation.science import science_suite
 from hive_core.semantic.embedder import EMBEDDERS, open_embedder
-from hive_core.semantic.lsh import KEYS_FIELD, VECTOR_FIELD, Lsh, is_bucket
 from hive_core.semantic.rerank import NAMES, RelationRerank
-from hive_core.semantic.retrieval import DEFAULT_WEIGHT, RELATION, SemanticIndex
+from hive_core.semantic.retrieval import RELATION, SemanticIndex
 
 
 class _Recording:
@@ -60,29 +57,11 @@ def _table(reports: Sequence[SystemReport]) -> None:
 
 def _semantic(args: argparse.Namespace) -> SemanticIndex:
     try:
-        tables, bits, spread = (int(x) for x in args.lsh.split(","))
-        relation = None if args.relation == "buckets" else RelationRerank(
-            args.relation_pool, args.relation_weight, args.relation, not args.all_facts,
-            args.gather_pool)
-        return SemanticIndex(open_embedder(args.embedder), Lsh(tables, bits, spread),
-                             args.semantic_weight, relation=relation)
-    except (ValueError, ConfigError) as exc:
+        relation = RelationRerank(args.relation_pool, args.relation_weight, args.relation,
+                                  not args.all_facts, args.gather_pool)
+        return SemanticIndex(open_embedder(args.embedder), relation)
+    except ConfigError as exc:
         raise SystemExit(f"eval_quality: {exc}") from None
-
-
-def _report_vectors(hive: InProcessHive, semantic: SemanticIndex) -> None:
-    """What the vectors cost: bucket postings per shard, and metadata bytes per fact body
-    (the relation re-rank places none: it embeds pool texts at the asker)."""
-    if semantic.relation is not None:
-        print(f"semantic {semantic.embedder.name} {semantic.relation}")
-        return
-    stores = [hive.graph.shard_store(a) for a in hive.agents]
-    buckets = [sum(1 for r in s.records() for k in r.terms if is_bucket(k)) for s in stores]
-    sample = next(iter(stores[0].records())).fact["metadata"]
-    extra = len(json.dumps({k: sample[k] for k in (VECTOR_FIELD, KEYS_FIELD) if k in sample}))
-    print(f"semantic {semantic.embedder.name} {semantic.lsh} weight {semantic.weight}: bucket "
-          f"postings per shard mean {sum(buckets) / len(buckets):.0f}; +{extra} bytes of "
-          "metadata per fact body copy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,14 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--suite", choices=("long-horizon", "science"), default="long-horizon")
     parser.add_argument("--semantic", action="store_true",
-                        help="fuse BM25 with sentence vectors (needs the [semantic] extra)")
-    parser.add_argument("--semantic-weight", type=float, default=DEFAULT_WEIGHT)
-    parser.add_argument("--lsh", default="1,6,1", help="semantic buckets: tables,bits,spread")
+                        help="re-rank by meaning (needs the [semantic] extra)")
     parser.add_argument("--embedder", default="wordllama", choices=sorted(EMBEDDERS))
-    parser.add_argument("--relation", default=RELATION.names, choices=(*NAMES, "buckets"),
+    parser.add_argument("--relation", default=RELATION.names, choices=NAMES,
                         help="semantic: re-rank the lexical pool by vectors without names "
                         "(a fact's capitalised words: all, or those shared with the "
-                        "question), or ask vector buckets instead")
+                        "question)")
     parser.add_argument("--relation-pool", type=int, default=RELATION.pool)
     parser.add_argument("--gather-pool", type=int, default=RELATION.gather_pool)
     parser.add_argument("--relation-weight", type=float, default=RELATION.weight)
@@ -127,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({100.0 * sum(per_agent) / len(per_agent) / stored:.1f}% of all)")
             systems[f"N={n}"] = _Recording(hive)
         if semantic is not None:
-            _report_vectors(hives[-1], semantic)
+            print(f"semantic {semantic.embedder.name} {semantic.relation}")
         reports = evaluate(evalset, systems, k=10)
         print(f"\n{evalset.name}: {len(evalset.questions)} questions, seed {args.seed}, "
               f"{len(evalset.turns)} turns")

@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hive_core.facts import HiveFact, place_of
-from hive_core.semantic.lsh import posting_keys
 from hive_core.store.base import KEY_PREFIX, ScoredFact, ShardStore
 
 CONTEXT_WEIGHT = 0.5
@@ -52,14 +51,12 @@ def key(session: str, turn: int) -> str:
 
 
 def fact_keys(metadata: Mapping[str, Any]) -> list[str]:
-    """The posting keys a fact has beyond its terms: its semantic buckets, if it was placed
-    with a vector (:mod:`hive_core.semantic`), and its position keys -- its place, and the
+    """The posting keys a fact has beyond its terms: its position keys -- its place, and the
     other places the same sentence was said in the same learn (``seen_at``)."""
-    keys = posting_keys(metadata)
     where = place_of(metadata)
     if where is None:
-        return keys
-    keys.append(key(*where))
+        return []
+    keys = [key(*where)]
     for other in metadata.get("seen_at") or ():
         if isinstance(other, list | tuple) and len(other) == 2:
             keys.append(key(str(other[0]), int(other[1])))

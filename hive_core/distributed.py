@@ -303,7 +303,6 @@ class DistributedHiveGraph(BaseHiveGraph):
         ``write_failures``, suspected) rather than failing the batch. If some fact lost every
         owner of its primary role or of one of its terms, it would be unfindable: that raises.
         """
-        facts = facts if self.semantic is None else self.semantic.embed_facts(facts)
         for attempt in range(STALE_RETRIES + 1):
             # The client (and the epoch its messages carry) before the ring: set_rings
             # assigns the epoch last, so a batch is never labelled newer than its placement.
@@ -403,8 +402,7 @@ class DistributedHiveGraph(BaseHiveGraph):
         fanout = self.settings.query_fanout
         semantic = self.semantic if hop is None and fetched is None else None
         chain, routed = multihop.plan(  # a two-hop question keeps a shard for its second hop
-            parsed, fanout if semantic is None else semantic.lexical_fanout(fanout),
-            hop, searched=world is None and fetched is None)
+            parsed, fanout, hop, searched=world is None and fetched is None)
         emphasis = parsed.emphasis(self.settings.anchor_boost)
         bm25 = self.bm25.for_collection(
             world.collection if world is not None else self.collection(asking_agent, deadline))
@@ -420,8 +418,7 @@ class DistributedHiveGraph(BaseHiveGraph):
                                    None else pool_for(semantic, parsed, limit), emphasis, routed)
             fetch = self._context_fetch(client, result, asking_agent)
             if semantic is not None:  # re-ranks result in place
-                fetch = semantic.fuse(result, query, client, self.ring.get_agents,
-                                      asking_agent, self._avoid(), fetch)
+                fetch = semantic.relation_rerank(query)(result, fetch)
             if fetched is None:
                 result = shape(with_context(result, fetch), parsed, limit)
             else:

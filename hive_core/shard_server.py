@@ -21,7 +21,6 @@ from hive_core.membership.ranges import RangeSet
 from hive_core.messages import Envelope, MessageType
 from hive_core.ring import HashRing, stable_hash
 from hive_core.scoring import CorpusStats
-from hive_core.semantic.retrieval import answer as semantic_answer
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 RingSource = Callable[[], HashRing]
@@ -90,8 +89,6 @@ class ShardServer:
             found = context.score_keys(store, p["keys"], p["weights"], float(p["avgdl"]))
             return {"hits": {key: [[h.fact.to_dict(), h.score] for h in hits]
                              for key, hits in found.items()}}
-        if op == "semantic":  # a question's buckets (hive_core.semantic.retrieval)
-            return semantic_answer(store, p)
         if op == "get":
             fact = store.get(p["fact_id"])
             return {"fact": fact.to_dict() if fact else None}

@@ -16,7 +16,6 @@ from test_federation_processes import _split
 from agent_runtime.federation import HiveFederation, _shards_by_hive
 from agent_runtime.inprocess import InProcessHive
 from hive_core import multihop
-from hive_core.errors import ConfigError
 from hive_core.evaluation.longhorizon import build_long_horizon
 from hive_core.facts import HiveFact
 from hive_core.federated_search import HivePool, WorldStats, merge
@@ -139,12 +138,6 @@ def test_with_semantic_on_the_merge_ranks_like_one_flat_semantic_hive(semantic_f
         flat.graph.semantic = index
         re_ranked += [f.fact_id for f in lexical.facts] != [f.fact_id for f in want.facts]
     assert re_ranked >= len(evalset.questions) // 10  # the re-rank is on and changes answers
-
-
-def test_the_bucket_search_cannot_re_rank_a_merged_pool() -> None:
-    index = SemanticIndex(HashingEmbedder(16), relation=None)
-    with pytest.raises(ConfigError, match="federated question's merged pool"):
-        index.relation_rerank("How many pets does Victor Lindqvist have?")
 
 
 class _Tree(TreeView):

@@ -132,15 +132,6 @@ def test_the_subjects_paraphrase_is_pulled_up_by_the_reference_bonus(subject_onl
             graph.close()
 
 
-def test_the_relation_re_rank_places_no_vector() -> None:
-    graph = _graph(3, SemanticIndex(_Names()))
-    try:
-        for fact in graph.search("Victor Lindqvist", 10).facts:
-            assert "embedding" not in fact.metadata and "embedding_keys" not in fact.metadata
-    finally:
-        graph.close()
-
-
 # -- the group of a gathering question ---------------------------------------------------------
 COUNTED = "How many pets does Victor Lindqvist have?"  # name-free: "pets have"
 HAMSTER = "Victor Lindqvist adopted a hamster named Toffee."  # no relation word: meaning only

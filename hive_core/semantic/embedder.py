@@ -1,4 +1,4 @@
-"""Sentence embedders: what turns a fact or a question into a vector, and the vector's wire form.
+"""Sentence embedders: what turns a fact or a question into a vector, and the vector's int8 form.
 
 Two implementations of one small protocol:
 
@@ -10,17 +10,17 @@ Two implementations of one small protocol:
   package's public ``WordLlamaInference`` instead; there is no code path that can reach the
   network.
 * :class:`HashingEmbedder` -- a deterministic bag of hashed words, for unit tests of the
-  bucketing and fusion logic (no model, no numpy).
+  re-rank logic (no model, no numpy).
 
 A vector leaves the embedder as int8 integers (:func:`quantize`), scaled per vector so its
-largest component is 127: 256 bytes for 256 dimensions, and every cosine computed from them
-is integer arithmetic plus one square root, so every shard of every hive size computes the
-same number for the same pair (:func:`cosine`).
+largest component is 127: 256 bytes for 256 dimensions (small to cache), and every cosine
+computed from them is integer arithmetic plus one square root, so an asker computes the same
+number for the same pair whatever its hive size or platform, with or without numpy
+(:func:`cosine`).
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import logging
 import math
@@ -86,22 +86,6 @@ def cosine(a: Vector, b: Vector) -> float:
         p, q = array("b", a), array("b", b)
         dot, norms = sum(map(mul, p, q)), sum(map(mul, p, p)) * sum(map(mul, q, q))
     return dot / math.sqrt(norms) if norms else 0.0
-
-
-def encode(vector: Vector) -> str:
-    """The text a vector travels as (fact metadata is JSON): base64."""
-    return base64.b64encode(vector).decode("ascii")
-
-
-def decode(text: object) -> Vector | None:
-    """A vector from :func:`encode`'s text; None for anything else (a fact learned without
-    one, or a hand-made metadata value)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (ValueError, UnicodeEncodeError):
-        return None
 
 
 class HashingEmbedder:

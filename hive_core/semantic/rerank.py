@@ -7,7 +7,7 @@ hamster named Toffee."): the pool holds them, below other facts about Victor tha
 his name. A whole-sentence vector does not separate them either -- the name dominates it, and
 it pulls up sentences of the same shape about other people. So:
 
-* the lexical search keeps the whole ``query_fanout`` (no bucket is asked) and gathers a
+* the lexical search keeps the whole ``query_fanout`` (no extra shard is asked) and gathers a
   pool of at least ``pool`` facts (more than ``limit``: something to pull up), and of
   ``gather_pool`` for a count or a list (hive_core.aggregate's 30 left a pet or a language
   of the subject below the pool in 22 of the 29 count/list misses of seeds 7, 11, 23);

@@ -20,7 +20,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from hive_core.facts import HiveFact
 from hive_core.scoring import Bm25, CorpusStats
 from hive_core.store.base import (
     KEY_PREFIX,
@@ -52,9 +51,6 @@ class TermIndex:
         # once per change). Removals keep the old pair: still a valid bound for pruning.
         self._extremes: dict[str, tuple[int, int]] = {}
         self.changes = 0  # bumped by every write: lets readers cache what they derive
-        # fid -> int8 vector of the facts a semantic query scored here (hive_core.semantic):
-        # decoded from the body once, on first use, so a hive without it pays nothing.
-        self.vectors: dict[str, bytes] = {}
 
     # -- writes -------------------------------------------------------------------------------
     def merge_batch(self, batch: StoreBatch, refused: Collection[str] = ()) -> int:
@@ -139,7 +135,6 @@ class TermIndex:
     def _forget(self, fid: str) -> None:
         self.changes += 1
         self._extra.pop(fid, None)
-        self.vectors.pop(fid, None)
         self.tf.pop(fid, None)
         self.dl.pop(fid, None)
         self.primary.discard(fid)
@@ -225,11 +220,10 @@ class TermIndex:
 
     def top(
         self, terms: Iterable[str], weights: Mapping[str, float], limit: int,
-        avgdl: float | None = None, combine: Callable[[str, float], float] | None = None,
+        avgdl: float | None = None,
     ) -> list[tuple[str, float]]:
         """(fact_id, score) of the best ``limit`` facts in the postings of ``terms``, with
-        the hive's average length ``avgdl`` (this index's constant when None); with
-        ``combine``, a fact's score is ``combine(fact_id, its BM25 score)``.
+        the hive's average length ``avgdl`` (this index's constant when None).
 
         Sorted by (-score, fact_id); facts scoring 0 or less are never returned.
         """
@@ -241,8 +235,6 @@ class TermIndex:
         scored = []
         for fid in candidates:
             s = score(weights, tfs[fid], dls[fid])
-            if combine is not None:
-                s = combine(fid, s)
             if s > 0.0:
                 scored.append((-s, fid))
         return [(fid, -neg) for neg, fid in heapq.nsmallest(limit, scored)]
@@ -304,30 +296,6 @@ class IndexedStore:
     def _body(self, fact_id: str) -> Mapping[str, Any]:
         """The stored plain-data fact (each store keeps its bodies its own way)."""
         raise NotImplementedError
-
-    def fused_score(
-        self, keys: Iterable[str], weights: Mapping[str, float], limit: int,
-        avgdl: float | None, combine: Callable[[float, bytes | None], float],
-        vector_of: Callable[[Mapping[str, Any]], bytes | None],
-    ) -> list[ScoredFact]:
-        """Top ``limit`` facts of the postings of ``keys`` (semantic buckets) by
-        ``combine(bm25, vector)``; a fact's vector is read from its body once and kept in
-        the index (:mod:`hive_core.semantic.retrieval` says what the score is)."""
-        with self._lock:
-            vectors = self._index.vectors
-
-            def score(fid: str, bm25: float) -> float:
-                vec = vectors.get(fid)
-                if vec is None:
-                    vec = vector_of(self._body(fid))
-                    if vec is not None:
-                        vectors[fid] = vec
-                return combine(bm25, vec)
-
-            best = self._index.top(keys, weights, limit, avgdl, score)
-            bodies = [self._body(fid) for fid, _ in best]
-        return [ScoredFact(HiveFact.from_dict(dict(body)), s)
-                for body, (_, s) in zip(bodies, best, strict=True)]
 
     def select_roles(self, keep: Callable[[str], bool]) -> list[StoreRecord]:
         with self._lock:
