@@ -6,7 +6,9 @@
 #   AMPLIHACK_MEMORY_CONNECTION_STRING      the broker's connection string (a platform secret)
 #   AMPLIHACK_HEALTH_PORT                   the HTTP readiness endpoint (default 8080)
 # Build:  docker build -t amplihack-hive:0.1.0 .
-# PIP_EXTRAS selects optional dependencies (the Azure SDKs of the azure_* transports).
+# PIP_EXTRAS selects optional dependencies: the Azure SDKs of the azure_* transports, and
+# the model of `semantic: true` (on in every hive `create` made where the extra is installed;
+# an agent of such a hive refuses to start without it).
 
 FROM python:3.11-slim
 
@@ -21,7 +23,7 @@ COPY pyproject.toml README.md ./
 COPY hive_core ./hive_core
 COPY agent_runtime ./agent_runtime
 COPY hive_cli ./hive_cli
-ARG PIP_EXTRAS="[azure]"
+ARG PIP_EXTRAS="[azure,semantic]"
 RUN pip install ".${PIP_EXTRAS}" \
     && rm -rf build ./*.egg-info
 

@@ -16,6 +16,7 @@ from hive_cli.transport_factory import check_available
 from hive_core.atomic import write_private
 from hive_core.evaluation.dataset import EvalSet
 from hive_core.hive_config import HiveConfig
+from hive_core.semantic import installed as semantic_installed
 from hive_core.transports.registry import names as transport_names
 
 
@@ -31,9 +32,10 @@ def eval_command(
     connection_string: Annotated[str | None, typer.Option(
         help="Throwaway hive: broker connection string (never printed).")] = None,
     shard_backend: Annotated[str, typer.Option(help="Throwaway hive: kuzu | memory")] = "kuzu",
-    semantic: Annotated[bool, typer.Option(
+    semantic: Annotated[bool | None, typer.Option(
+        "--semantic/--no-semantic", show_default="on when the [semantic] extra is installed",
         help="Throwaway hive: re-rank by meaning ([semantic] extra). --hive: its config's.")
-    ] = False,
+    ] = None,
     suite: Annotated[str, typer.Option(help="science | long-horizon | all")] = "all",
     turns: Annotated[int, typer.Option(min=100, max=200_000,
                                        help="long-horizon: turns to generate.")] = 3000,
@@ -57,7 +59,7 @@ def eval_command(
     Examples:
       amplihack-hive eval                                  # 5 agents, throwaway, all suites
       amplihack-hive eval --agents 20 --suite long-horizon --json
-      amplihack-hive eval --suite long-horizon --semantic  # answers re-ranked by meaning
+      amplihack-hive eval --suite long-horizon --no-semantic  # lexical ranking only
       amplihack-hive eval --hive prod --no-learn --output report.json
     """
     evalsets = evaluation.build_suites(suite, turns, questions, seed)
@@ -70,6 +72,8 @@ def eval_command(
         label = f"hive {hive}"
         runs = _run(config, evalsets, compare, learn, limit, timeout, out)
     else:
+        if semantic is None:  # as `create`: on where it can be
+            semantic = semantic_installed()
         with out.progress("eval agents ready", agents) as bar, evaluation.throwaway_hive(
                 agents, transport, connection_string, shard_backend, timeout, bar,
                 semantic) as config:

@@ -51,7 +51,7 @@ class _HiveFile(BaseModel):
     transport_options: dict[str, Any] = Field(default_factory=dict)
     state_store: str = "auto"
     parent: str | None = None
-    # Fuse BM25 with sentence vectors (hive_core.semantic; needs the [semantic] extra).
+    # Re-rank the lexical pool by meaning (hive_core.semantic; needs the [semantic] extra).
     semantic: bool = False
     agents: list[_AgentFile] = Field(default_factory=list)
 

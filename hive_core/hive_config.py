@@ -112,7 +112,8 @@ class HiveConfig:
     # The hive this one is a group of (hive_core.federation_tree): the one place a link of
     # the tree is written, so a hive's children are the hives naming it, never a second list.
     parent: str | None = None
-    # Semantic retrieval fused with BM25 (hive_core.semantic), off by default.
+    # Answers re-ranked by meaning (hive_core.semantic, the [semantic] extra). `create` writes
+    # it on when the extra is installed; a config without the key ranks lexically.
     semantic: bool = False
     agents: tuple[AgentConfig, ...] = field(default_factory=tuple)
 

@@ -238,3 +238,27 @@ def test_an_azure_key_is_never_shown_by_start_status_or_logs(amplihack_home, cap
     status = cli(capsys, "status", "--hive", "azk", "--json")
     for text in [started.out, started.err, status.out, status.err]:
         assert SECRET not in text
+
+
+def test_create_answers_by_meaning_where_the_extra_is_installed(amplihack_home, capsys,
+                                                                monkeypatch):
+    """On by default when the [semantic] extra is installed (CI installs it: the real
+    package is found), off with --no-semantic, and off with the line to install it where the
+    extra is missing. The config says which, so every machine of a hive ranks alike."""
+    import importlib.util
+
+    assert importlib.util.find_spec("wordllama") is not None  # installed by .[dev]
+    on = cli(capsys, "create", "--name", "m1", "--agents", "1")
+    assert on.code == 0 and "answers re-ranked by meaning" in on.out
+    assert HiveConfig.load("m1").semantic is True
+    off = cli(capsys, "create", "--name", "m2", "--agents", "1", "--no-semantic", "--json")
+    assert off.code == 0 and off.json()["semantic"] is False
+    assert HiveConfig.load("m2").semantic is False
+    monkeypatch.setitem(sys.modules, "wordllama", None)  # as if the extra were not installed
+    missing = cli(capsys, "create", "--name", "m3", "--agents", "1")
+    assert missing.code == 0 and "lexical ranking" in missing.out
+    assert "pip install 'amplihack-hive[semantic]'" in missing.err
+    assert HiveConfig.load("m3").semantic is False
+    asked = cli(capsys, "create", "--name", "m4", "--agents", "1", "--semantic")
+    assert asked.code != 0 and "pip install 'amplihack-hive[semantic]'" in asked.err
+    assert "Traceback" not in asked.err and not (amplihack_home / "hives" / "m4").exists()

@@ -96,7 +96,7 @@ def test_join_and_leave_while_clients_ask(hive_home: Path, tmp_path: Path) -> No
     corpus.write_text("\n".join(turns) + "\n")
     facts = extract(turns)
     hive = LocalHive(hive_home, "living")
-    hive.ok("create", "--name", "living", "--agents", "6")
+    hive.ok("create", "--name", "living", "--agents", "6", "--no-semantic")
     hive.ok("start", "--hive", "living")
     hive.ok("learn", "--hive", "living", "--file", str(corpus))
     six = [f"agent_{i}" for i in range(6)]
@@ -164,7 +164,8 @@ def test_deaths_restore_replicas_and_a_returning_agent_catches_up(hive_home: Pat
     corpus.write_text("\n".join(turns) + "\n")
     facts = extract(turns)
     hive = LocalHive(hive_home, "deaths")
-    hive.ok("create", "--name", "deaths", "--agents", "20", "--shard-backend", "memory")
+    hive.ok("create", "--name", "deaths", "--agents", "20", "--shard-backend", "memory",
+            "--no-semantic")
     hive.ok("start", "--hive", "deaths")
     hive.ok("learn", "--hive", "deaths", "--file", str(corpus))
     names = [f"agent_{i}" for i in range(20)]
@@ -229,7 +230,8 @@ def test_a_joiner_killed_mid_stream_never_half_flips_and_resumes(hive_home: Path
     facts = extract(turns)
     hive = LocalHive(hive_home, "stuck")
     hive.env.update({"AMPLIHACK_HANDOFF_TIMEOUT": "1", "AMPLIHACK_REREPLICATE_AFTER": "600"})
-    hive.ok("create", "--name", "stuck", "--agents", "5", "--shard-backend", "memory")
+    hive.ok("create", "--name", "stuck", "--agents", "5", "--shard-backend", "memory",
+            "--no-semantic")
     hive.ok("start", "--hive", "stuck")
     hive.ok("learn", "--hive", "stuck", "--file", str(corpus))
     five = [f"agent_{i}" for i in range(5)]
