@@ -16,6 +16,7 @@ from typing import Any
 
 from agent_runtime.answering import Answerer, ExtractiveAnswerer
 from agent_runtime.learning import Extractor, RuleBasedExtractor, facts_of_turns
+from agent_runtime.turn_context import with_before
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.evaluation.runner import Reply
 from hive_core.semantic.retrieval import SemanticIndex
@@ -43,6 +44,7 @@ class InProcessHive:
     def learn(self, turns: Sequence[dict[str, Any]]) -> int:
         """Learn ``turns`` (LEARN items); returns the number of distinct facts stored."""
         stored: set[str] = set()
+        turns = list(with_before(turns))  # as the CLI sends them (agent_runtime.turn_context)
         for i in range(0, len(turns), LEARN_BATCH):
             agent = self.agents[(i // LEARN_BATCH) % len(self.agents)]
             facts = facts_of_turns(self.extractor, turns[i:i + LEARN_BATCH])

@@ -62,12 +62,15 @@ class LearnBudget:
                              f"{self.max_turns:,} turns per request; send smaller batches")
         total = 0
         for i, item in enumerate(turns):
-            size = len(turn_text(item).encode("utf-8", "surrogatepass"))
-            if size > self.max_turn_bytes:
-                raise ValueError(f"LEARN turn {i} is {size:,} bytes; the limit per turn is "
-                                 f"{self.max_turn_bytes:,} bytes (max_turn_bytes in the hive "
-                                 "config)")
-            total += size
+            # the turn before (agent_runtime.turn_context) is read too: the same limits
+            before = item.get("before") if isinstance(item, dict) else None
+            for text in (turn_text(item), before if isinstance(before, str) else ""):
+                size = len(text.encode("utf-8", "surrogatepass"))
+                if size > self.max_turn_bytes:
+                    raise ValueError(f"LEARN turn {i} is {size:,} bytes; the limit per turn "
+                                     f"is {self.max_turn_bytes:,} bytes (max_turn_bytes in "
+                                     "the hive config)")
+                total += size
         if total > self.max_bytes:
             raise ValueError(f"LEARN of {total:,} bytes is over the budget of "
                              f"{self.max_bytes:,} bytes per request; send smaller batches")

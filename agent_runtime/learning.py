@@ -6,7 +6,10 @@ rewritten), ``concept`` set to the clause's main entity. Each fact remembers its
 (the turn it came from) in ``metadata["episode"]``, because answers often need two sentences
 of one turn; and a sentence whose subject is only a pronoun gets the turn's subject written
 into its content ("It was patched" -> "CVE-2024-3094 was patched"), so the fact still matches
-a question about that subject on its own.
+a question about that subject on its own. A turn that *opens* with such a pronoun ("He said he
+bought a Skoda.") takes the subject the turn before it ended with, when that is a name
+(``before``, the previous turn of the same conversation: :mod:`agent_runtime.turn_context`
+attaches it to the LEARN items that need it) -- so "Which car did Diego Alvarez buy?" finds it.
 
 :class:`AnthropicExtractor` is used only when ``ANTHROPIC_API_KEY`` is set (``anthropic`` is
 the optional ``llm`` extra, imported lazily). It fails loudly on a bad answer: there is no
@@ -33,13 +36,13 @@ DEFAULT_ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
 
 @runtime_checkable
 class Extractor(Protocol):
-    def extract(self, turn: str) -> list[HiveFact]:
+    def extract(self, turn: str, before: str = "") -> list[HiveFact]:
         """Facts stated in one turn (no source agent: promotion stamps it)."""
         ...
 
 
 LEARN_USAGE = ("LEARN needs a payload {'turns': [str or {'content': str, 'session': str, "
-               "'turn': int, 'time': epoch seconds, 'confidence': 0..1}, ...]}")
+               "'turn': int, 'time': epoch seconds, 'confidence': 0..1, 'before': str}, ...]}")
 
 
 def _turn(item: Any) -> tuple[str, dict[str, Any]]:
@@ -61,6 +64,10 @@ def _turn(item: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(item["time"], bool) or not isinstance(item["time"], int | float):
             raise ValueError(LEARN_USAGE)
         where["time"] = float(item["time"])
+    if item.get("before") is not None:  # the previous turn: context, never a fact itself
+        if not isinstance(item["before"], str):
+            raise ValueError(LEARN_USAGE)
+        where["before"] = item["before"]
     if item.get("confidence") is not None:
         rating = item["confidence"]
         if isinstance(rating, bool) or not isinstance(rating, int | float) or not (
@@ -81,7 +88,8 @@ def facts_of_turns(extractor: Extractor, turns: Sequence[Any]) -> list[HiveFact]
         content, where = _turn(item)
         when = where.pop("time", None)
         rating = where.pop("confidence", None)
-        for fact in extractor.extract(content):
+        before = where.pop("before", "")
+        for fact in extractor.extract(content, before):
             fact.metadata.update(where)
             if when is not None:
                 fact = fact.stamped(when)
@@ -218,6 +226,7 @@ _IRREGULAR_PAST = frozenset(
 _PRONOUNS = {"it": "", "he": "", "she": "", "they": "", "this": "", "that": "",
              "its": "'s", "his": "'s", "her": "'s", "their": "'s"}
 _DEMONSTRATIVES = frozenset({"this", "that"})
+_POSSESSIVE = re.compile(r"['\u2019]s?$")
 _HONORIFICS = frozenset({"dr", "mr", "mrs", "ms", "prof"})
 
 
@@ -342,11 +351,18 @@ class RuleBasedExtractor:
         self.confidence = confidence
         self.min_words = min_words
 
-    def extract(self, turn: str) -> list[HiveFact]:
-        facts: list[HiveFact] = []
-        subject = ""
-        position = 0
+    def extract(self, turn: str, before: str = "") -> list[HiveFact]:
+        """The facts of ``turn``; ``before`` is the turn said right before it (context: a
+        pronoun opening ``turn`` may name the subject ``before`` ended with)."""
         episode = episode_id(turn)
+        statements, _ = self._statements(turn, antecedent(before) if before else "")
+        return [make_fact(content, concept, episode, position, self.confidence)
+                for position, (content, concept) in enumerate(statements)]
+
+    def _statements(self, turn: str, subject: str) -> tuple[list[tuple[str, str]], str]:
+        """(content, concept) of each statement of ``turn``, and the subject it ends with;
+        ``subject``: the one it starts with (what a leading pronoun refers to)."""
+        out: list[tuple[str, str]] = []
         for sentence in split_sentences(turn):
             if sentence.rstrip("\"')").endswith("?"):
                 continue  # a question states nothing
@@ -355,19 +371,34 @@ class RuleBasedExtractor:
                     continue
                 if _pronoun_subject(clause) is not None:
                     if subject:
-                        content, concept = carry_subject(clause, subject), subject
+                        out.append((carry_subject(clause, subject), subject))
                     elif _words(clause) >= _MIN_CLAUSE_WORDS:
-                        # "She said she bought a Subaru.": its subject is in a neighbouring
-                        # turn (hive_core.context finds it there), so it is kept as said.
-                        content, concept = clause, ""
-                    else:
-                        continue  # "It works." refers to nothing and says next to nothing
+                        # "She said she bought a Subaru." with no name before it: kept as
+                        # said (hive_core.context may still find its subject next to it).
+                        out.append((clause, ""))
+                    # else: "It works." refers to nothing and says next to nothing
                 else:
-                    content, concept = clause, main_entity(clause)
+                    concept = main_entity(clause)
+                    out.append((clause, concept))
                     subject = concept or subject
-                facts.append(make_fact(content, concept, episode, position, self.confidence))
-                position += 1
-        return facts
+        return out, subject
+
+
+def antecedent(turn: str) -> str:
+    """The name a pronoun opening the *next* turn refers to: the subject ``turn`` ends with
+    (as within one turn), if that subject is a name ("I sat next to Ravi Gupta at dinner." ->
+    "Ravi Gupta"); "" when it is not ("The deploy went fine." says nothing of a "he"). Across
+    turns only a name is carried: a guessed common noun would rewrite facts wrongly."""
+    _, subject = RuleBasedExtractor()._statements(turn, "")
+    subject = _POSSESSIVE.sub("", subject)  # "Mei Tanaka's birthday is ..." -> Mei Tanaka
+    return subject if subject and any(s == 2 and t == subject
+                                       for s, t in _name_spans(subject)) else ""
+
+
+def opens_with_pronoun(turn: str) -> bool:
+    """Whether ``turn`` starts with a subject pronoun ("She said ..."): the turns that need
+    the one before them (cheap: the CLI asks it of every turn it streams)."""
+    return _pronoun_subject(turn.lstrip()[:64]) is not None
 
 
 _LLM_SYSTEM = (
@@ -403,11 +434,14 @@ class AnthropicExtractor:
         model = environ.get("AMPLIHACK_ANTHROPIC_MODEL") or DEFAULT_ANTHROPIC_MODEL
         return cls(client, model=model, prompt=prompt)
 
-    def extract(self, turn: str) -> list[HiveFact]:
+    def extract(self, turn: str, before: str = "") -> list[HiveFact]:
         system = _LLM_SYSTEM + (f"\nThe agent's role: {self.prompt}" if self.prompt else "")
+        content = turn if not before else (
+            f"The turn said before it (context only, extract nothing from it):\n{before}\n\n"
+            f"The turn to extract facts from:\n{turn}")
         message = self.client.messages.create(
             model=self.model, max_tokens=self.max_tokens, system=system,
-            messages=[{"role": "user", "content": turn}])
+            messages=[{"role": "user", "content": content}])
         text = "".join(getattr(block, "text", "") for block in message.content)
         episode = episode_id(turn)
         return [make_fact(content, concept, episode, i, LLM_CONFIDENCE)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_runtime.turn_context import with_before
 from hive_cli.agent_link import AgentLink, describe
 from hive_cli.errors import CliFailure, Interrupted
 from hive_core.errors import DeadlineExceeded, HiveError, MessageRejected, TransportError
@@ -98,7 +99,8 @@ def _by_bytes(turns: list[Any], max_bytes: int) -> list[list[Any]]:
     out: list[list[Any]] = [[]]
     size = 0
     for turn in turns:
-        text = turn if isinstance(turn, str) else str(turn.get("content", ""))
+        text = turn if isinstance(turn, str) else str(turn.get("content", "")) + str(
+            turn.get("before", ""))
         n = len(text.encode("utf-8", "surrogatepass"))
         if out[-1] and size + n > max_bytes:
             out.append([])
@@ -213,7 +215,7 @@ def learn(link: AgentLink, turns: Iterable[Any], total: int, agents: Sequence[st
     tally = Tally(total, per_agent=dict.fromkeys(agents, 0))
     run = LearnRun(link, agents, timeout, advance, parallel, restore, tally)
     try:
-        run.run(windows(turns, list(agents), batch))
+        run.run(windows(with_before(turns), list(agents), batch))
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {tally.done:,} of {total:,} turns learned; "
                           f"{RESUMABLE}") from None

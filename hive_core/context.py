@@ -30,6 +30,7 @@ from typing import Any
 
 from hive_core.facts import HiveFact, place_of
 from hive_core.store.base import KEY_PREFIX, ScoredFact, ShardStore
+from hive_core.text import tokenize
 
 CONTEXT_WEIGHT = 0.5
 EXPAND_TOP = 10
@@ -84,10 +85,16 @@ def score_keys(store: ShardStore, keys: Sequence[str], weights: Mapping[str, flo
     return {k: store.score([k], weights, FETCH_LIMIT, avgdl) for k in keys}
 
 
-def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence[ScoredFact]]
-           ) -> list[ScoredFact]:
-    """Each fact plus ``CONTEXT_WEIGHT`` x the best score of a fact in a turn next to one of its
-    turns, best first (ties by fact id, as everywhere).
+def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence[ScoredFact]],
+           weights: Mapping[str, float]) -> list[ScoredFact]:
+    """Each fact plus ``CONTEXT_WEIGHT`` x what the best fact of a turn next to one of its
+    turns adds to it, best first (ties by fact id, as everywhere).
+
+    What a neighbour adds is the share of its score that comes from question terms the fact
+    itself lacks (by their ``weights``): "She told me she adopted a beagle" gains from its
+    neighbour's "Mei Tanaka", but "I had lunch with Mei Tanaka" gains nothing from a
+    neighbour that says her name too -- otherwise two turns about one person lift each other
+    above what either says about the question.
 
     A fact's turns are where the search found it: its own place for a candidate, and the
     position it was fetched under. One sentence said in two turns is one fact, and which
@@ -105,14 +112,23 @@ def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence
         for hit in hits:
             score.setdefault(hit.fact.fact_id, hit)
             places.setdefault(hit.fact.fact_id, set()).add(where)
-    best: dict[Position, float] = {}
+    matched = {fid: frozenset(tokenize(hit.fact.content)) & weights.keys()
+               for fid, hit in score.items()}
+    at: dict[Position, list[str]] = {}
     for fid, wheres in places.items():
         for where in wheres:
-            best[where] = max(best.get(where, 0.0), score[fid].score)
+            at.setdefault(where, []).append(fid)
     out = []
     for fid, hit in score.items():
-        bonus = max((best.get((s, t + d), 0.0) for s, t in places[fid] for d in (-1, 1)),
-                    default=0.0)
+        own = matched[fid]
+        bonus = 0.0
+        for s, t in places[fid]:
+            for near in ((s, t - 1), (s, t + 1)):
+                for other in at.get(near, ()):
+                    theirs = sum(weights[w] for w in matched[other])
+                    if theirs > 0:
+                        lent = sum(weights[w] for w in matched[other] - own)
+                        bonus = max(bonus, score[other].score * lent / theirs)
         out.append(ScoredFact(hit.fact, hit.score + CONTEXT_WEIGHT * bonus))
     out.sort(key=lambda sf: (-sf.score, sf.fact.fact_id))
     return out

@@ -261,7 +261,8 @@ def rerank_context(result: SearchResult, found: Mapping[str, Sequence[ScoredFact
     if not keys or not result.weights:
         return result
     ranked = context.rerank(result.scored(),
-                            {keys[k]: hits for k, hits in found.items() if k in keys})
+                            {keys[k]: hits for k, hits in found.items() if k in keys},
+                            result.weights)
     result.facts = [sf.fact for sf in ranked]
     result.scores = [sf.score for sf in ranked]
     return result

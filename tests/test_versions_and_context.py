@@ -123,6 +123,32 @@ def test_a_turn_is_found_through_the_neighbour_that_names_its_subject(agents: in
         graph.close()
 
 
+def test_a_neighbour_lends_only_the_question_terms_a_fact_lacks() -> None:
+    """Two turns about one person do not lift each other for saying her name twice; a turn
+    that does not name her gains her name from its neighbour (scores worked out by hand)."""
+    from hive_core.facts import HiveFact
+    from hive_core.store.base import ScoredFact
+
+    def at(text: str, turn_: int, score: float) -> ScoredFact:
+        return ScoredFact(HiveFact(content=text, metadata={"session": "s", "turn": turn_}),
+                          score)
+
+    weights = {t: 1.0 for t in tokenize("Mei Tanaka dog")}  # mei, tanaka, dog
+    lunch = at("I had lunch with Mei Tanaka today.", 0, 2.0)  # mei, tanaka
+    dog = at("Mei Tanaka adopted a dog.", 1, 3.0)  # mei, tanaka, dog
+    pronoun = at("She said the dog is called Biscuit.", 5, 1.0)  # dog
+    intro = at("I sat next to Mei Tanaka.", 4, 2.0)  # mei, tanaka
+    ranked = context.rerank([lunch, dog, pronoun, intro], {}, weights)
+    got = {sf.fact.content: sf.score for sf in ranked}
+    half = context.CONTEXT_WEIGHT
+    assert got == pytest.approx({
+        lunch.fact.content: 2.0 + half * 3.0 * (1 / 3),  # "dog" is all it lacks
+        dog.fact.content: 3.0,  # lunch has nothing dog lacks
+        pronoun.fact.content: 1.0 + half * 2.0,  # both names lent by the intro
+        intro.fact.content: 2.0 + half * 1.0,  # "dog" from the pronoun turn
+    })
+
+
 def test_n1_and_n7_rank_neighbours_identically() -> None:
     turns = conversation() + LEADS
     one, seven = hive(1, turns), hive(7, turns)
