@@ -263,3 +263,36 @@ def test_a_copy_dressed_up_as_a_redelivery_is_refused_and_counted(
     finally:
         client.close()
         server.close()
+
+
+def test_a_send_retried_after_a_lost_answer_is_not_counted_as_a_replay(
+        tmp_path: Path, prefix: str, agents: list[AgentProcess]) -> None:
+    """The connection fails after Redis stored the request (here: the first send script
+    runs, then the client sees a timeout), so the client sends again. The copy is signed
+    afresh: the agent may run it twice (idempotent handling), but counts no attack.
+    Sending the same bytes again made the agent refuse the copy as ``replayed``."""
+    secret = new_key()
+    client = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix,
+                                 auth=with_key(secret, BROKER_WINDOW))
+    real = client.broker._send_script
+    lost: list[bool] = []
+
+    def answer_lost(**kwargs):  # the fault: stored, then the answer never arrives
+        result = real(**kwargs)
+        if not lost:
+            lost.append(True)
+            raise redis.TimeoutError("the answer to the send was lost")
+        return result
+
+    try:
+        agents.append(agent := AgentProcess(tmp_path, prefix, secret))
+        agent.wait_bound()
+        client.broker._send_script = answer_lost
+        reply = check_reply(client.request([query({"n": 1})], 10.0)[0])
+        client.broker._send_script = real
+        assert lost and reply.payload == {"done": {"n": 1}}
+        until(lambda: len(agent.effects_seen()) == 2, "both copies handled")
+        assert agent.effects_seen() == [{"n": 1}, {"n": 1}]
+        assert replayed(client) == 0
+    finally:
+        client.close()

@@ -44,8 +44,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,12 +74,25 @@ DRAIN_TIMEOUT = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One request on its way to an agent's inbox."""
+    """One request on its way to an agent's inbox.
+
+    ``resigned`` gives the same request signed afresh (a new nonce). A broker that sends
+    again after a failure that may have come after the message was stored (a connection
+    lost while waiting for the broker's answer) sends that instead: the same bytes twice
+    would reach the agent as a replay of the first -- refused, and counted as an attack in
+    its status. Signed afresh, the agent may run it twice (handling is idempotent; the
+    second reply finds no one waiting and is dropped).
+    """
 
     target: str
     msg_id: str
     body: bytes  # the encoded envelope
     reply_to: str  # the asker's reply address (Broker.reply_address)
+    resigned: Callable[[], bytes] | None = None
+
+    def again(self) -> bytes:
+        """The body for a send after an uncertain failure (see the class docstring)."""
+        return self.body if self.resigned is None else self.resigned()
 
 
 @dataclass(slots=True)
@@ -442,7 +456,9 @@ class BrokerTransport:
             except MessageRejected as exc:
                 batch.set(i, exc)
                 continue
-            outgoing.append((i, Outgoing(env.target, env.msg_id, body, reply_to)))
+            outgoing.append((i, Outgoing(env.target, env.msg_id, body, reply_to,
+                                         partial(seal, self.auth, env,
+                                                 self.max_message_bytes))))
         with self._lock:  # registered before sending, so a fast reply is never missed
             for i, item in outgoing:
                 self._waiters[item.msg_id] = (batch, i)

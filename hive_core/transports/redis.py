@@ -196,9 +196,8 @@ class RedisBroker:
         n = len(chunk)
         keys = [self.keys.alive(item.target) for item in chunk]
         keys += [self.keys.inbox(item.target) for item in chunk]
-        args: list[str | bytes | int] = [n, self.stream_maxlen, chunk[0].reply_to]
-        for item in chunk:
-            args += [item.msg_id, item.body]
+        head: list[str | bytes | int] = [n, self.stream_maxlen, chunk[0].reply_to]
+        args = head + [x for item in chunk for x in (item.msg_id, item.body)]
         retry = RetryState(Backoff(base=0.02, cap=0.5))
         while True:
             try:
@@ -209,6 +208,9 @@ class RedisBroker:
             except redis.RedisError as exc:
                 if not retry.failed(deadline):
                     return [self._lost(exc)] * n
+                # The script may have run before the connection failed: signed afresh, a
+                # second copy is not a replay of the first (Outgoing.again).
+                args = head + [x for item in chunk for x in (item.msg_id, item.again())]
         return [
             None if ok else ConnectionLost(
                 f"no live agent {item.target!r} in hive {self.hive!r} on Redis")
