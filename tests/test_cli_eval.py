@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import cli, cli_process
+from semantic_helpers import require_model
 
 
 def systems(doc: dict, suite: str) -> dict[str, dict]:
@@ -93,7 +94,7 @@ def test_a_semantic_hive_ranks_by_meaning_through_processes(tmp_path, scratch) -
     """``create --semantic`` writes the key; ``eval --semantic`` runs agent processes that
     re-rank by meaning: the same outcomes as n1 (which ranks the same way), and better
     than the lexical hive on the questions whose answers share no word with them."""
-    pytest.importorskip("wordllama")  # installed by the [dev] extra, so CI runs this
+    require_model()
     home = tmp_path / "home"
     res = cli_process(home, "create", "--name", "sem", "--agents", "2", "--semantic")
     assert res.code == 0, res.err

@@ -11,6 +11,7 @@ with it on: the federation must re-rank the merged pool exactly as that hive re-
 from __future__ import annotations
 
 import pytest
+from semantic_helpers import require_model
 from test_federation_processes import _split
 
 from agent_runtime.federation import HiveFederation, _shards_by_hive
@@ -112,7 +113,7 @@ def test_merge_ranks_like_one_flat_hive(forest) -> None:
 def semantic_forest(forest):
     """The same hives and flat hive with the semantic re-rank on (the real model): the
     relation re-rank places facts as they are, so only the search changes."""
-    pytest.importorskip("wordllama")
+    require_model()
     evalset, hives, flat = forest
     index = semantic_index()
     every = (*hives.values(), flat)

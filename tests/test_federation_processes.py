@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from redis_helpers import REDIS_URL, delete_prefix, shared_redis, unique_prefix
+from semantic_helpers import require_model
 from test_cli_e2e import Hive
 
 from hive_cli import operations
@@ -163,7 +164,7 @@ def test_federated_semantic_answers_equal_one_flat_semantic_hive(forest: Forest,
     once, as a flat semantic hive re-ranks its own (tests/test_federated_search.py checks
     every question in process; this checks the wire: the asker's pool size, the whole
     pool's neighbours)."""
-    pytest.importorskip("wordllama")
+    require_model()
     evalset = build_long_horizon(n_turns=300, n_questions=16, seed=5)
     groups = ("g1", "g2")
     halves = _split(evalset, groups)

@@ -13,6 +13,7 @@ import socket
 import sys
 
 import pytest
+from semantic_helpers import require_model
 
 from hive_core.errors import ConfigError
 from hive_core.hive_config import HiveConfig
@@ -71,7 +72,7 @@ def test_the_hive_config_key_is_a_strict_boolean_off_by_default() -> None:
 
 
 def test_wordllama_loads_offline_and_ranks_paraphrases(monkeypatch) -> None:
-    pytest.importorskip("wordllama")
+    require_model()
 
     def no_network(*_a, **_k):
         raise AssertionError("the model tried to reach the network")
