@@ -27,6 +27,7 @@ from typing import Any
 
 from agent_runtime import forgetting
 from agent_runtime.learning import LEARN_USAGE, Extractor, facts_of_turns
+from agent_runtime.turn_context import item_texts
 from hive_core.distributed import DistributedHiveGraph
 
 MAX_LEARN_TURNS = 1000  # the CLI's --batch maximum
@@ -35,16 +36,6 @@ BATCH_ID_MAX = 128
 JOURNAL_SIZE = 512  # batch results kept for repeats (a few KB each)
 JOURNAL_TTL = 900.0  # seconds a result is kept: longer than any CLI's retry window
 IN_PROGRESS_WAIT = 30.0  # a repeat without a deadline waits at most this for the first
-
-
-def turn_text(item: Any) -> str:
-    """The text of a LEARN turn (a string, or ``{"content": ...}``); "" when malformed
-    (the extractor's own check then names the problem)."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict) and isinstance(item.get("content"), str):
-        return item["content"]
-    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +53,7 @@ class LearnBudget:
                              f"{self.max_turns:,} turns per request; send smaller batches")
         total = 0
         for i, item in enumerate(turns):
-            # the turn before (agent_runtime.turn_context) is read too: the same limits
-            before = item.get("before") if isinstance(item, dict) else None
-            for text in (turn_text(item), before if isinstance(before, str) else ""):
+            for text in item_texts(item):  # the turn before is held to the same limits
                 size = len(text.encode("utf-8", "surrogatepass"))
                 if size > self.max_turn_bytes:
                     raise ValueError(f"LEARN turn {i} is {size:,} bytes; the limit per turn "

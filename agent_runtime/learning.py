@@ -436,12 +436,12 @@ class AnthropicExtractor:
 
     def extract(self, turn: str, before: str = "") -> list[HiveFact]:
         system = _LLM_SYSTEM + (f"\nThe agent's role: {self.prompt}" if self.prompt else "")
-        content = turn if not before else (
+        asked = turn if not before else (
             f"The turn said before it (context only, extract nothing from it):\n{before}\n\n"
             f"The turn to extract facts from:\n{turn}")
         message = self.client.messages.create(
             model=self.model, max_tokens=self.max_tokens, system=system,
-            messages=[{"role": "user", "content": content}])
+            messages=[{"role": "user", "content": asked}])
         text = "".join(getattr(block, "text", "") for block in message.content)
         episode = episode_id(turn)
         return [make_fact(content, concept, episode, i, LLM_CONFIDENCE)

@@ -48,3 +48,16 @@ def with_before(turns: Iterable[Any]) -> Iterator[Any]:
                 item = {**item, "before": previous}
         last[session] = content
         yield item
+
+
+def item_texts(item: Any) -> tuple[str, str]:
+    """What a LEARN item makes an agent read: its text (a string, or ``{"content": ...}``) and
+    the turn before it; "" for what is absent or malformed (the extractor's own check names
+    the problem). The agent's budget and the CLI's batch sizes count both."""
+    if isinstance(item, str):
+        return item, ""
+    if not isinstance(item, dict):
+        return "", ""
+    content, before = item.get("content"), item.get("before")
+    return (content if isinstance(content, str) else "",
+            before if isinstance(before, str) else "")

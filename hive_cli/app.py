@@ -122,8 +122,9 @@ def create(
       amplihack-hive create --name g1 --parent root   # a group of the existing hive root
       amplihack-hive create --name ops --no-semantic   # lexical ranking only
     """
+    installed = semantic_installed()
     if semantic is None:  # on where it can be: it answers ~10 points more (README)
-        semantic = semantic_installed()
+        semantic = installed
     config = usage(lambda: HiveConfig(
         name=name, transport=transport, connection_string=connection_string,
         storage_path=str(storage_path.resolve()) if storage_path else None,
@@ -146,7 +147,7 @@ def create(
     ranking = "answers re-ranked by meaning" if config.semantic else "lexical ranking"
     out.message(f"created hive {name}{group} with {agents} agents ({config.transport}, "
                 f"{ranking}): {path}")
-    if not config.semantic and not semantic_installed():
+    if not config.semantic and not installed:
         out.note(escape(f"for answers re-ranked by meaning: {INSTALL_HINT}, then set "
                         f"`semantic: true` in {path} (agents read it when they start)"))
 

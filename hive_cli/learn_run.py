@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_runtime.turn_context import with_before
+from agent_runtime.turn_context import item_texts, with_before
 from hive_cli.agent_link import AgentLink, describe
 from hive_cli.errors import CliFailure, Interrupted
 from hive_core.errors import DeadlineExceeded, HiveError, MessageRejected, TransportError
@@ -99,9 +99,7 @@ def _by_bytes(turns: list[Any], max_bytes: int) -> list[list[Any]]:
     out: list[list[Any]] = [[]]
     size = 0
     for turn in turns:
-        text = turn if isinstance(turn, str) else str(turn.get("content", "")) + str(
-            turn.get("before", ""))
-        n = len(text.encode("utf-8", "surrogatepass"))
+        n = sum(len(text.encode("utf-8", "surrogatepass")) for text in item_texts(turn))
         if out[-1] and size + n > max_bytes:
             out.append([])
             size = 0

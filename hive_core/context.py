@@ -114,6 +114,7 @@ def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence
             places.setdefault(hit.fact.fact_id, set()).add(where)
     matched = {fid: frozenset(tokenize(hit.fact.content)) & weights.keys()
                for fid, hit in score.items()}
+    matched_weight = {fid: sum(weights[w] for w in terms) for fid, terms in matched.items()}
     at: dict[Position, list[str]] = {}
     for fid, wheres in places.items():
         for where in wheres:
@@ -125,7 +126,7 @@ def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence
         for s, t in places[fid]:
             for near in ((s, t - 1), (s, t + 1)):
                 for other in at.get(near, ()):
-                    theirs = sum(weights[w] for w in matched[other])
+                    theirs = matched_weight[other]
                     if theirs > 0:
                         lent = sum(weights[w] for w in matched[other] - own)
                         bonus = max(bonus, score[other].score * lent / theirs)
