@@ -1,5 +1,5 @@
-"""What a semantic hive searches with: the lexical pool re-ranked by meaning (optional, off by
-default).
+"""What a semantic hive searches with: the lexical pool re-ranked by meaning (the [semantic]
+extra; on in the hives ``create`` makes where it is installed).
 
 Lexical search misses paraphrases: "What is Lars Eriksen's job?" shares no term with "... works
 as a site reliability engineer", "pets" none with "adopted a cat". A :class:`SemanticIndex` on
