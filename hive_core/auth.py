@@ -326,6 +326,40 @@ class MessageAuth:
         its record up for the rare replay, not for every delivery."""
         return self.open(data, redelivery)[0]
 
+    def verify_reply(self, data: bytes) -> bytes:
+        """The body of a signed reply: its MAC and its send time checked, its nonce not
+        claimed.
+
+        Why no nonce: a reply is accepted only by the request still waiting under its
+        correlation id (a random id per request), and that wait ends with the first reply,
+        so a copy of a reply -- now or later -- finds no one waiting and is dropped; the
+        MAC keeps its content genuine. Remembering every reply's nonce for the window would
+        add nothing but work on each round trip's critical path and memory in every asker.
+        """
+        try:
+            return self._check(data)[0]
+        except AuthRejected as exc:
+            self._count(exc)
+            raise
+
+    def _check(self, data: bytes) -> tuple[bytes, bytes, int]:
+        """MAC and send time of a frame (raises, uncounted); its body, nonce and send time."""
+        if len(data) < OVERHEAD or data[:4] != MAGIC:
+            raise Unsigned("message is not signed with the hive's secret")
+        _magic, kid, sent_ms, nonce = HEADER.unpack_from(data)
+        mac = self.source.keys().by_id.get(kid)
+        if mac is None:
+            raise BadMac("message signed with an unknown key (another hive's secret, or "
+                         "one rotated out)")
+        body = data[OVERHEAD:]
+        if not hmac.compare_digest(mac.digest2(data[:HEADER.size], body),
+                                   data[HEADER.size:OVERHEAD]):
+            raise BadMac("message authentication code does not match (tampered?)")
+        age = self.clock() - sent_ms / 1000
+        if not -self.window <= age <= self.window:
+            raise Stale(f"message sent {age:.0f}s from now (window {self.window:g}s)")
+        return body, nonce, sent_ms
+
     def open(self, data: bytes, redelivery: bool | Callable[[], bool] = False
              ) -> tuple[bytes, bytes, int]:
         """:meth:`verify`, also returning the nonce and send time (ms) the frame carried.
@@ -335,17 +369,7 @@ class MessageAuth:
         that runs, mostly with cold caches, once per request. A policy that does not sign
         (a benchmark's pass-through) returns an empty nonce: nothing to record."""
         try:
-            if len(data) < OVERHEAD or data[:4] != MAGIC:
-                raise Unsigned("message is not signed with the hive's secret")
-            _magic, kid, sent_ms, nonce = HEADER.unpack_from(data)
-            mac = self.source.keys().by_id.get(kid)
-            if mac is None:
-                raise BadMac("message signed with an unknown key (another hive's secret, or "
-                             "one rotated out)")
-            body = data[OVERHEAD:]
-            if not hmac.compare_digest(mac.digest2(data[:HEADER.size], body),
-                                       data[HEADER.size:OVERHEAD]):
-                raise BadMac("message authentication code does not match (tampered?)")
+            body, nonce, sent_ms = self._check(data)
             self.guard.claim(nonce, sent_ms / 1000, self.clock())
             return body, nonce, sent_ms
         except Replayed as exc:

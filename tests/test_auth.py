@@ -44,6 +44,7 @@ from hive_core.transports.base import seal, unseal
 from hive_core.transports.local import LocalEventBus
 from hive_core.transports.unix import UnixSocketTransport
 
+KEY = new_key()
 BODY = encode(Envelope(MessageType.SHARD_QUERY, "h", "a", "b", {"op": "records"}))
 
 
@@ -83,6 +84,32 @@ def test_each_refusal_is_counted_under_its_reason(mutate, error, reason) -> None
     with pytest.raises(error):
         auth.verify(mutate(auth.sign(BODY)))
     assert auth.rejected()[reason] == 1 and sum(auth.rejected().values()) == 1
+
+
+def test_a_reply_is_checked_for_its_mac_and_age_and_its_nonce_is_not_kept() -> None:
+    """Replies are bound to their request by correlation id (the broker transport drops a
+    copy: test_auth_e2e), so the policy remembers no reply nonce; everything else a request
+    gets checked, and counted, is checked for a reply too."""
+    clock = Clock()
+    auth = MessageAuth(StaticKeys(KeySet(KEY, (KEY,))), window=60.0, clock=clock)
+    frame = auth.sign(BODY)
+    assert auth.verify_reply(frame) == BODY and auth.verify_reply(frame) == BODY
+    assert len(auth.guard) == 0
+    for bad, error in ((frame[OVERHEAD:], Unsigned), (frame[:-1] + b"x", BadMac),
+                       (with_key(new_key()).sign(BODY), BadMac)):
+        with pytest.raises(error):
+            auth.verify_reply(bad)
+    clock.now += 61
+    with pytest.raises(Stale):
+        auth.verify_reply(frame)
+    clock.now -= 122  # sent a minute in the future (clock skew beyond the window)
+    with pytest.raises(Stale):
+        auth.verify_reply(frame)
+    assert auth.rejected() == {"bad_mac": 2, "stale": 2, "replayed": 0, "unsigned": 1}
+    clock.now += 61
+    assert auth.verify(frame) == BODY  # as a request: claimed once...
+    with pytest.raises(Replayed):
+        auth.verify(frame)  # ...and refused after
 
 
 def test_the_window_refuses_old_and_future_messages() -> None:

@@ -296,3 +296,49 @@ def test_a_send_retried_after_a_lost_answer_is_not_counted_as_a_replay(
         assert replayed(client) == 0
     finally:
         client.close()
+
+
+def test_a_copied_reply_reaches_no_other_request_and_is_not_counted(
+        prefix: str, attacker: Attacker) -> None:
+    """Replies are checked for their MAC and age but not remembered by nonce: a genuine reply
+    written back to the asker's stream while its next request waits finds no request under
+    its correlation id and is dropped; the waiting request gets its own answer."""
+    secret = new_key()
+    server = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix,
+                                 auth=with_key(secret, BROKER_WINDOW))
+    client = RedisShardTransport(REDIS_URL, "h", key_prefix=prefix,
+                                 auth=with_key(secret, BROKER_WINDOW))
+    entered = threading.Event()
+
+    def answer(env: Envelope) -> Envelope:
+        if env.payload["n"] == 2:
+            entered.set()
+            time.sleep(1.0)  # time for the copy to arrive first
+        return env.reply({"n": env.payload["n"]})
+
+    server.bind("a", answer)
+    stream = client.broker.reply_address()
+    captured: list = []  # the asker deletes a reply once read: watch the stream as it comes
+    watcher = threading.Thread(target=lambda: captured.extend(
+        attacker.client.xread({stream: "$"}, count=1, block=10_000)))
+    try:
+        check_reply(client.request([query({"n": 0})], 10.0)[0])  # the stream exists
+        watcher.start()
+        time.sleep(0.2)  # the watcher's XREAD is blocked before the reply is written
+        assert check_reply(client.request([query({"n": 1})], 10.0)[0]).payload == {"n": 1}
+        watcher.join(10)
+        [(_, [(_, first_reply)])] = captured
+        out: list[Envelope] = []
+        asker = threading.Thread(target=lambda: out.append(
+            check_reply(client.request([query({"n": 2})], 10.0)[0])))
+        asker.start()
+        assert entered.wait(10)
+        attacker.client.xadd(stream, first_reply)  # the genuine reply to request 1, again
+        asker.join(15)
+        assert out and out[0].payload == {"n": 2}
+        assert client.auth.rejected() == {"bad_mac": 0, "stale": 0, "replayed": 0,
+                                          "unsigned": 0}
+        assert len(client.auth.guard) == 0
+    finally:
+        client.close()
+        server.close()

@@ -61,13 +61,17 @@ def seal(auth: MessageAuth | None, env: Envelope, max_bytes: int) -> bytes:
     return auth.sign(encode(env, max_bytes - OVERHEAD))
 
 
-def unseal(auth: MessageAuth | None, data: bytes, max_bytes: int) -> Envelope:
+def unseal(auth: MessageAuth | None, data: bytes, max_bytes: int, *,
+           reply: bool = False) -> Envelope:
     """The envelope of signed ``data``, verified before any of it is parsed (raises
     MessageRejected, an hive_core.auth.AuthRejected when authentication fails); ``auth``
-    None: plain ``data`` from an authenticated connection, as :func:`seal`."""
+    None: plain ``data`` from an authenticated connection, as :func:`seal`. A ``reply``'s
+    nonce is not claimed: its request's correlation id stops a copy (MessageAuth.verify_reply)."""
     if len(data) > max_bytes:
         raise MessageRejected(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
-    return decode(data if auth is None else auth.verify(data), max_bytes)
+    if auth is None:
+        return decode(data, max_bytes)
+    return decode(auth.verify_reply(data) if reply else auth.verify(data), max_bytes)
 
 
 def reply_bytes(

@@ -510,7 +510,7 @@ class BrokerTransport:
 
     def _deliver(self, body: bytes) -> None:
         try:
-            reply = unseal(self.auth, body, self.max_message_bytes)
+            reply = unseal(self.auth, body, self.max_message_bytes, reply=True)
         except MessageRejected as exc:  # an unauthenticated one is counted by the policy
             reason = exc.reason if isinstance(exc, AuthRejected) else "malformed"
             self.notices.warn(f"reply:{reason}", "rejected a reply (%s): %s", reason, exc)

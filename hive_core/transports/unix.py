@@ -350,7 +350,8 @@ class UnixSocketTransport:
         request = call.env
         signed = call.handshake is not None or body[:4] == SIGNED_MAGIC
         try:
-            reply = unseal(self.auth if signed else None, body, self.max_message_bytes)
+            reply = unseal(self.auth if signed else None, body, self.max_message_bytes,
+                           reply=True)
         except AuthRejected as exc:  # e.g. the refusal of a listener with another key
             return self._refused(request, exc)
         if reply.correlation_id == request.msg_id:
