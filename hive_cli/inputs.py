@@ -9,10 +9,11 @@ whole. Blank lines are skipped. The input is JSONL when the file name ends in ``
 its first non-blank line starts with ``{``; then every line must be a JSON object with a
 non-empty string ``content``.
 
-Every turn keeps where it stands in its conversation -- ``session`` (the file's name, "stdin"
-or "text", or a JSONL line's ``session`` field) and ``turn`` (its line number, or a JSONL
-``turn`` field) -- because a turn's meaning leans on its neighbours; the facts of a turn carry
-both in their metadata (``HiveFact.metadata["session"]`` and ``["turn"]``).
+Every turn keeps where it stands in its conversation -- ``session`` (the file's name,
+"stdin" or "text", or a JSONL line's ``session`` field) and ``turn`` (its place among the
+input's turns, blank lines not counted, or a JSONL ``turn`` field) -- because a turn's
+meaning leans on its neighbours; the facts of a turn carry both in their metadata
+(``HiveFact.metadata["session"]`` and ``["turn"]``).
 
 A turn also has a *time*, what "newest" means when a value changes ("the new deadline
 is ..."): a JSONL line's ``time`` (ISO 8601 date or date-time, or epoch seconds), else the
@@ -69,12 +70,14 @@ def parse_turns(lines: Iterable[str], source: str, jsonl: bool | None = None,
             continue
         if jsonl is None:
             jsonl = line.lstrip().startswith("{")
-        turn = (_jsonl_turn(line, source, number, session) if jsonl else
-                {"content": line.strip(), "session": session, "turn": number})
-        turn.setdefault("time", began)
         count += 1
         if count > MAX_TURNS:
             raise BadInput(f"{source}: more than {MAX_TURNS:,} turns; split the input")
+        # The turn's place is its count, not its line: a blank line between two turns
+        # does not part them (hive_core.context lends meaning between turns t and t + 1).
+        turn = (_jsonl_turn(line, source, number, session, count) if jsonl else
+                {"content": line.strip(), "session": session, "turn": count})
+        turn.setdefault("time", began)
         yield turn
 
 
@@ -145,7 +148,9 @@ def _rest_of_line(fh: IO[bytes]) -> int:
             return n
 
 
-def _jsonl_turn(line: str, source: str, number: int, session: str) -> Turn:
+def _jsonl_turn(line: str, source: str, number: int, session: str, place: int) -> Turn:
+    """The turn of JSONL line ``number`` (named in errors); ``place``: its turn number
+    unless it gives one (the count of turns so far, blank lines not counted)."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -153,7 +158,7 @@ def _jsonl_turn(line: str, source: str, number: int, session: str) -> Turn:
     content = obj.get("content") if isinstance(obj, dict) else None
     if not isinstance(content, str) or not content.strip():
         raise BadInput(f"{source}: line {number} has no non-empty string 'content' field")
-    own_session, turn = obj.get("session", session), obj.get("turn", number)
+    own_session, turn = obj.get("session", session), obj.get("turn", place)
     if not isinstance(own_session, str) or not own_session.strip():
         raise BadInput(f"{source}: line {number}: 'session' must be a non-empty string")
     if not isinstance(turn, int) or isinstance(turn, bool) or turn < 0:

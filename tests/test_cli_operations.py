@@ -34,7 +34,7 @@ def test_plain_and_jsonl_turns(tmp_path):
     plain.write_text("first turn\n\n  second turn  \n")
     assert placed(inputs.read_turns(plain, None)) == [
         {"content": "first turn", "session": "t.txt", "turn": 1},
-        {"content": "second turn", "session": "t.txt", "turn": 3}]  # line numbers
+        {"content": "second turn", "session": "t.txt", "turn": 2}]  # a blank line parts nothing
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"content": "one", "speaker": "x"}\n\n{"content": "two"}\n')
     assert contents(inputs.read_turns(jsonl, None)) == ["one", "two"]
@@ -48,7 +48,7 @@ def test_plain_and_jsonl_turns(tmp_path):
 
 def test_jsonl_session_and_turn_fields(tmp_path):
     jsonl = tmp_path / "chat.jsonl"
-    jsonl.write_text('{"content": "hi", "session": "s-9", "turn": 41}\n{"content": "yo"}\n')
+    jsonl.write_text('{"content": "hi", "session": "s-9", "turn": 41}\n\n{"content": "yo"}\n')
     assert placed(inputs.read_turns(jsonl, None)) == [
         {"content": "hi", "session": "s-9", "turn": 41},
         {"content": "yo", "session": "chat.jsonl", "turn": 2}]
