@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 POOL = 30
 STATED_TOP = 5  # the best facts checked for a number given outright
+# Capitalised by the calendar, not names of things a group holds ("The chess club meets on
+# Thursday evenings." says when, not who).
+CALENDAR = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december".split())
 
 
 def wanted(query: ParsedQuery) -> bool:
@@ -77,12 +82,12 @@ def states_quantity(fact: HiveFact, noun: str) -> bool:
 
 def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
     """Put the group first and record its distinct items (``result.items``)."""
-    if not result.facts or not wanted(query) or not query.anchors:
+    if not result.facts or not wanted(query) or not query.subject:
         return result
     noun = _counted(query.text) if query.wants_count else None
     if noun is not None and any(states_quantity(f, noun) for f in result.facts[:STATED_TOP]):
         return result  # a number someone stated is the answer, not a count of names
-    subject = query.anchors
+    subject = query.subject
     relation = {t for t in query.terms if t not in subject}
     terms = [set(tokenize(f.content)) for f in result.facts]
     group = [i for i, ts in enumerate(terms)
@@ -91,7 +96,7 @@ def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
     named: list[int] = []
     for i in group:
         found = [x for x in items_of(result.facts[i], subject)
-                 if x.casefold() not in items]
+                 if x.casefold() not in items and x.casefold() not in CALENDAR]
         for item in found:
             items[item.casefold()] = item
         if found:

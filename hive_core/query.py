@@ -10,9 +10,13 @@ tokenizer of :mod:`hive_core.text`:
   the order depends on the question alone, never on the hive, so every hive size picks the
   same terms;
 * ``anchors`` -- its names and identifiers: what the question is *about*;
+* ``subject`` -- who or what a gathering question gathers about: its anchors, or, when it
+  names nothing ("How many members does the chess club have?"), the words of its last
+  definite phrase ("chess club"); hive_core.aggregate groups facts by it;
 * cues -- ``wants_current`` ("now", "latest", ...), ``wants_past`` ("before", "previous",
   "used to", ...), ``wants_count`` ("how many", "list all", ...) and ``wants_list`` ("list
-  ...", "what are ...", "which <plural> ..."), for answer shaping.
+  ...", "what are ...", "which <plural> ...", "who works on / is in / joined ..."), for
+  answer shaping.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ CURRENT_CUES = frozenset(
 PAST_CUES = frozenset("before previous previously former formerly earlier originally old "
                       "initially used".split())
 COUNT_CUES = frozenset("count number total".split())
+# "Who works on Project Osprey?" asks for everyone; "Who leads Project Osprey?" for one.
+WHO_ALL = frozenset("are joined work works belong belongs".split())
+WHO_IS_IN = frozenset("in on part".split())  # "who is in / on / part of ..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,7 @@ class ParsedQuery:
     wants_past: bool
     wants_count: bool
     wants_list: bool = False
+    subject: frozenset[str] = frozenset()
 
     def routed(self, fanout: int) -> list[str]:
         """The at most ``fanout`` terms the question is searched by."""
@@ -49,6 +57,21 @@ class ParsedQuery:
         in "Who leads Project Osprey?" the rare verb "leads" can out-score the name
         "Osprey" by idf alone; the name is what the asker means."""
         return {} if factor == 1.0 else dict.fromkeys(self.anchors, factor)
+
+
+def _definite(words: list[str]) -> frozenset[str]:
+    """The terms after the question's last "the" ("chess club" in "How many members does
+    the chess club have?"): what a question without names is about."""
+    if "the" not in words:
+        return frozenset()
+    last = len(words) - 1 - words[::-1].index("the")
+    return frozenset(t for w in words[last + 1:] if (t := normalize_token(w)) is not None)
+
+
+def _who_all(words: list[str]) -> bool:
+    """"Who works on ...", "Who is in ...": a question after every member."""
+    return len(words) > 2 and words[0] == "who" and (
+        words[1] in WHO_ALL or (words[1] == "is" and words[2] in WHO_IS_IN))
 
 
 def _plural(word: str) -> bool:
@@ -84,15 +107,19 @@ def parse(question: str) -> ParsedQuery:
             ranked[term] = (rank, length, previous[2] if previous else position)
     ordered = sorted(ranked.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2]))
     pairs = set(pairwise(words))
+    wants_count = ("how", "many") in pairs or ("list", "all") in pairs or any(
+        w in COUNT_CUES for w in words)
+    wants_list = bool(words) and (words[0] == "list" or ("what", "are") in pairs or (
+        words[0] == "which" and len(words) > 1 and _plural(words[1])) or _who_all(words))
+    gathers = wants_count or wants_list
     return ParsedQuery(
         text=question,
         terms=tuple(term for term, _ in ordered),
         anchors=frozenset(anchors),
+        subject=frozenset(anchors) or (_definite(words) if gathers else frozenset()),
         wants_current=any(w in CURRENT_CUES and not _noun_current(words, i)
                           for i, w in enumerate(words)),
         wants_past=any(w in PAST_CUES for w in words if w != "used") or ("used", "to") in pairs,
-        wants_count=("how", "many") in pairs or ("list", "all") in pairs
-        or any(w in COUNT_CUES for w in words),
-        wants_list=bool(words) and (words[0] == "list" or ("what", "are") in pairs or (
-            words[0] == "which" and len(words) > 1 and _plural(words[1]))),
+        wants_count=wants_count,
+        wants_list=wants_list,
     )

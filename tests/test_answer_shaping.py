@@ -28,6 +28,12 @@ LINES = [
     ("Project Teal Coyote is now on hold.", 8),
     ("The Project Amber Falcon beta has 2,500 users.", 4),
 ]
+# A group without a name: only its common words say which ("the chess club").
+CLUBS = [
+    "Priya Raman joined the chess club.", "The chess club meets on Thursday evenings.",
+    "Lars Eriksen joined the book club.", "Jonas Weber joined the chess club on Monday.",
+    "The chess club is looking for new members.",
+]
 
 
 def turns() -> list[dict]:
@@ -44,6 +50,8 @@ def turns() -> list[dict]:
                         "content": f"{person} adopted a {kind} named {name}."})
     for i, (text, d) in enumerate(LINES):
         out.append({"session": "p", "turn": i, "content": text, "time": d * DAY})
+    for i, text in enumerate(CLUBS):
+        out.append({"session": "clubs", "turn": i, "content": text, "time": (20 + i) * DAY})
     return out
 
 
@@ -79,6 +87,19 @@ def test_counts_and_lists_gather_distinct_names(hive) -> None:
     assert "Tomas" not in answer and answer.startswith("3: ")
 
 
+def test_a_group_named_by_common_words_gathers_its_members_not_its_weekday(hive) -> None:
+    """No name in the question: its last definite phrase ("the chess club") is the subject;
+    the book club's member and the day someone joined are not members."""
+    for question in ("How many people joined the chess club?", "Who joined the chess club?"):
+        _, answer = ask(hive, question)
+        assert "Lars" not in answer and "Monday" not in answer, (question, answer)
+    _, answer = ask(hive, "How many people joined the chess club?")
+    assert answer.startswith("2: ") and "Priya Raman" in answer and "Jonas Weber" in answer
+    _, answer = ask(hive, "Who joined the chess club?")
+    assert answered(Question("Who joined the chess club?", "list",
+                             ("Priya Raman", "Jonas Weber")), answer), answer
+
+
 def test_a_number_stated_outright_is_not_a_count_of_names(hive) -> None:
     q = Question("How many users does the Project Amber Falcon beta have?", "numbers",
                  ("2,500 users",))
@@ -99,3 +120,17 @@ def test_list_cues() -> None:
     assert parse("Which projects does Ravi Gupta work on?").wants_list
     assert not parse("Which team is Ravi Gupta on?").wants_list
     assert not parse("What is the status of Project Teal Coyote?").wants_list
+    for everyone in ("Who works on Project Teal Coyote?", "Who is in the chess club?",
+                     "Who joined the chess club?", "Who are the members of the book club?"):
+        assert parse(everyone).wants_list, everyone
+    for one in ("Who leads Project Teal Coyote?", "Who is the lead of Project Teal Coyote?",
+                "Who is Mei Tanaka?"):
+        assert not parse(one).wants_list, one
+
+
+def test_the_subject_of_a_gathering_question() -> None:
+    assert parse("How many members does the chess club have?").subject == {"chess", "club"}
+    assert parse("List the members of the book club.").subject == {"book", "club"}
+    named = parse("How many pets does Tomas Silva have?")
+    assert named.subject == named.anchors and len(named.anchors) == 2
+    assert parse("What is the status of the release?").subject == frozenset()  # gathers not

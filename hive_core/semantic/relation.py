@@ -40,7 +40,10 @@ def question_text(question: str, anchors: Collection[str]) -> str:
                     if t.lower() not in QUESTION_WORDS and not _named(t, anchors))
 
 
-def fact_text(content: str, names: Collection[str] | None) -> str:
+def fact_text(content: str, names: Collection[str] | None,
+              subject: Collection[str] = ()) -> str:
     """``content`` without the tokens whose term is in ``names`` (None: without every
-    capitalised token)."""
-    return " ".join(t for t in surface_tokens(content) if not _named(t, names))
+    capitalised token), nor those of ``subject`` (the question's words for what it is about
+    when it names nothing, "chess club": taken out of the question too)."""
+    return " ".join(t for t in surface_tokens(content)
+                    if not _named(t, names) and not (subject and _named(t, subject)))

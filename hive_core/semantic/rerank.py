@@ -96,17 +96,18 @@ def rerank(settings: RelationRerank, result: SearchResult, parsed: ParsedQuery,
     """Re-score ``result`` in place; returns ``fetch`` wrapped so that the neighbour facts
     it brings are scored the same way. A question without names, or with nothing left once
     they are out, is left as BM25 ranked it."""
-    subject = parsed.anchors
+    subject = parsed.subject or parsed.anchors
     asked = question_text(parsed.text, subject)
     (qvec,) = vectors([asked]) if asked and subject else (None,)
     if qvec is None or not any(qvec):
         return fetch
     scale = settings.weight * (sum(result.weights.values()) or 1.0)
     names = subject if settings.names == "shared" else None
+    unnamed = subject - parsed.anchors  # a subject of common words ("chess club")
 
     def rescore(hits: Sequence[ScoredFact]) -> list[ScoredFact]:
         keep = [h for h in hits if not settings.subject_only or holds(h.fact, subject)]
-        vecs = vectors([fact_text(h.fact.content, names) for h in keep])
+        vecs = vectors([fact_text(h.fact.content, names, unnamed) for h in keep])
         cosines = {h.fact.fact_id: cosine(qvec, v)
                    for h, v in zip(keep, vecs, strict=True) if v is not None}
         if settings.group_cosine is not None:
