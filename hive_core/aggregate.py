@@ -30,6 +30,10 @@ POOL = 30
 STATED_TOP = 5  # the best facts checked for a number given outright
 # Capitalised by the calendar, not names of things a group holds ("The chess club meets on
 # Thursday evenings." says when, not who).
+# Words for "whoever belongs" ("List everyone on Project Osprey", "How many people joined
+# ..."): they say who is counted, not how they belong, so no fact need repeat them; a
+# question left with no other relation word gathers every fact about its subject.
+ANYONE = frozenset(("everyon", "everybody", "anyon", "peopl", "person", "member"))
 CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april "
     "may june july august september october november december".split())
@@ -88,10 +92,11 @@ def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
     if noun is not None and any(states_quantity(f, noun) for f in result.facts[:STATED_TOP]):
         return result  # a number someone stated is the answer, not a count of names
     subject = query.subject
-    relation = {t for t in query.terms if t not in subject}
+    relation = {t for t in query.terms if t not in subject and t not in ANYONE}
     terms = [set(tokenize(f.content)) for f in result.facts]
     group = [i for i, ts in enumerate(terms)
-             if subject <= ts and (relation & ts or result.facts[i].fact_id in result.related)]
+             if subject <= ts and (not relation or relation & ts
+                                   or result.facts[i].fact_id in result.related)]
     items: dict[str, str] = {}
     named: list[int] = []
     for i in group:

@@ -33,6 +33,8 @@ CLUBS = [
     "Priya Raman joined the chess club.", "The chess club meets on Thursday evenings.",
     "Lars Eriksen joined the book club.", "Jonas Weber joined the chess club on Monday.",
     "The chess club is looking for new members.",
+    "Ana Lopez was added to Project Teal Coyote.",
+    "Ben Ito started working on Project Teal Coyote.",
 ]
 
 
@@ -98,6 +100,13 @@ def test_a_group_named_by_common_words_gathers_its_members_not_its_weekday(hive)
     _, answer = ask(hive, "Who joined the chess club?")
     assert answered(Question("Who joined the chess club?", "list",
                              ("Priya Raman", "Jonas Weber")), answer), answer
+
+
+def test_everyone_on_a_project_is_everyone_said_to_belong_however_it_was_said(hive) -> None:
+    """"everyone" says who is listed, not how they belong: every fact about the project that
+    adds a name counts, the project's status lines add none."""
+    _, answer = ask(hive, "List everyone on Project Teal Coyote.")
+    assert sorted(answer.rstrip(".").split(", ")) == ["Ana Lopez", "Ben Ito"], answer
 
 
 def test_a_number_stated_outright_is_not_a_count_of_names(hive) -> None:
