@@ -127,6 +127,7 @@ class Agent:
             keeper = RingKeeper(self.name, graph, store, self._views, liveness,
                                 self.config.agent_names(), graph.settings)
             keeper.adopt()
+            self.server.guard = keeper  # writes land under its eye (membership.late_writes)
             self.keeper = keeper
             graph.on_promoted = self.federation.learned
             self.graph = graph
@@ -285,12 +286,19 @@ class Agent:
     def status(self) -> dict[str, Any]:
         assert self.server is not None
         store = self.server.store
+        keeper = self.keeper
+        # The keeper's cleanup runs in its own thread: its mark is read before the counts
+        # and compared after them, so "cleaned at epoch E" always comes with counts taken
+        # after that cleanup's drops (once, the counts of a shard about to drop 98 primaries
+        # came with the cleaned epoch of the pass that dropped them).
+        mark = keeper.clean_mark() if keeper is not None else None
+        facts, index_size = store.count(), store.index_size()
         return {
             "agent": self.name,
             "ready": True,
             "pid": os.getpid(),
-            "facts": store.count(),
-            "index_size": store.index_size(),
+            "facts": facts,
+            "index_size": index_size,
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
             "uptime_s": round(time.monotonic() - self._started, 1),
             "transport": self.config.transport,
@@ -298,7 +306,7 @@ class Agent:
             # Rounds put off while the shard was being written (hive_core.gossip.QuietGate).
             "gossip_deferred": self.graph.gossip_gate.deferred if self.graph else 0,
             "live_peers": sorted(self.keeper.live) if self.keeper is not None else None,
-            "ring": self.keeper.status() if self.keeper is not None else None,
+            "ring": keeper.status(since=mark) if keeper is not None else None,
             "learn": self.learn_journal.status(),
             # Its hive's place in a federation and this agent's deliveries to other hives
             # (agent_runtime.federation): outbox = deliveries waiting per hive.

@@ -14,6 +14,10 @@ Every ``ring_poll`` seconds the keeper of each agent process:
 5. **drops** what it no longer owns once the view has been settled for ``handoff_grace``
    seconds. Reads sent under an older epoch than that are refused from then on
    (StaleEpoch), so a reader on an old view refreshes instead of missing dropped facts.
+   The keeper is its shard's write guard (:mod:`hive_core.membership.late_writes`): a
+   cleanup waits for writes placed under an older ring to land, and one that lands after a
+   cleanup began makes the keeper clean again at its next poll; ``cleaned_epoch`` says an
+   epoch only while no such write escaped its cleanup.
 
 It also fences messages (:meth:`admit`): a message from a newer epoch makes it refresh the
 view before the message is handled; a write placed under an older epoch is refused, and the
@@ -37,6 +41,7 @@ from typing import Any
 from hive_core.config import CoreSettings
 from hive_core.distributed import DistributedHiveGraph
 from hive_core.membership.handoff import PullReport, pull_gains, stale_roles
+from hive_core.membership.late_writes import WriteTracker
 from hive_core.membership.liveness import Liveness
 from hive_core.membership.ranges import gainers
 from hive_core.membership.store import ViewStore, update
@@ -70,7 +75,10 @@ class RingKeeper:
         self.settings = settings
         self.view: RingView | None = None
         self.live: frozenset[str] = frozenset()
-        self.cleaned_epoch = 0  # the last epoch whose stale roles are all dropped
+        # Writes to this shard by authorising epoch (hive_core.membership.late_writes), and
+        # the last epoch cleaned with the tracker's generation then (see cleaned_epoch).
+        self.writes = WriteTracker()
+        self._cleaned = (0, 0)
         self._fence_epoch = 0  # reads from before this epoch are refused (cleanup began)
         self.last_pull: PullReport | None = None
         self.pulled_facts = 0  # over this process's life, for benchmarks and status
@@ -93,6 +101,29 @@ class RingKeeper:
     def epoch(self) -> int:
         view = self.view
         return view.epoch if view is not None else 0
+
+    @property
+    def cleaned_epoch(self) -> int:
+        """The last epoch whose stale roles are all dropped: the epoch of the last cleanup
+        that no late write escaped, until one does (then one less: not clean any more)."""
+        epoch, token = self._cleaned
+        return epoch if self.writes.clean_since(token) else max(epoch - 1, 0)
+
+    def clean_mark(self) -> tuple[int, int]:
+        """Read before a shard's counts and handed to :meth:`status` after them, so a status
+        never pairs counts from before a cleanup, or with a late copy, with a cleaned epoch
+        from after it."""
+        return self.cleaned_epoch, self.writes.generation
+
+    # -- the write guard (hive_core.shard_server.WriteGuard) ----------------------------------
+    def begin(self, epoch: int) -> int:
+        """A write authorised under ``epoch`` (0: this agent's epoch now) starts landing."""
+        used = epoch or self.epoch
+        self.writes.begin(used)
+        return used
+
+    def end(self, epoch: int) -> None:
+        self.writes.end(epoch)
 
     def adopt(self) -> RingView:
         """Take the hive's view, creating the first one (the declared agents, all normal)
@@ -278,6 +309,11 @@ class RingKeeper:
         return self._update(lambda v: record_sync(v, self.name, view.epoch))
 
     def _cleanup(self, view: RingView) -> None:
+        token = self.writes.begin_cleanup(view.epoch)
+        if token is None:  # its snapshot would miss them: the next poll tries again
+            log.info("cleanup at epoch %d waits for %d write(s) placed under an older ring",
+                     view.epoch, self.writes.older_in_flight(view.epoch))
+            return
         drops = stale_roles(self.store.held_roles(), self.name, self.ring(view.current))
         with self._lock:
             if self.epoch != view.epoch:
@@ -290,10 +326,14 @@ class RingKeeper:
                     return  # the ring moved again: this view's cleanup no longer applies
                 for d in drops[i:i + DROP_CHUNK]:
                     self.store.drop(d.fact_id, d.terms, d.primary)
-        self.cleaned_epoch = view.epoch
         if drops:
             log.info("dropped %d fact(s)' roles this shard no longer owns at epoch %d",
                      len(drops), view.epoch)
+        if self.writes.clean_since(token):
+            self._cleaned = (view.epoch, token)
+        else:
+            log.info("a write placed under an older ring landed during cleanup at epoch %d: "
+                     "cleaning again", view.epoch)
 
     # -- reporting ----------------------------------------------------------------------------
     def under_replicated(self) -> int:
@@ -316,10 +356,16 @@ class RingKeeper:
                 count += 1
         return count
 
-    def status(self) -> dict[str, Any]:
+    def status(self, since: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The ring's part of an agent's status; ``since``: the :meth:`clean_mark` read
+        before the shard's counts (if cleanup changed meanwhile, the epoch is not reported
+        as cleaned: the counts may be from either side of it)."""
         view = self.view
         if view is None:
             return {"epoch": 0, "state": "absent", "settled": False}
+        cleaned = self.cleaned_epoch
+        if since is not None and since != self.clean_mark():
+            cleaned = min(since[0], cleaned, view.epoch - 1)
         pending: list[str] = []
         if not view.settled:
             pending = sorted(g for g in self.gainers(view) if not view.is_synced(g))
@@ -333,7 +379,11 @@ class RingKeeper:
             "down": list(view.down),
             "pending": pending,
             "under_replicated": self.under_replicated(),
-            "cleaned_epoch": self.cleaned_epoch,
+            "cleaned_epoch": cleaned,
+            # Writes placed under an older ring that landed after a cleanup began (each made
+            # the keeper clean again), and those a cleanup now waits for.
+            "late_writes": self.writes.late,
+            "writes_waiting": self.writes.older_in_flight(view.epoch),
             "pulled": {"facts": self.pulled_facts, "bytes": self.pulled_bytes},
             "last_pull": None if pull is None else {
                 "facts": pull.facts, "bytes": pull.bytes, "sources": pull.sources,

@@ -547,11 +547,12 @@ class DistributedHiveGraph(BaseHiveGraph):
         over a shard that received placement writes since its last one is deferred and
         returns {} (``gossip_gate``; hive_core.gossip says why).
         """
-        server = self._servers[agent_id]
-        store = server.store
+        server, store = self._servers[agent_id], self._servers[agent_id].store
         if self.gossip_gate.deferring(agent_id, server.placements):
             return {}
-        ring = self.ring
+        # The epoch before the ring (set_rings assigns it last): what peers send back is owned
+        # here under it; the shard's guard holds a cleanup back while that lands.
+        epoch, ring = self.epoch, self.ring
         rate = self.settings.bloom_false_positive_rate
         per_peer = gossip.digests(store.held_roles(), agent_id, ring, peers)
         client = self.client_for(agent_id)
@@ -574,14 +575,16 @@ class DistributedHiveGraph(BaseHiveGraph):
             if isinstance(res, TransportError):
                 failed.append(peer)
                 continue
-            if self.ring is not ring:
-                # The ring moved during the exchange: what the peer sent was owned under
-                # the old one and may be stale now (cleanup may have run); the next round
-                # repairs under the new ring.
-                continue
-            repaired[peer] = gossip.apply_repair(store, res) + int(res.get("received", 0))
+            repaired[peer] = server.write(epoch, self._take_repair, store, ring, res)
         self.gossip_failures = sorted(failed)
         return repaired
+
+    def _take_repair(self, store: ShardStore, ring: HashRing, res: dict[str, Any]) -> int:
+        """A peer's phase-2 answer, stored unless the ring moved meanwhile (it may be stale
+        now; the next round repairs), checked inside the guarded write."""
+        if self.ring is not ring:
+            return 0
+        return gossip.apply_repair(store, res) + int(res.get("received", 0))
 
     def shard_store(self, agent_id: str) -> ShardStore:
         """The store behind one agent's shard (for inspection in tests and benchmarks)."""

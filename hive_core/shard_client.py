@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from hive_core.errors import DeadlineExceeded, StaleEpoch, TransportError
@@ -63,7 +64,7 @@ class ShardClient:
         for shard, (kind, payload) in calls.items():
             server = self._server(shard) if kind in DIRECT_KINDS else None
             if server is not None:
-                out[shard] = self._direct(server, kind, payload)
+                out[shard] = self._direct(server, kind, payload, self.epoch)
             else:
                 remote.append(Envelope(kind, self.hive_id, self.sender, shard, payload,
                                        epoch=self.epoch))
@@ -92,11 +93,13 @@ class ShardClient:
         return server
 
     @staticmethod
-    def _direct(server: ShardServer, kind: MessageType, payload: dict[str, Any]
+    def _direct(server: ShardServer, kind: MessageType, payload: dict[str, Any], epoch: int
                 ) -> dict[str, Any] | TransportError:
-        handle = (server.query if kind == MessageType.SHARD_QUERY else
-                  server.store_payload if kind == MessageType.SHARD_STORE else
-                  server.delete_payload)
+        """A call without an envelope; a store is placed under the sender's ``epoch``."""
+        handle: Callable[[dict[str, Any]], dict[str, Any]] = (
+            server.query if kind == MessageType.SHARD_QUERY else
+            partial(server.write, epoch, server.store_payload)
+            if kind == MessageType.SHARD_STORE else server.delete_payload)
         return _guarded(server.agent_id, handle, payload)
 
     def store_many(
@@ -115,7 +118,10 @@ class ShardClient:
                 remote[shard] = (MessageType.SHARD_STORE, {"batch": as_batch(item).to_wire()})
                 continue
             try:  # _guarded, inlined: this runs once per shard of every fact promoted
-                out[shard] = server.put(item)
+                # placed under this client's epoch: the guard (an agent's ring keeper)
+                # learns of it (hive_core.membership.late_writes)
+                out[shard] = (server.put(item) if server.guard is None else
+                              server.write(self.epoch, server.put, item))
             except Exception as exc:
                 out[shard] = _failure(shard, exc)
                 if isinstance(exc, StaleEpoch):

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from hive_core import context, gossip
 from hive_core.config import BLOOM_FALSE_POSITIVE_RATE
@@ -24,11 +24,24 @@ from hive_core.scoring import CorpusStats
 from hive_core.store.base import ShardStore, StoreBatch, StoreRecord
 
 RingSource = Callable[[], HashRing]
+T = TypeVar("T")
 # What placement gives one shard: a batch, or one fact's record (promote_fact's write).
 Placed = StoreBatch | StoreRecord
 SELECTION_TTL = 120.0  # seconds a pull's selection is kept between its pages
 SELECTIONS_KEPT = 8  # concurrent pulls served from a kept selection; more rescan
 HANDOFF_PAGE = 2000  # facts per hand-off reply (~1 MB of JSON), each page its own deadline
+
+
+class WriteGuard(Protocol):
+    """Told of every write that lands on a shard, with the ring epoch it was authorised
+    under (an agent's ring keeper: hive_core.membership.late_writes says why)."""
+
+    def begin(self, epoch: int) -> int:
+        """A write authorised under ``epoch`` (0: the shard's own epoch now) starts; returns
+        the epoch to hand to :meth:`end`."""
+        ...
+
+    def end(self, epoch: int) -> None: ...
 
 
 class ShardServer:
@@ -42,6 +55,20 @@ class ShardServer:
         # SHARD_STORE batches stored: anti-entropy waits while they arrive (gossip.QuietGate)
         self.placements = 0
         self._part: tuple[object, int, CorpusStats] | None = None  # (ring, changes, part)
+        self.guard: WriteGuard | None = None  # set by an agent's ring keeper
+
+    def write(self, epoch: int, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, a write authorised under ring ``epoch`` (0: this shard's own epoch),
+        told to the guard before and after, so a cleanup neither begins while it is landing
+        nor counts as finished if it lands after one began (hive_core.membership.late_writes)."""
+        guard = self.guard
+        if guard is None:
+            return fn(*args)
+        used = guard.begin(epoch)
+        try:
+            return fn(*args)
+        finally:
+            guard.end(used)
 
     def collection_part(self) -> CorpusStats:
         """This shard's part of the hive's collection statistics: the facts it holds whose
@@ -64,13 +91,23 @@ class ShardServer:
         if env.type == MessageType.SHARD_QUERY:
             return env.reply(self.query(env.payload))
         if env.type == MessageType.SHARD_STORE:
-            return env.reply(self.store_payload(env.payload))
+            # Placed under the sender's epoch, which the receiver admitted (not older than
+            # its own then): the epoch its roles are owned under.
+            return env.reply(self.write(env.epoch, self.store_payload, env.payload))
         if env.type == MessageType.SHARD_DELETE:
             return env.reply(self.delete_payload(env.payload))
         if env.type == MessageType.GOSSIP_DIGEST and self.ring is not None:
-            return env.reply(gossip.answer(
-                self.store, self.agent_id, env.sender, env.payload, self.ring(),
-                int(env.payload.get("salt", 0)), BLOOM_FALSE_POSITIVE_RATE))
+            ring_now = self.ring
+
+            def answer() -> dict[str, Any]:
+                return gossip.answer(self.store, self.agent_id, env.sender, env.payload,
+                                     ring_now(), int(env.payload.get("salt", 0)),
+                                     BLOOM_FALSE_POSITIVE_RATE)
+
+            # A push stores what the sender found missing here, owned under this shard's
+            # ring as answer() reads it: after the guard took this shard's epoch (0).
+            return env.reply(self.write(0, answer) if env.payload.get("phase") == "push"
+                             else answer())
         return env.error(f"{self.agent_id} does not handle {env.type}")
 
     # The three handlers below are also called directly for the asking agent's own shard.

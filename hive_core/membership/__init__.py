@@ -5,5 +5,6 @@
 * :mod:`.redis_store`  RedisViewStore
 * :mod:`.ranges`       which key ranges an agent gains between two rings
 * :mod:`.handoff`      pulling gained ranges from their old owners; dropping stale roles
+* :mod:`.late_writes`  writes placed under an older ring: a cleanup waits for them, or redoes
 * :mod:`.liveness`     whether an agent process is alive (flock on one machine)
 """
