@@ -2,7 +2,7 @@
 per connection, hive_core.transports.conn_auth) and Redis (HMAC-SHA256 per message); numbers
 are indicative: a shared 2-core box.
 
-    python -m bench.auth_cost --requests 4000 --rounds 10 [--only unix|redis]
+    python -m bench.auth_cost --requests 4000 --rounds 10 [--only unix|redis] [--block N]
 
 * ``sign+verify``: one message signed and verified (hive_core.auth), by body size; a
   request/reply round trip on Redis does it twice (the request and the reply).
@@ -11,15 +11,19 @@ are indicative: a shared 2-core box.
   pass-through message policy; on Unix, connections used without a handshake). Two echo
   agents run side by side and requests alternate between them one by one (ABBA), so drift in
   the machine's load hits both alike (whole rounds of one then the other, as this bench
-  first did, moved the a/b by +-10% on a busy box). Each of ``--rounds`` rounds starts a
-  fresh pair (in alternating order): one pair can sit on the cores unevenly for its whole
-  life (+-9% between two identical agents was seen). ``a/b`` is what authentication adds to
-  the p50 end to end -- the target is < 5% -- as the median (and range) of the rounds' a/b,
-  and of all requests pooled; ``hmac alone`` is two sign + verify of a request-sized body
-  measured alone (an upper bound on the MAC work of a round trip whose reply is small),
-  relative to the unauthenticated p50 (Redis rows). Unix rows show instead ``new conn``: the
-  p50 of a first request on a new connection (connect, handshake, request), with and without
-  the handshake -- what it costs, once per pooled connection.
+  first did, moved the a/b by +-10% on a busy box). One by one, each signed request follows
+  an unsigned one, so the MAC's code and tables are cold every time (a cold HMAC is ~10-15
+  us against ~2 warm): the worst case. ``--block N`` alternates every N requests instead,
+  closer to a hive, where every message is signed. The Redis echo agent keeps its record of
+  handled requests on disk, as an agent does (one record per signed request). Each of
+  ``--rounds`` rounds starts a fresh pair (in alternating order): one pair can sit on the
+  cores unevenly for its whole life (+-9% between two identical agents was seen). ``a/b`` is
+  what authentication adds to the p50 end to end -- the target is < 5% -- as the median (and
+  range) of the rounds' a/b, and of all requests pooled; ``hmac alone`` is two sign + verify
+  of a request-sized body measured alone (an upper bound on the MAC work of a round trip
+  whose reply is small), relative to the unauthenticated p50 (Redis rows). Unix rows show
+  instead ``new conn``: the p50 of a first request on a new connection (connect, handshake,
+  request), with and without the handshake -- what it costs, once per pooled connection.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class PassThrough(MessageAuth):
     def verify(self, data: bytes, *, redelivery: bool | Callable[[], bool] = False) -> bytes:
         return data
 
+    def verify_reply(self, data: bytes) -> bytes:
+        return data
+
     def open(self, data: bytes, redelivery: bool | Callable[[], bool] = False
              ) -> tuple[bytes, bytes, int]:
         return data, b"", 0  # no nonce: the broker records nothing, as for unsigned bytes
@@ -80,14 +87,17 @@ def policy(key: bytes, on: bool, window: float) -> MessageAuth:
     return auth if on else PassThrough(auth.source, window=window)
 
 
-def transport(where: str, key: bytes, on: bool) -> ShardTransport:
-    """``unix:RUN_DIR`` or ``redis:PREFIX``, with the hive's authentication or none."""
+def transport(where: str, key: bytes, on: bool, replay_dir: Path | None = None
+              ) -> ShardTransport:
+    """``unix:RUN_DIR`` or ``redis:PREFIX``, with the hive's authentication or none.
+    ``replay_dir``: where a serving Redis agent records what it handled, as an agent does
+    (hive_core.transports.handled_journal: one record per request with authentication)."""
     kind, _, arg = where.partition(":")
     auth = policy(key, on, window_of(where))
     if kind == "unix":
         return UnixSocketTransport(Path(arg), auth=auth,
                                    conn_auth=None if on else Unauthenticated(auth))
-    return RedisShardTransport(URL, "bench", key_prefix=arg, auth=auth)
+    return RedisShardTransport(URL, "bench", key_prefix=arg, auth=auth, replay_dir=replay_dir)
 
 
 def window_of(where: str) -> float:
@@ -96,11 +106,12 @@ def window_of(where: str) -> float:
 
 def serve(where: str, key: bytes, on: bool) -> None:
     """The echo agent (a child process): serves until its stdin closes."""
-    server = transport(where, key, on)
-    server.bind("a", lambda env: env.reply({"echo": len(env.payload["q"])}))
-    print("ready", flush=True)
-    sys.stdin.read()
-    server.close()
+    with tempfile.TemporaryDirectory(prefix="auth-bench-replay-") as replay:
+        server = transport(where, key, on, Path(replay))
+        server.bind("a", lambda env: env.reply({"echo": len(env.payload["q"])}))
+        print("ready", flush=True)
+        sys.stdin.read()
+        server.close()
 
 
 def envelope(size: int) -> Envelope:
@@ -162,7 +173,8 @@ class Echo:
         self.child.wait(timeout=30)
 
 
-def compare(name: str, where: str, requests: int, rounds: int, size: int) -> None:
+def compare(name: str, where: str, requests: int, rounds: int, size: int,
+            block: int = 1) -> None:
     """p50 with and without authentication, requests interleaved one by one (ABBA) between
     two echo agents, so a change in the machine's load hits both sides alike. Each of
     ``rounds`` rounds starts a fresh pair of echo agents (in alternating order): a pair can
@@ -179,9 +191,9 @@ def compare(name: str, where: str, requests: int, rounds: int, size: int) -> Non
                 for on in order}
         mine: dict[bool, list[float]] = {True: [], False: []}
         try:
-            for i in range(each):
-                for on in order if i % 2 == 0 else order[::-1]:
-                    mine[on].append(echo[on].once())
+            for i in range(0, each, block):
+                for on in order if i // block % 2 == 0 else order[::-1]:
+                    mine[on].extend(echo[on].once() for _ in range(min(block, each - i)))
             for i in range(max(1, min(300, requests // 10) // rounds) if name == "unix" else 0):
                 for on in order if i % 2 == 0 else order[::-1]:
                     fresh[on].append(echo[on].fresh())
@@ -199,7 +211,7 @@ def compare(name: str, where: str, requests: int, rounds: int, size: int) -> Non
     else:
         trip_ms = 2 * hmac_cost(size, 2000) / 1000
         extra = f"hmac alone {trip_ms * 1000:5.1f} us = {100 * trip_ms / without:4.1f}% of p50"
-    print(f"{name:6} {size:>7} B  p50 with auth {with_auth:6.3f} ms  without "
+    print(f"{name:6} {size:>7} B  block {block:>3}  p50 with auth {with_auth:6.3f} ms  without "
           f"{without:6.3f} ms  a/b {statistics.median(per_round):+5.1f}% (median of "
           f"{rounds} rounds, {per_round[0]:+5.1f}..{per_round[-1]:+5.1f}%; pooled "
           f"{100 * (with_auth - without) / without:+5.1f}%)  {extra}  ({len(got[True])} "
@@ -212,6 +224,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 20_480])
     parser.add_argument("--only", choices=("unix", "redis"), help="one transport only")
+    parser.add_argument("--block", type=int, default=1,
+                        help="requests in a row to one side before switching (ABBA by block)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the echo agent's own mode
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
@@ -223,7 +237,8 @@ def main() -> None:
     for size in SIZES:
         print(f"  {size:>7} B  {hmac_cost(size, 2000):8.2f} us")
     run: Callable[[str, str], None] = lambda name, where: [  # noqa: E731
-        compare(name, where, args.requests, args.rounds, size) for size in args.sizes]
+        compare(name, where, args.requests, args.rounds, size, args.block)
+        for size in args.sizes]
     if args.only != "redis":
         with tempfile.TemporaryDirectory(prefix="auth-bench-") as tmp:
             run("unix", f"unix:{tmp}/run")

@@ -16,6 +16,7 @@ import pytest
 
 from hive_core.auth import KeySet, MessageAuth, Replayed, Stale, StaticKeys, new_key
 from hive_core.transports.handled_journal import RECORD, HandledJournal, Stamp, key_digest, stamp
+from hive_core.transports.record_file import written
 
 WINDOW = 60.0
 BOOT = 1_700_000_000.0
@@ -105,7 +106,7 @@ def test_a_damaged_record_is_not_trusted(tmp_path: Path, clock) -> None:
     first.handled(stamp(b"1-0", sender.sign(b"{}")))
     first.close()
     with open(tmp_path / "a.seen", "ab") as f:
-        f.write(b"\0" * (RECORD.size // 2))  # a torn record
+        f.write(b"H" + b"\1" * (RECORD.size // 2))  # a torn record (not one of ours)
     clock.now += 1
     _j, auth = next_incarnation(tmp_path, key, clock)
     with pytest.raises(Stale):
@@ -128,7 +129,8 @@ def test_records_roll_over_every_window_and_expire(tmp_path: Path, clock) -> Non
         auth.verify(recent)
     with pytest.raises(Stale):
         auth.verify(old)
-    assert (tmp_path / "a.seen").stat().st_size == RECORD.size  # compacted on open
+    data = (tmp_path / "a.seen").read_bytes()  # compacted on open: one record, then room
+    assert written(data, RECORD.size) == (RECORD.size, False)
 
 
 def test_a_redelivery_is_the_same_broker_entry_not_confirmed_gone(tmp_path: Path,

@@ -24,8 +24,9 @@ disk next to its shard.
 * A delivery that was abandoned (its reply could not be sent) is un-recorded, so the broker's
   redelivery of it runs.
 
-Records are written with one ``write()`` each and are not fsynced, so they survive the
-process (a crash, kill -9), not the machine. After the machine went down while the agent ran
+Records are stored through a shared memory map (hive_core.transports.record_file: no system
+call per request) and are not fsynced, so they survive the process (a crash, kill -9), not
+the machine. After the machine went down while the agent ran
 (the boot time changed and the last incarnation did not close), or when the files are damaged,
 the newest records may be missing: everything sent before this start is refused as stale
 (logged), so a request pending at the power loss is lost rather than perhaps run twice.
@@ -54,6 +55,7 @@ import psutil
 
 from hive_core.auth import MAX_NONCES, ReplayGuard, frame_nonce
 from hive_core.errors import TransportError
+from hive_core.transports.record_file import RecordFile, written
 
 if TYPE_CHECKING:
     from hive_core.hive_config import HiveConfig
@@ -116,7 +118,7 @@ class HandledJournal:
         self.floor = 0.0  # refuse what was sent at or before this (records may be lost)
         self._entries: OrderedDict[bytes, Stamp] = OrderedDict()
         self._lock = threading.Lock()
-        self._fd: int | None = None
+        self._out: RecordFile | None = None
         self._closed = False
         self._started = clock()
         self._boot = 0.0
@@ -147,7 +149,7 @@ class HandledJournal:
                            for digest, h in self._entries.items())
         _replace(self._file("seen"), records)  # compacted: only what is still in the window
         self._file("seen.old").unlink(missing_ok=True)
-        self._fd = os.open(self._file("seen"), os.O_WRONLY | os.O_APPEND, 0o600)
+        self._out = RecordFile(self._file("seen"), RECORD.size, start=len(records))
         self._write_session(open_=True)
 
     def _read(self, part: Path, oldest: float) -> bool:
@@ -156,8 +158,8 @@ class HandledJournal:
             data = part.read_bytes()
         except FileNotFoundError:
             return False
-        whole = len(data) - len(data) % RECORD.size
-        for offset in range(0, whole, RECORD.size):
+        end, damaged = written(data, RECORD.size)
+        for offset in range(0, end, RECORD.size):
             kind, nonce, sent_ms, digest = RECORD.unpack_from(data, offset)
             if kind == RELEASED:
                 self._entries.pop(digest, None)
@@ -166,7 +168,7 @@ class HandledJournal:
                     self._remember(digest, Stamp(digest, nonce, sent_ms / 1000))
             else:
                 return True
-        return whole != len(data)  # a torn last record: the machine went down mid-write
+        return damaged
 
     def _read_session(self) -> dict[str, object]:
         try:
@@ -187,11 +189,10 @@ class HandledJournal:
         entries, oldest = self._entries, now - self.window
         while entries and next(iter(entries.values())).sent_at < oldest:
             entries.popitem(last=False)
-        if self._fd is not None:
-            os.close(self._fd)
+        if self._out is not None:
+            self._out.close(sync=False)  # survives the process, as every record does
             os.replace(self._file("seen"), self._file("seen.old"))
-            self._fd = os.open(self._file("seen"), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                               0o600)
+            self._out = RecordFile(self._file("seen"), RECORD.size)
         self._started = now
 
     # -- the per-delivery path ------------------------------------------------------------------
@@ -224,9 +225,9 @@ class HandledJournal:
             now = self.clock()
             if now - self._started > self.window:
                 self._roll(now)
-            if self._fd is not None:
-                os.write(self._fd, RECORD.pack(HANDLED, delivery.nonce,
-                                               int(delivery.sent_at * 1000), delivery.digest))
+            if self._out is not None:
+                self._out.append(RECORD.pack(HANDLED, delivery.nonce,
+                                             int(delivery.sent_at * 1000), delivery.digest))
             self._remember(delivery.digest, delivery)
 
     @staticmethod
@@ -241,9 +242,9 @@ class HandledJournal:
         if delivery is None:
             return
         with self._lock:
-            if self._entries.pop(delivery.digest, None) is not None and self._fd is not None:
-                os.write(self._fd, RECORD.pack(RELEASED, delivery.nonce,
-                                               int(delivery.sent_at * 1000), delivery.digest))
+            if self._entries.pop(delivery.digest, None) is not None and self._out is not None:
+                self._out.append(RECORD.pack(RELEASED, delivery.nonce,
+                                             int(delivery.sent_at * 1000), delivery.digest))
 
     def _remember(self, digest: bytes, entry: Stamp) -> None:
         entries = self._entries
@@ -260,10 +261,9 @@ class HandledJournal:
             if self._closed:
                 return
             self._closed = True
-            if self._fd is not None:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+            if self._out is not None:
+                self._out.close()
+                self._out = None
                 self._write_session(open_=False)
 
     def __len__(self) -> int:
