@@ -62,3 +62,37 @@ def test_the_end_is_the_first_record_without_its_kind_and_anything_after_it_is_d
     assert written(one + b"H\1\1", SIZE) == (SIZE, True)  # a torn record not written here
     assert written(one + cut + record(3), SIZE) == (SIZE, True)
     assert written(b"", SIZE) == (0, False)
+
+
+def test_a_full_disk_is_an_os_error_not_a_crash(tmp_path: Path) -> None:
+    """Space is allocated when the file grows, so a full disk fails that call with ENOSPC
+    (reported by the journal's caller like any failed write) instead of killing the process
+    with SIGBUS on a store into a page without a block (a real, full tmpfs; in a child, so a
+    crash would show here as its exit status)."""
+    from disk_helpers import small_tmpfs
+
+    with small_tmpfs("ahrecord", "1m") as disk:
+        child = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+            import errno, os
+            from pathlib import Path
+            from hive_core.transports.record_file import INITIAL_RECORDS, RecordFile, written
+            out = RecordFile(Path({str(disk)!r}) / "a.seen", {SIZE})
+            fd = os.open({str(disk)!r} + "/filler", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, bytes(4096))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+            n = 0
+            try:
+                for n in range(INITIAL_RECORDS * 4):
+                    out.append(b"H" + bytes({SIZE - 1}))
+            except OSError as exc:
+                print("refused", exc.errno == errno.ENOSPC, n == INITIAL_RECORDS, flush=True)
+            os.unlink({str(disk)!r} + "/filler")
+            out.close()
+            data = Path({str(disk)!r}, "a.seen").read_bytes()
+            print("kept", written(data, {SIZE}) == (n * {SIZE}, False), flush=True)
+        """)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["refused", "True", "True", "kept", "True"], child.stdout

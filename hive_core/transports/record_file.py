@@ -35,8 +35,11 @@ class RecordFile:
         self._grow(max(INITIAL_RECORDS * size, 2 * start))
 
     def _grow(self, length: int) -> None:
+        """Room for more records, its disk blocks allocated now: a store into a mapped page
+        that has no block on a full disk kills the process (SIGBUS), where allocating here
+        raises OSError (ENOSPC), which the caller reports like any failed write."""
         length += -length % mmap.PAGESIZE
-        os.ftruncate(self._fd, length)
+        os.posix_fallocate(self._fd, 0, length)
         if self._map is None:
             self._map = mmap.mmap(self._fd, length)
         else:
