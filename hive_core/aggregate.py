@@ -1,17 +1,18 @@
 """Questions that gather: "How many pets does Tomas Silva have?", "List the projects ...".
 
-The answer is not one fact but the distinct things several facts name. On the merged pool
-of the routed search (the same on every hive size), facts that hold the question's names
-(its subject) and one of its other words (the relation: "pets", "named", "joined") are the
-group -- and, with the semantic re-rank on, those it judged to state the relation in other
-words (``result.related``, :mod:`hive_core.semantic.rerank`: "adopted a hamster named
-Toffee" for "pets"); the *items* are the names each of them adds -- runs of capitalised
-words that are not the subject (one capitalised word opening a sentence is grammar, not a
-name). The group goes
-first in the result, so the facts behind a list are the facts shown, and the answer counts
-or lists the items ("3: Ziggy, Bramble, Sesame."). The search still asks at most
-``query_fanout`` shards; the pool is larger than ``limit`` (``POOL``) so that all the items
-of a subject with much chatter about it can be among the facts gathered.
+The answer is not one fact but the distinct things several facts name. On the merged pool of
+the routed search (the same on every hive size), facts that hold the question's subject (its
+names; without names, its last definite phrase: "the chess club", hive_core.query) and one
+of its other words (the relation: "pets", "named", "joined"; "everyone" or "people" name no
+relation: then every fact about the subject) are the group -- and, with the semantic re-rank
+on, those it judged to state the relation in other words (``result.related``,
+:mod:`hive_core.semantic.rerank`: "adopted a hamster named Toffee" for "pets"); the *items*
+are the names each of them adds -- runs of capitalised words that are not the subject (one
+capitalised word opening a sentence is grammar, not a name). The group goes first in the
+result, so the facts behind a list are the facts shown, and the answer counts or lists the
+items ("3: Ziggy, Bramble, Sesame."). The search still asks at most ``query_fanout`` shards;
+the pool is larger than ``limit`` (``POOL``) so that all the items of a subject with much
+chatter about it can be among the facts gathered.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ if TYPE_CHECKING:
 
 POOL = 30
 STATED_TOP = 5  # the best facts checked for a number given outright
-# Capitalised by the calendar, not names of things a group holds ("The chess club meets on
-# Thursday evenings." says when, not who).
 # Words for "whoever belongs" ("List everyone on Project Osprey", "How many people joined
 # ..."): they say who is counted, not how they belong, so no fact need repeat them; a
 # question left with no other relation word gathers every fact about its subject.
 ANYONE = frozenset(("everyon", "everybody", "anyon", "peopl", "person", "member"))
+# Capitalised by the calendar, not names of things a group holds ("Jonas Weber joined the
+# chess club on Monday." says when, not who).
 CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april "
     "may june july august september october november december".split())
