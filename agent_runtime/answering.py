@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from hive_core.query import parse
 from hive_core.search import SearchResult
-from hive_core.text import tokenize
+from hive_core.text import terms_of
 
 NO_ANSWER = "No fact in the hive matches this question."
 
@@ -60,7 +60,7 @@ class ExtractiveAnswerer:
         if not result.facts:
             return []
         query = parse(question)
-        terms = [set(tokenize(f.content)) for f in result.facts]
+        terms = [terms_of(f.content) for f in result.facts]
         asked = {t for t in query.terms if t not in query.anchors}
         lead = next((i for i, ts in enumerate(terms) if asked & ts), 0) if asked else 0
         episode = result.facts[lead].metadata.get("episode")

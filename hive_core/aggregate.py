@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from hive_core.facts import HiveFact
 from hive_core.query import ParsedQuery
-from hive_core.text import has_digit, normalize_token, surface_tokens, token_spans, tokenize
+from hive_core.text import has_digit, normalize_token, surface_tokens, terms_of, token_spans
 
 if TYPE_CHECKING:
     from hive_core.search import SearchResult
@@ -94,7 +94,7 @@ def gather(result: SearchResult, query: ParsedQuery) -> SearchResult:
         return result  # a number someone stated is the answer, not a count of names
     subject = query.subject
     relation = {t for t in query.terms if t not in subject and t not in ANYONE}
-    terms = [set(tokenize(f.content)) for f in result.facts]
+    terms = [terms_of(f.content) for f in result.facts]
     group = [i for i, ts in enumerate(terms)
              if subject <= ts and (not relation or relation & ts
                                    or result.facts[i].fact_id in result.related)]

@@ -30,7 +30,7 @@ from typing import Any
 
 from hive_core.facts import HiveFact, place_of
 from hive_core.store.base import KEY_PREFIX, ScoredFact, ShardStore
-from hive_core.text import tokenize
+from hive_core.text import terms_of
 
 CONTEXT_WEIGHT = 0.5
 EXPAND_TOP = 10
@@ -112,7 +112,7 @@ def rerank(candidates: Sequence[ScoredFact], fetched: Mapping[Position, Sequence
         for hit in hits:
             score.setdefault(hit.fact.fact_id, hit)
             places.setdefault(hit.fact.fact_id, set()).add(where)
-    matched = {fid: frozenset(tokenize(hit.fact.content)) & weights.keys()
+    matched = {fid: terms_of(hit.fact.content) & weights.keys()
                for fid, hit in score.items()}
     matched_weight = {fid: sum(weights[w] for w in terms) for fid, terms in matched.items()}
     at: dict[Position, list[str]] = {}

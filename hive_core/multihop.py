@@ -45,7 +45,7 @@ from hive_core.aggregate import items_of
 from hive_core.facts import HiveFact
 from hive_core.query import ParsedQuery, parse
 from hive_core.search import SearchResult
-from hive_core.text import normalize_token, token_spans, tokenize
+from hive_core.text import normalize_token, terms_of, token_spans, tokenize
 
 # Words that invert a question before its subject ("Where *does* R live?").
 AUXILIARIES = frozenset("do does did is are was were has have had can could will would should "
@@ -268,7 +268,7 @@ def _subject(chain: Chain, first: SearchResult) -> tuple[HiveFact, str] | None:
     named = frozenset(tokenize(chain.text)) | chain.anchors
     found = []
     for fact in first.facts:
-        terms = set(tokenize(fact.content))
+        terms = terms_of(fact.content)
         if chain.anchors <= terms:
             others = items_of(fact, named)
             if others:
@@ -282,7 +282,7 @@ def _checked(second: SearchResult, question: str, bridge: set[str]) -> HiveFact 
     (None: the second hop found nothing about the bridge that answers it)."""
     asked_terms = set(parse(question).terms) - bridge
     for fact in second.facts:
-        terms = set(tokenize(fact.content))
+        terms = terms_of(fact.content)
         if bridge <= terms and asked_terms & terms:
             return fact
     return None

@@ -122,6 +122,15 @@ def tokenize(text: str) -> list[str]:
     return [t for t in map(norm, _TOKEN.findall(text)) if t is not None]
 
 
+@lru_cache(maxsize=1 << 12)
+def terms_of(text: str) -> frozenset[str]:
+    """The distinct terms of ``text`` (cached: a question's answer stages -- gathering,
+    versions, the context and relation re-ranks, two hops, the answer's pick -- each ask
+    it of the same pool facts, and an agent sees the same facts question after question;
+    4,096 sentences' terms take ~3 MB)."""
+    return frozenset(tokenize(text))
+
+
 def term_counts(text: str) -> dict[str, int]:
     """Term frequencies of ``text`` (what a shard stores per document)."""
     return dict(Counter(tokenize(text)))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from hive_core.facts import HiveFact
 from hive_core.query import ParsedQuery
-from hive_core.text import has_digit, normalize_token, surface_tokens, tokenize
+from hive_core.text import has_digit, normalize_token, surface_tokens, terms_of
 
 ORIGIN_CUES = frozenset("original originally initial initially first".split())
 PIVOT_WORDS = frozenset("before prior".split())
@@ -98,7 +98,7 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
     subject, pivot, attribute = _split(query)
     if not subject or not attribute:
         return
-    terms = [set(tokenize(f.content)) for f in result.facts]
+    terms = [terms_of(f.content) for f in result.facts]
     # A value named by its digits ("before it moved to 2026-09-24") was stated as digits
     # before too, whatever the verb ("is due on 2026-08-30"): such facts are versions.
     numeric = query.wants_past and any(has_digit(t) for t in pivot)

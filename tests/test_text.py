@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from hive_core.text import key_terms, query_terms, tokenize
+from hive_core.text import key_terms, query_terms, terms_of, tokenize
 
 
 def test_identifiers_stay_whole_tokens() -> None:
@@ -94,3 +94,11 @@ def test_a_question_is_parsed_once_into_terms_names_and_cues() -> None:
     assert parse("What did Marcus use to drive?").wants_past is False
     assert parse("What car did Marcus used to drive?").wants_past
     assert q.emphasis(1.5) == dict.fromkeys(q.anchors, 1.5) and q.emphasis(1.0) == {}
+
+
+def test_terms_of_is_the_set_of_tokenize_and_cannot_be_changed() -> None:
+    for text in ("Mei Tanaka adopted a parrot named Kiwi.", "INC-1042 was caused by CVE-2024-3042",
+                 "", "the a an"):
+        assert terms_of(text) == set(tokenize(text))
+        assert terms_of(text) is terms_of(text)  # one object per text: never mutated
+        assert isinstance(terms_of(text), frozenset)

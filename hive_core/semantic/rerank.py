@@ -40,7 +40,7 @@ from hive_core.query import ParsedQuery
 from hive_core.semantic.embedder import Embedder, Vector, cosine, quantize
 from hive_core.semantic.relation import fact_text, question_text
 from hive_core.store.base import ScoredFact
-from hive_core.text import tokenize
+from hive_core.text import terms_of
 
 if TYPE_CHECKING:
     from hive_core.search import SearchResult
@@ -129,4 +129,4 @@ def rerank(settings: RelationRerank, result: SearchResult, parsed: ParsedQuery,
 
 def holds(fact: HiveFact, subject: frozenset[str]) -> bool:
     """Whether ``fact`` names every term of ``subject`` (the question's names)."""
-    return subject <= set(tokenize(fact.content))
+    return subject <= terms_of(fact.content)
