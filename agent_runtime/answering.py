@@ -14,6 +14,8 @@ or answered nothing, the first hop's answer says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -74,7 +76,8 @@ class ExtractiveAnswerer:
         return [lead, *same_turn, *close][: self.max_facts]
 
     @staticmethod
-    def _distinctive(named: set[str], terms: list[set[str]]) -> set[str]:
+    def _distinctive(named: AbstractSet[str], terms: Sequence[AbstractSet[str]]
+                     ) -> set[str]:
         """The question's names in the best fact that fewest results share ("Osprey", not
         the "Project" every project fact has)."""
         if not named:

@@ -126,7 +126,7 @@ def _arrange(result: SearchResult, query: ParsedQuery) -> None:
 
 
 def _newest_by_concept(result: SearchResult, subject: frozenset[str],
-                       terms: Sequence[set[str]]) -> None:
+                       terms: Sequence[frozenset[str]]) -> None:
     """When no two facts share the question's attribute words ("What version is
     checkout-api running now?" against "checkout-api was upgraded to v1.23"), facts that hold
     the subject and were filed under one concept ("service version") are the versions: each
@@ -144,7 +144,8 @@ def _newest_by_concept(result: SearchResult, subject: frozenset[str],
     result.reorder(facts)
 
 
-def _choose(versions: Sequence[HiveFact], facts: Sequence[HiveFact], terms: Sequence[set[str]],
+def _choose(versions: Sequence[HiveFact], facts: Sequence[HiveFact],
+            terms: Sequence[frozenset[str]],
             query: ParsedQuery, subject: frozenset[str], pivot: frozenset[str]
             ) -> tuple[HiveFact, HiveFact | None] | None:
     """(the version asked for, the one to name beside it)."""
