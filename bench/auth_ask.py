@@ -32,15 +32,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.auth_cost import REPO, URL, policy
+from bench.auth_cost import REPO, URL, transport
 from bench.common import pct, turn
-from hive_core.auth import BROKER_WINDOW, new_key
+from hive_core.auth import new_key
 from hive_core.hive_config import AgentConfig, HiveConfig
 from hive_core.messages import Envelope, MessageType
 from hive_core.transports.base import check_reply
-from hive_core.transports.redis import RedisShardTransport, purge_hive_keys
+from hive_core.transports.redis import purge_hive_keys
 
-HIVE = "bench"
+HIVE = "bench"  # the hive bench.auth_cost.transport opens
 READY_WITHIN = 90.0
 
 
@@ -49,19 +49,13 @@ def hive_config(prefix: str, names: list[str]) -> HiveConfig:
                       shard_backend="memory", agents=tuple(AgentConfig(n) for n in names))
 
 
-def transport(prefix: str, key: bytes, on: bool, replay_dir: Path | None = None
-              ) -> RedisShardTransport:
-    return RedisShardTransport(URL, HIVE, key_prefix=prefix, replay_dir=replay_dir,
-                               auth=policy(key, on, BROKER_WINDOW))
-
-
 def serve(prefix: str, names: list[str], name: str, key: bytes, on: bool) -> None:
     """One agent (a child process): serves until its stdin closes."""
     from agent_runtime.agent import Agent  # the agent's imports only in the children
 
     home = Path(os.environ["AMPLIHACK_HOME"])
     agent = Agent(hive_config(prefix, names), name,
-                  transport=transport(prefix, key, on, home / "replay" / name))
+                  transport=transport(f"redis:{prefix}", key, on, home / "replay" / name))
     agent.start()
     print("ready", flush=True)
     sys.stdin.read()
@@ -81,7 +75,7 @@ class Hive:
              "--names", ",".join(self.names), "--name", name, *([] if on else ["--plain"])],
             cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True) for name in self.names]
-        self.client = transport(prefix, key, on)
+        self.client = transport(f"redis:{prefix}", key, on)
 
     def call(self, kind: MessageType, target: str, payload: dict[str, Any],
              timeout: float = 30.0) -> dict[str, Any]:

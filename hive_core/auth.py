@@ -213,6 +213,13 @@ def process_keys() -> StaticKeys:
         return StaticKeys(KeySet(_process_key, (_process_key,)))
 
 
+def check_age(sent_at: float, now: float, window: float) -> None:
+    """Stale if a message sent at ``sent_at`` is more than ``window`` seconds from ``now``,
+    either way (clock skew)."""
+    if not -window <= now - sent_at <= window:
+        raise Stale(f"message sent {now - sent_at:.0f}s from now (window {window:g}s)")
+
+
 class ReplayGuard:
     """Nonces accepted within the window (bounded; see the module docstring).
 
@@ -235,9 +242,7 @@ class ReplayGuard:
 
     def claim(self, nonce: bytes, sent_at: float, now: float) -> None:
         """Accept ``nonce`` once; raises Stale or Replayed."""
-        if not -self.window <= now - sent_at <= self.window:
-            raise Stale(f"message sent {now - sent_at:.0f}s from now (window "
-                        f"{self.window:g}s)")
+        check_age(sent_at, now, self.window)
         with self._lock:
             if now >= self._next_sweep or len(self._order) >= self.max_nonces:
                 self._expire(now)
@@ -337,13 +342,16 @@ class MessageAuth:
         add nothing but work on each round trip's critical path and memory in every asker.
         """
         try:
-            return self._check(data)[0]
+            body, _nonce, sent_ms = self._check(data)
+            check_age(sent_ms / 1000, self.clock(), self.window)
+            return body
         except AuthRejected as exc:
             self._count(exc)
             raise
 
     def _check(self, data: bytes) -> tuple[bytes, bytes, int]:
-        """MAC and send time of a frame (raises, uncounted); its body, nonce and send time."""
+        """The MAC of a frame (raises, uncounted; its age is the caller's to check, once:
+        a request's by the replay guard's claim); its body, nonce and send time (ms)."""
         if len(data) < OVERHEAD or data[:4] != MAGIC:
             raise Unsigned("message is not signed with the hive's secret")
         _magic, kid, sent_ms, nonce = HEADER.unpack_from(data)
@@ -355,9 +363,6 @@ class MessageAuth:
         if not hmac.compare_digest(mac.digest2(data[:HEADER.size], body),
                                    data[HEADER.size:OVERHEAD]):
             raise BadMac("message authentication code does not match (tampered?)")
-        age = self.clock() - sent_ms / 1000
-        if not -self.window <= age <= self.window:
-            raise Stale(f"message sent {age:.0f}s from now (window {self.window:g}s)")
         return body, nonce, sent_ms
 
     def open(self, data: bytes, redelivery: bool | Callable[[], bool] = False

@@ -265,7 +265,7 @@ def left(deadline: float | None) -> float | None:
 def _subject(chain: Chain, first: SearchResult) -> tuple[HiveFact, str] | None:
     """The first hop's fact that names the bridge, and the bridge: the best fact holding
     the phrase's names and another name, one with a relation word first if any has one."""
-    named = frozenset(tokenize(chain.text)) | chain.anchors
+    named = terms_of(chain.text) | chain.anchors
     found = []
     for fact in first.facts:
         terms = terms_of(fact.content)
@@ -277,7 +277,8 @@ def _subject(chain: Chain, first: SearchResult) -> tuple[HiveFact, str] | None:
     return None if best is None else (best[1], best[2])
 
 
-def _checked(second: SearchResult, question: str, bridge: set[str]) -> HiveFact | None:
+def _checked(second: SearchResult, question: str, bridge: frozenset[str]
+             ) -> HiveFact | None:
     """The second hop's fact that holds the bridge and something else the question asks
     (None: the second hop found nothing about the bridge that answers it)."""
     asked_terms = set(parse(question).terms) - bridge
@@ -322,14 +323,15 @@ def follow(chain: Chain, first: SearchResult, limit: int, fanout: int,
                      "a limit of one fact leaves no room for the second hop")
         return first
     bridge = parse(hops.question).terms
-    finding = [t for t in bridge if t in set(tokenize(hops.bridge))][:1]
+    bridge_terms = terms_of(hops.bridge)
+    finding = [t for t in bridge if t in bridge_terms][:1]
     second = second_hop(hops.question, finding) if finding else None
     if second is None:
         hops.over_budget = hops.tell = bool(finding)
         hops.note = (f"{hops.bridge} was not searched: the question may ask at most {fanout} "
                      "shards" if finding else f"{hops.bridge} has no term to search by")
         return first
-    fact = _checked(second, hops.question, set(tokenize(hops.bridge)))
+    fact = _checked(second, hops.question, bridge_terms)
     if fact is None and not second.items:
         hops.note = f"no fact about {hops.bridge} answers the rest of the question"
         hops.tell = True

@@ -94,9 +94,10 @@ class VectorCache:
 def rerank(settings: RelationRerank, result: SearchResult, parsed: ParsedQuery,
            vectors: VectorCache, fetch: context.Fetch) -> context.Fetch:
     """Re-score ``result`` in place; returns ``fetch`` wrapped so that the neighbour facts
-    it brings are scored the same way. A question without names, or with nothing left once
-    they are out, is left as BM25 ranked it."""
-    subject = parsed.subject or parsed.anchors
+    it brings are scored the same way. A question without a subject (no names; for a
+    gathering question, no definite phrase either), or with nothing left once it is out, is
+    left as BM25 ranked it."""
+    subject = parsed.subject  # its names, or a gathering question's definite phrase
     asked = question_text(parsed.text, subject)
     (qvec,) = vectors([asked]) if asked and subject else (None,)
     if qvec is None or not any(qvec):
